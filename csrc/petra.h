@@ -1,0 +1,228 @@
+/*
+ * petra.h - the C core's public API, and the single source of declarations.
+ *
+ * The block between CFFI-BEGIN and CFFI-END is read verbatim by
+ * petra/_native_build.py and given to cffi's cdef, so it holds only plain
+ * declarations (no macros, no _Atomic). The shared-memory structs live in
+ * layout.h and are never exposed: Python sees a handle and these functions.
+ *
+ * Return codes: 0 or a positive count on success, a negative PETRA_E* on failure.
+ * petra/shm/_core.py is the one module that turns them into exceptions.
+ */
+#ifndef PETRA_H
+#define PETRA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CFFI-BEGIN */
+typedef enum {
+    PETRA_OK = 0,
+    PETRA_EINVAL = -1,      /* bad argument */
+    PETRA_ERANGE = -2,      /* index out of range */
+    PETRA_EBUSY = -3,       /* a writer held the slot past the retry limit */
+    PETRA_ETYPE = -4,       /* value type does not match the slot type */
+    PETRA_EMAGIC = -5,      /* not a petra segment (or not ready yet) */
+    PETRA_EABI = -6,        /* ABI version differs */
+    PETRA_ELAYOUT = -7,     /* struct layout hash differs */
+    PETRA_ESIZE = -8,       /* mapping smaller than the header says */
+    PETRA_ENOMEM = -9,
+    PETRA_EFULL = -10       /* no free heartbeat record */
+} petra_rc_t;
+
+typedef enum {
+    PETRA_T_BOOL = 1,
+    PETRA_T_INT = 2,
+    PETRA_T_FLOAT = 3
+} petra_type_t;
+
+typedef enum {
+    PETRA_Q_BAD = 0,
+    PETRA_Q_UNCERTAIN = 1,
+    PETRA_Q_GOOD = 2
+} petra_quality_t;
+
+typedef enum {
+    PETRA_SUB_NONE = 0,
+    PETRA_SUB_WRITER_DIED = 1,
+    PETRA_SUB_NOT_CONNECTED = 2,
+    PETRA_SUB_DEVICE_FAILURE = 3,
+    PETRA_SUB_CONFIG = 4,
+    PETRA_SUB_LAST_KNOWN = 5,
+    PETRA_SUB_CALC = 6,
+    PETRA_SUB_INITIAL = 7
+} petra_substatus_t;
+
+typedef struct petra_seg petra_seg_t;
+
+typedef struct {
+    char name[64];
+    char unit[16];
+    char owner[24];
+    uint8_t type;
+    uint32_t flags;
+    uint64_t initial;        /* value bits */
+    uint8_t initial_quality;
+} petra_sigdef_t;
+
+typedef struct {
+    union {
+        uint64_t u;
+        int64_t i;
+        double f;
+    };                       /* the value: u for raw bits, i for bool/int, f for float */
+    int64_t source_ts_ns;
+    int64_t write_ts_ns;
+    uint32_t writer;
+    uint8_t type;
+    uint8_t quality;
+    uint8_t substatus;
+} petra_sample_t;
+
+typedef struct {
+    uint32_t abi_version;
+    uint64_t layout_hash;
+    uint64_t directory_hash;
+    char instance[64];
+    int64_t created_ns;
+    uint64_t total_size;
+    uint32_t n_signals;
+    uint32_t n_heartbeats;
+    uint64_t journal_capacity;
+    uint64_t journal_head;
+    uint64_t producer_drops;
+    uint32_t creator_pid;
+    uint64_t dir_offset;
+    uint64_t slots_offset;
+    uint64_t journal_offset;
+    uint64_t stats_offset;
+    uint64_t hb_offset;
+} petra_info_t;
+
+/* A journal consumer's private cursor; lives in the consumer's own memory. */
+typedef struct {
+    uint64_t next;           /* next position to read */
+    uint64_t received;
+    uint64_t lost;           /* positions skipped: lapped, dropped or stalled */
+    uint64_t overruns;       /* times the ring lapped this consumer */
+    uint64_t stall_pos;      /* position the consumer waits on */
+    int64_t stall_since_ns;  /* CLOCK_MONOTONIC when it started waiting */
+    int64_t stall_timeout_ns;
+} petra_cursor_t;
+
+typedef struct {
+    int64_t period_ns;
+    int64_t started_ns;
+    uint64_t cycles;
+    uint64_t overruns;
+    uint64_t skipped;
+    int64_t wake_min_ns;
+    int64_t wake_max_ns;
+    int64_t wake_sum_ns;
+    int64_t wake_last_ns;
+    int64_t exec_min_ns;
+    int64_t exec_max_ns;
+    int64_t exec_sum_ns;
+    int64_t exec_last_ns;
+    uint64_t wake_hist[1001];
+    uint64_t exec_hist[1001];
+    uint64_t worst_cycle[8];
+    int64_t worst_latency_ns[8];
+} petra_stats_out_t;
+
+typedef struct {
+    uint32_t pid;
+    uint32_t state;
+    int64_t last_beat_ns;
+    uint32_t restarts;
+    uint32_t cpu;
+    char role[48];
+    uint64_t counters[8];
+} petra_hb_out_t;
+
+/* Layout planning and creation. */
+size_t petra_segment_size(uint32_t n_signals, uint64_t journal_capacity,
+                          uint32_t n_heartbeats);
+uint64_t petra_layout_hash(void);
+uint32_t petra_abi_version(void);
+int petra_init(void *base, size_t size, const char *instance,
+               const petra_sigdef_t *defs, uint32_t n_signals,
+               uint64_t journal_capacity, uint32_t n_heartbeats, uint32_t creator_pid);
+
+/* Handles: a private view of a mapped segment. */
+int petra_open(void *base, size_t size, int readonly, uint32_t writer,
+               petra_seg_t **out);
+void petra_close(petra_seg_t *seg);
+void petra_set_writer(petra_seg_t *seg, uint32_t writer);
+void petra_set_retry_limit(petra_seg_t *seg, uint32_t retries);
+int petra_info(const petra_seg_t *seg, petra_info_t *out);
+int petra_dir_get(const petra_seg_t *seg, uint32_t index, petra_sigdef_t *out);
+uint32_t petra_n_signals(const petra_seg_t *seg);
+
+/* Single-signal access. */
+int petra_read(petra_seg_t *seg, uint32_t index, petra_sample_t *out);
+int petra_write(petra_seg_t *seg, uint32_t index, uint8_t type, uint64_t bits,
+                uint8_t quality, uint8_t substatus, int64_t source_ts_ns);
+int petra_write_f64(petra_seg_t *seg, uint32_t index, double value, uint8_t quality,
+                    int64_t source_ts_ns);
+int petra_write_i64(petra_seg_t *seg, uint32_t index, int64_t value, uint8_t quality,
+                    int64_t source_ts_ns);
+double petra_get_f64(petra_seg_t *seg, uint32_t index, int *rc);
+int64_t petra_get_i64(petra_seg_t *seg, uint32_t index, int *rc);
+
+/* Batch access: indices, or a contiguous range when idx is NULL (start = first). */
+int64_t petra_read_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, size_t n,
+                         uint64_t *values, uint8_t *quality, int64_t *source_ts,
+                         uint32_t *busy_out);
+int64_t petra_read_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t first,
+                             size_t n, double *values, uint8_t *quality,
+                             uint32_t *busy_out);
+int64_t petra_write_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, size_t n,
+                          const uint64_t *values, const uint8_t *quality,
+                          const int64_t *source_ts);
+int64_t petra_write_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t first,
+                              size_t n, const double *values, const uint8_t *quality);
+int64_t petra_bench_read_range(petra_seg_t *seg, uint32_t first, size_t n,
+                               uint32_t iterations, uint64_t *values, uint8_t *quality);
+int64_t petra_bench_write_range(petra_seg_t *seg, uint32_t first, size_t n,
+                                uint32_t iterations, const uint64_t *values,
+                                const uint8_t *quality);
+
+/* Dead writers. */
+int64_t petra_repair_writer(petra_seg_t *seg, uint32_t dead_writer);
+int petra_debug_begin_write(petra_seg_t *seg, uint32_t index);
+
+/* Change journal. */
+void petra_cursor_init(const petra_seg_t *seg, petra_cursor_t *cur, int from_start,
+                       int64_t stall_timeout_ns);
+int64_t petra_journal_read(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
+                           uint32_t *slot, uint64_t *value, uint8_t *type,
+                           uint8_t *quality, int64_t *source_ts, int64_t *write_ts,
+                           uint32_t *writer);
+int64_t petra_journal_append(petra_seg_t *seg, uint32_t slot, uint8_t type,
+                             uint64_t value, uint8_t quality, uint8_t substatus,
+                             int64_t source_ts_ns, int64_t write_ts_ns);
+uint64_t petra_journal_head(const petra_seg_t *seg);
+
+/* Scan statistics (single writer) and heartbeats. */
+int petra_stats_reset(petra_seg_t *seg, int64_t period_ns);
+int petra_stats_record(petra_seg_t *seg, int64_t wake_ns, int64_t exec_ns,
+                       uint64_t overruns, uint64_t skipped);
+int petra_stats_read(const petra_seg_t *seg, petra_stats_out_t *out);
+int petra_hb_register(petra_seg_t *seg, uint32_t pid, const char *role, uint32_t cpu);
+int petra_hb_release(petra_seg_t *seg, uint32_t record);
+int petra_hb_beat(petra_seg_t *seg, uint32_t record, uint32_t state);
+int petra_hb_set_counter(petra_seg_t *seg, uint32_t record, uint32_t counter,
+                         uint64_t value);
+int petra_hb_add_restart(petra_seg_t *seg, uint32_t record);
+int petra_hb_read(const petra_seg_t *seg, uint32_t record, petra_hb_out_t *out);
+int64_t petra_now_mono_ns(void);
+int64_t petra_now_real_ns(void);
+/* CFFI-END */
+
+#define PETRA_ABI_VERSION 1
+#define PETRA_DEFAULT_RETRIES 256
+#define PETRA_FLAG_WRITABLE 1u   /* operators may write it */
+#define PETRA_FLAG_RETAIN 2u
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * segment.c - creating, validating and describing a segment.
+ * Mapping and naming (shm_open, mode 0660) are done in Python with posix-ipc;
+ * this file lays out and checks the bytes of a mapping it is given.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+typedef struct {
+    size_t dir_off, dir_size, slots_off, slots_size, j_off, j_size, stats_off,
+        stats_size, hb_off, hb_size, total;
+} plan_t;
+
+static plan_t plan(uint32_t n, uint64_t cap, uint32_t n_hb) {
+    plan_t p;
+    p.dir_off = sizeof(petra_header_t);
+    p.dir_size = align_up((size_t)n * sizeof(petra_dir_entry_t), PETRA_CACHE_LINE);
+    p.slots_off = p.dir_off + p.dir_size;
+    p.slots_size = (size_t)n * sizeof(petra_slot_t);
+    p.j_off = p.slots_off + p.slots_size;
+    p.j_size = sizeof(petra_journal_hdr_t) + (size_t)cap * sizeof(petra_jentry_t);
+    p.j_size = align_up(p.j_size, PETRA_CACHE_LINE);
+    p.stats_off = p.j_off + p.j_size;
+    p.stats_size = align_up(sizeof(petra_stats_t), PETRA_CACHE_LINE);
+    p.hb_off = p.stats_off + p.stats_size;
+    p.hb_size = (size_t)n_hb * sizeof(petra_hb_t);
+    p.total = align_up(p.hb_off + p.hb_size, 4096);
+    return p;
+}
+
+size_t petra_segment_size(uint32_t n_signals, uint64_t journal_capacity,
+                          uint32_t n_heartbeats) {
+    return plan(n_signals, journal_capacity, n_heartbeats).total;
+}
+
+uint64_t petra_layout_hash(void) {
+    const uint64_t words[] = PETRA_LAYOUT_WORDS;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        for (int b = 0; b < 8; b++) {
+            h ^= (words[i] >> (8 * b)) & 0xff;
+            h *= 1099511628211ULL;
+        }
+    }
+    return h;
+}
+
+uint32_t petra_abi_version(void) { return PETRA_ABI_VERSION; }
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+int petra_init(void *base, size_t size, const char *instance,
+               const petra_sigdef_t *defs, uint32_t n_signals,
+               uint64_t journal_capacity, uint32_t n_heartbeats, uint32_t creator_pid) {
+    if (!base || !instance || (n_signals && !defs)) return PETRA_EINVAL;
+    if (journal_capacity < 2 || (journal_capacity & (journal_capacity - 1)))
+        return PETRA_EINVAL;
+    if (strlen(instance) >= sizeof(((petra_header_t *)0)->instance)) return PETRA_EINVAL;
+    plan_t p = plan(n_signals, journal_capacity, n_heartbeats);
+    if (size < p.total) return PETRA_ESIZE;
+
+    uint8_t *b = base;
+    petra_header_t *h = base;
+    /* The caller just created this object with O_EXCL: no one else can attach
+     * while magic is 0 (attach refuses), so plain stores are fine until the
+     * release store of magic below. */
+    memset(b, 0, p.total);
+    h->abi_version = PETRA_ABI_VERSION;
+    h->header_size = sizeof(petra_header_t);
+    h->layout_hash = petra_layout_hash();
+    strncpy(h->instance, instance, sizeof(h->instance) - 1);
+    h->created_ns = petra__clock(CLOCK_REALTIME);
+    h->total_size = p.total;
+    h->n_signals = n_signals;
+    h->n_heartbeats = n_heartbeats;
+    h->dir_offset = p.dir_off;
+    h->dir_size = p.dir_size;
+    h->slots_offset = p.slots_off;
+    h->slots_size = p.slots_size;
+    h->journal_offset = p.j_off;
+    h->journal_size = p.j_size;
+    h->journal_capacity = journal_capacity;
+    h->stats_offset = p.stats_off;
+    h->stats_size = p.stats_size;
+    h->hb_offset = p.hb_off;
+    h->hb_size = p.hb_size;
+    h->creator_pid = creator_pid;
+
+    petra_dir_entry_t *dir = (petra_dir_entry_t *)(b + p.dir_off);
+    petra_slot_t *slots = (petra_slot_t *)(b + p.slots_off);
+    uint64_t dh = 1469598103934665603ULL;
+    int64_t now = h->created_ns;
+    for (uint32_t i = 0; i < n_signals; i++) {
+        const petra_sigdef_t *d = &defs[i];
+        if (d->type < PETRA_T_BOOL || d->type > PETRA_T_FLOAT) return PETRA_ETYPE;
+        if (d->name[0] == 0 || memchr(d->name, 0, sizeof(d->name)) == NULL)
+            return PETRA_EINVAL;
+        memcpy(dir[i].name, d->name, sizeof(dir[i].name));
+        memcpy(dir[i].unit, d->unit, sizeof(dir[i].unit));
+        dir[i].unit[sizeof(dir[i].unit) - 1] = 0;
+        memcpy(dir[i].owner, d->owner, sizeof(dir[i].owner));
+        dir[i].owner[sizeof(dir[i].owner) - 1] = 0;
+        dir[i].type = d->type;
+        dir[i].flags = d->flags;
+        dh = fnv_bytes(dh, d->name, strlen(d->name) + 1);
+        dh = fnv_bytes(dh, &d->type, 1);
+        /* relaxed: published by the release store of magic. */
+        atomic_store_explicit(&slots[i].value, d->initial, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].quality, d->initial_quality, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].substatus, PETRA_SUB_INITIAL, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].write_ts_ns, now, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].source_ts_ns, now, memory_order_relaxed);
+        slots[i].type = d->type;
+    }
+    h->directory_hash = dh;
+    /* Release: pairs with the acquire load of magic in petra_open, so a process
+     * that sees the magic sees every byte written above. */
+    atomic_store_explicit(&h->magic, PETRA_MAGIC, memory_order_release);
+    return PETRA_OK;
+}
+
+int petra_open(void *base, size_t size, int readonly, uint32_t writer,
+               petra_seg_t **out) {
+    if (!base || !out) return PETRA_EINVAL;
+    if (size < sizeof(petra_header_t)) return PETRA_ESIZE;
+    petra_header_t *h = base;
+    /* Acquire: pairs with the creator's release store of magic (petra_init). */
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) != PETRA_MAGIC)
+        return PETRA_EMAGIC;
+    if (h->abi_version != PETRA_ABI_VERSION) return PETRA_EABI;
+    if (h->layout_hash != petra_layout_hash()) return PETRA_ELAYOUT;
+    if (h->total_size > size) return PETRA_ESIZE;
+    petra_seg_t *s = calloc(1, sizeof(*s));
+    if (!s) return PETRA_ENOMEM;
+    uint8_t *b = base;
+    s->base = b;
+    s->size = size;
+    s->readonly = readonly;
+    s->writer = writer;
+    s->retry_limit = PETRA_DEFAULT_RETRIES;
+    s->hdr = h;
+    s->dir = (petra_dir_entry_t *)(b + h->dir_offset);
+    s->slots = (petra_slot_t *)(b + h->slots_offset);
+    s->jhdr = (petra_journal_hdr_t *)(b + h->journal_offset);
+    s->ring = (petra_jentry_t *)(b + h->journal_offset + sizeof(petra_journal_hdr_t));
+    s->jmask = h->journal_capacity - 1;
+    s->stats = (petra_stats_t *)(b + h->stats_offset);
+    s->hb = (petra_hb_t *)(b + h->hb_offset);
+    s->n_signals = h->n_signals;
+    s->n_hb = h->n_heartbeats;
+    *out = s;
+    return PETRA_OK;
+}
+
+void petra_close(petra_seg_t *seg) { free(seg); }
+
+void petra_set_writer(petra_seg_t *seg, uint32_t writer) { seg->writer = writer; }
+
+void petra_set_retry_limit(petra_seg_t *seg, uint32_t retries) {
+    seg->retry_limit = retries ? retries : 1;
+}
+
+uint32_t petra_n_signals(const petra_seg_t *seg) { return seg->n_signals; }
+
+int petra_info(const petra_seg_t *seg, petra_info_t *out) {
+    const petra_header_t *h = seg->hdr;
+    memset(out, 0, sizeof(*out));
+    out->abi_version = h->abi_version;
+    out->layout_hash = h->layout_hash;
+    out->directory_hash = h->directory_hash;
+    memcpy(out->instance, h->instance, sizeof(out->instance));
+    out->created_ns = h->created_ns;
+    out->total_size = h->total_size;
+    out->n_signals = h->n_signals;
+    out->n_heartbeats = h->n_heartbeats;
+    out->journal_capacity = h->journal_capacity;
+    /* relaxed: a monitoring snapshot; orders nothing. */
+    out->journal_head = atomic_load_explicit(&seg->jhdr->head, memory_order_relaxed);
+    out->producer_drops =
+        atomic_load_explicit(&seg->jhdr->producer_drops, memory_order_relaxed);
+    out->creator_pid = h->creator_pid;
+    out->dir_offset = h->dir_offset;
+    out->slots_offset = h->slots_offset;
+    out->journal_offset = h->journal_offset;
+    out->stats_offset = h->stats_offset;
+    out->hb_offset = h->hb_offset;
+    return PETRA_OK;
+}
+
+int petra_dir_get(const petra_seg_t *seg, uint32_t index, petra_sigdef_t *out) {
+    if (index >= seg->n_signals) return PETRA_ERANGE;
+    const petra_dir_entry_t *d = &seg->dir[index];
+    memset(out, 0, sizeof(*out));
+    memcpy(out->name, d->name, sizeof(out->name));
+    memcpy(out->unit, d->unit, sizeof(out->unit));
+    memcpy(out->owner, d->owner, sizeof(out->owner));
+    out->type = d->type;
+    out->flags = d->flags;
+    return PETRA_OK;
+}
+
+int64_t petra_now_mono_ns(void) { return petra__clock(CLOCK_MONOTONIC); }
+int64_t petra_now_real_ns(void) { return petra__clock(CLOCK_REALTIME); }

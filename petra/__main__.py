@@ -1,0 +1,5 @@
+import sys
+
+from petra.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The shared segment: signal table, change journal, scan stats and heartbeats.
+
+Public surface of the package; the implementation lives in the ``_*.py`` modules.
+See ``docs/api.md`` for a walk-through and ``docs/design/shared-segment.md`` for the
+layout and protocols.
+"""
+
+from petra.shm._journal import JournalBatch, JournalConsumer
+from petra.shm._monitor import (
+    Heartbeat,
+    HeartbeatHandle,
+    ProcessState,
+    ScanStats,
+    StatsWriter,
+    add_restart,
+    hist_percentile_us,
+    read_heartbeats,
+    read_stats,
+)
+from petra.shm._segment import (
+    BatchRead,
+    Segment,
+    SegmentInfo,
+    SignalInfo,
+    decode_bits,
+    list_instances,
+    segment_name,
+    unlink_instance,
+)
+from petra.shm._types import (
+    Quality,
+    Sample,
+    SignalDef,
+    SignalType,
+    Substatus,
+    Value,
+    validate_instance_name,
+    validate_signal_name,
+)
+
+__all__ = [
+    "BatchRead",
+    "Heartbeat",
+    "HeartbeatHandle",
+    "JournalBatch",
+    "JournalConsumer",
+    "ProcessState",
+    "Quality",
+    "Sample",
+    "ScanStats",
+    "Segment",
+    "SegmentInfo",
+    "SignalDef",
+    "SignalInfo",
+    "SignalType",
+    "StatsWriter",
+    "Substatus",
+    "Value",
+    "add_restart",
+    "decode_bits",
+    "hist_percentile_us",
+    "list_instances",
+    "read_heartbeats",
+    "read_stats",
+    "segment_name",
+    "unlink_instance",
+    "validate_instance_name",
+    "validate_signal_name",
+]

@@ -1,0 +1,175 @@
+"""Scan timing statistics and process heartbeats: what petra-top and the supervisor read.
+
+The scan is the only writer of the stats block; every process owns one heartbeat
+record. Readers never block either.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from petra.shm._core import check, ffi, lib, now_mono_ns
+from petra.shm._segment import Segment
+
+HIST_BUCKETS = 1000  # 1 us wide, plus one overflow bucket
+HB_COUNTERS = 8
+
+
+class ProcessState(enum.IntEnum):
+    """What a process says about itself in its heartbeat record."""
+
+    STARTING = 0
+    RUNNING = 1
+    DEGRADED = 2
+    STOPPING = 3
+    STOPPED = 4
+    FAILED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStats:
+    """A consistent snapshot of the scan's timing statistics (times in ns)."""
+
+    period_ns: int
+    started_ns: int
+    cycles: int
+    overruns: int
+    skipped: int
+    wake_min_ns: int
+    wake_max_ns: int
+    wake_avg_ns: float
+    wake_last_ns: int
+    exec_min_ns: int
+    exec_max_ns: int
+    exec_avg_ns: float
+    exec_last_ns: int
+    wake_hist: npt.NDArray[np.uint64] = field(repr=False)
+    exec_hist: npt.NDArray[np.uint64] = field(repr=False)
+    worst: tuple[tuple[int, int], ...] = ()
+
+    def wake_percentile_us(self, p: float) -> float:
+        return hist_percentile_us(self.wake_hist, p)
+
+    def exec_percentile_us(self, p: float) -> float:
+        return hist_percentile_us(self.exec_hist, p)
+
+
+def hist_percentile_us(hist: npt.NDArray[np.uint64], p: float) -> float:
+    """Upper edge (us) of the 1-us bucket holding the p-th percentile; inf if it is in
+    the overflow bucket, 0 when the histogram is empty."""
+    total = int(hist.sum())
+    if total == 0:
+        return 0.0
+    rank = p / 100.0 * total
+    cum = np.cumsum(hist)
+    k = int(np.searchsorted(cum, rank, side="left"))
+    return float("inf") if k >= HIST_BUCKETS else float(k + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One process's heartbeat record as read by a monitor."""
+
+    record: int
+    pid: int
+    role: str
+    state: ProcessState
+    last_beat_ns: int
+    restarts: int
+    cpu: int
+    counters: tuple[int, ...]
+
+    def age_ns(self, now_ns: int | None = None) -> int:
+        return (now_mono_ns() if now_ns is None else now_ns) - self.last_beat_ns
+
+
+class StatsWriter:
+    """The scan's side of the stats block (exactly one per segment)."""
+
+    def __init__(self, segment: Segment, period_ns: int) -> None:
+        self._seg = segment
+        check(lib.petra_stats_reset(segment.handle, period_ns), "stats reset")
+
+    def record(self, wake_ns: int, exec_ns: int, overruns: int = 0, skipped: int = 0) -> None:
+        lib.petra_stats_record(self._seg.handle, wake_ns, exec_ns, overruns, skipped)
+
+
+def read_stats(segment: Segment) -> ScanStats:
+    out = ffi.new("petra_stats_out_t *")
+    check(lib.petra_stats_read(segment.handle, out), "stats read")
+    cycles = int(out.cycles)
+    wake_hist = np.frombuffer(ffi.buffer(out.wake_hist), dtype=np.uint64).copy()
+    exec_hist = np.frombuffer(ffi.buffer(out.exec_hist), dtype=np.uint64).copy()
+    worst = sorted(
+        ((int(out.worst_cycle[i]), int(out.worst_latency_ns[i])) for i in range(8)
+         if out.worst_latency_ns[i] >= 0 and out.worst_cycle[i] > 0),
+        key=lambda cw: -cw[1],
+    )
+    return ScanStats(
+        period_ns=int(out.period_ns),
+        started_ns=int(out.started_ns),
+        cycles=cycles,
+        overruns=int(out.overruns),
+        skipped=int(out.skipped),
+        wake_min_ns=int(out.wake_min_ns) if cycles else 0,
+        wake_max_ns=int(out.wake_max_ns),
+        wake_avg_ns=int(out.wake_sum_ns) / cycles if cycles else 0.0,
+        wake_last_ns=int(out.wake_last_ns),
+        exec_min_ns=int(out.exec_min_ns) if cycles else 0,
+        exec_max_ns=int(out.exec_max_ns),
+        exec_avg_ns=int(out.exec_sum_ns) / cycles if cycles else 0.0,
+        exec_last_ns=int(out.exec_last_ns),
+        wake_hist=wake_hist,
+        exec_hist=exec_hist,
+        worst=tuple(worst),
+    )
+
+
+class HeartbeatHandle:
+    """A process's own heartbeat record: claim it once, beat it from the main loop."""
+
+    def __init__(self, segment: Segment, role: str, pid: int, cpu: int = 0) -> None:
+        self._seg = segment
+        self.record = check(
+            lib.petra_hb_register(segment.handle, pid, role.encode("utf-8")[:47], cpu),
+            "heartbeat register (all records taken?)")
+
+    def beat(self, state: ProcessState = ProcessState.RUNNING) -> None:
+        lib.petra_hb_beat(self._seg.handle, self.record, int(state))
+
+    def set_counter(self, counter: int, value: int) -> None:
+        check(lib.petra_hb_set_counter(self._seg.handle, self.record, counter, value),
+              "heartbeat counter")
+
+    def release(self) -> None:
+        if not self._seg.closed:
+            lib.petra_hb_release(self._seg.handle, self.record)
+
+
+def add_restart(segment: Segment, record: int) -> None:
+    """Count a restart against a record (the supervisor does this)."""
+    check(lib.petra_hb_add_restart(segment.handle, record), "heartbeat restart")
+
+
+def read_heartbeats(segment: Segment) -> list[Heartbeat]:
+    """Every claimed heartbeat record."""
+    out = ffi.new("petra_hb_out_t *")
+    n = segment.info().n_heartbeats
+    beats = []
+    for i in range(n):
+        check(lib.petra_hb_read(segment.handle, i, out))
+        if out.pid == 0:
+            continue
+        try:
+            state = ProcessState(out.state)
+        except ValueError:
+            state = ProcessState.FAILED
+        beats.append(Heartbeat(
+            record=i, pid=int(out.pid), role=ffi.string(out.role).decode("utf-8", "replace"),
+            state=state, last_beat_ns=int(out.last_beat_ns), restarts=int(out.restarts),
+            cpu=int(out.cpu), counters=tuple(int(c) for c in out.counters)))
+    return beats

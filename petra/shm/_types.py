@@ -1,0 +1,173 @@
+"""Value types, qualities and the signal definition shared by every process role."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from petra.errors import InvalidNameError
+
+NAME_MAX_BYTES = 63
+UNIT_MAX_BYTES = 15
+OWNER_MAX_BYTES = 23
+INSTANCE_MAX = 48
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+# Signal names: dotted identifiers ("tank1.level", "pump_2.run"); UTF-8 letters allowed.
+_NAME_RE = re.compile(r"^[^\W\d][\w]*(?:[.\-/][\w]+)*$", re.UNICODE)
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class SignalType(enum.IntEnum):
+    """The three value types a slot can hold."""
+
+    BOOL = 1
+    INT = 2
+    FLOAT = 3
+
+    @classmethod
+    def parse(cls, text: str) -> SignalType:
+        """Map a config spelling (bool, int, float and aliases) to a type."""
+        key = text.strip().lower()
+        try:
+            return _TYPE_ALIASES[key]
+        except KeyError:
+            raise ValueError(
+                f"unknown signal type {text!r}; expected one of bool, int, float"
+            ) from None
+
+
+_TYPE_ALIASES = {
+    "bool": SignalType.BOOL,
+    "boolean": SignalType.BOOL,
+    "int": SignalType.INT,
+    "int64": SignalType.INT,
+    "integer": SignalType.INT,
+    "float": SignalType.FLOAT,
+    "float64": SignalType.FLOAT,
+    "real": SignalType.FLOAT,
+    "double": SignalType.FLOAT,
+}
+
+
+class Quality(enum.IntEnum):
+    """OPC-style quality of a value."""
+
+    BAD = 0
+    UNCERTAIN = 1
+    GOOD = 2
+
+
+class Substatus(enum.IntEnum):
+    """Why a value has the quality it has."""
+
+    NONE = 0
+    WRITER_DIED = 1
+    NOT_CONNECTED = 2
+    DEVICE_FAILURE = 3
+    CONFIG = 4
+    LAST_KNOWN = 5
+    CALC = 6
+    INITIAL = 7
+
+
+QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
+
+FLAG_WRITABLE = 1
+FLAG_RETAIN = 2
+
+Value = bool | int | float
+
+
+class Sample(NamedTuple):
+    """One consistent read of a slot: the value and everything written with it."""
+
+    value: Value
+    quality: Quality
+    source_ts_ns: int
+    write_ts_ns: int
+    writer: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalDef:
+    """What a segment needs to know about a signal when it is created."""
+
+    name: str
+    type: SignalType
+    unit: str = ""
+    owner: str = ""
+    writable: bool = False
+    initial: Value | None = None
+    initial_quality: Quality = Quality.UNCERTAIN
+
+    def __post_init__(self) -> None:
+        validate_signal_name(self.name)
+        _check_bytes("unit", self.unit, UNIT_MAX_BYTES)
+        _check_bytes("owner", self.owner, OWNER_MAX_BYTES)
+        if not isinstance(self.type, SignalType):
+            object.__setattr__(self, "type", SignalType(self.type))
+
+    @property
+    def flags(self) -> int:
+        return FLAG_WRITABLE if self.writable else 0
+
+
+def _check_bytes(what: str, text: str, limit: int) -> None:
+    if len(text.encode("utf-8")) > limit:
+        raise InvalidNameError(f"{what} {text!r} is longer than {limit} bytes in UTF-8")
+
+
+def validate_signal_name(name: str) -> None:
+    """Raise :class:`InvalidNameError` unless ``name`` is a valid signal name."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError("a signal name must be a non-empty string")
+    if len(name.encode("utf-8")) > NAME_MAX_BYTES:
+        raise InvalidNameError(
+            f"signal name {name!r} is longer than {NAME_MAX_BYTES} bytes in UTF-8"
+        )
+    if not _NAME_RE.match(name):
+        raise InvalidNameError(
+            f"signal name {name!r} is invalid: use letters, digits and _ in parts "
+            "joined by '.', '-' or '/', starting with a letter"
+        )
+
+
+def validate_instance_name(name: str) -> None:
+    """Raise :class:`InvalidNameError` unless ``name`` can name a segment."""
+    if not isinstance(name, str) or not _INSTANCE_RE.match(name) or len(name) > INSTANCE_MAX:
+        raise InvalidNameError(
+            f"instance name {name!r} is invalid: 1-{INSTANCE_MAX} characters of "
+            "A-Z a-z 0-9 _ -, starting with a letter or digit"
+        )
+
+
+def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Value:
+    """Check ``value`` fits ``sig_type`` and return it in canonical Python form."""
+    from petra.errors import SignalTypeError, ValueOutOfRangeError
+
+    label = f"signal {name!r}" if name else "signal"
+    if sig_type is SignalType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SignalTypeError(f"{label} is float; got {type(value).__name__} {value!r}")
+        return float(value)
+    if sig_type is SignalType.INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise SignalTypeError(f"{label} is int; got {type(value).__name__} {value!r}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueOutOfRangeError(f"{label} is int64; {value} is out of range")
+        return int(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, int):
+        raise ValueOutOfRangeError(f"{label} is bool; {value} is not 0 or 1")
+    raise SignalTypeError(f"{label} is bool; got {type(value).__name__} {value!r}")
