@@ -46,6 +46,11 @@ static inline void petra__cpu_relax(void) {
 #endif
 }
 
+/* Write one float64 to a slot, converted to its type (internal: no argument checks
+ * beyond the conversion; a non-finite value for an int/bool slot is EINVAL). */
+int petra__write_f64_at(petra_seg_t *seg, uint32_t index, double value, uint8_t quality,
+                        int64_t now);
+
 /* Append one change; called by slot writers from inside their slot section. */
 void petra__journal_put(petra_seg_t *seg, uint32_t slot, uint8_t type, uint64_t value,
                         uint8_t quality, uint8_t substatus, int64_t source_ts,

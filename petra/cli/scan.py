@@ -1,0 +1,28 @@
+"""``petra scan PLANT``: run the scan alone (the supervisor normally spawns it)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from petra.logs import setup_logging
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "scan", help="run the scan process alone against a segment")
+    p.add_argument("plant", help="plant YAML file")
+    p.add_argument("--instance", help="segment instance (default: the plant's)")
+    p.add_argument("--attach", action="store_true",
+                   help="attach to an existing segment instead of creating one")
+    p.add_argument("--cycles", type=int, default=None, help="stop after N cycles")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from petra.scan import main
+
+    setup_logging(args.log_level, role="scan")
+    return main(args.plant, instance=args.instance, create=not args.attach,
+                max_cycles=args.cycles)

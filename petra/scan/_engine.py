@@ -1,0 +1,230 @@
+"""The scan cycle: wait for the deadline, copy in, run the blocks, copy out, record.
+
+Deadlines
+---------
+Cycle k starts at ``base + k * period``, an absolute CLOCK_MONOTONIC time, so a late
+wake-up never shifts later cycles. ``base`` is a multiple of the period plus a grid
+offset (half a period by default): deadlines on multiples of the kernel tick (4 ms at
+HZ=250) would wake together with the tick's own work. A cycle that ends after the
+next deadline is an *overrun*: it is counted, and every period it ran into is
+*skipped* (counted too) rather than run back to back, because a burst of late cycles
+would feed the plant stale, bunched outputs.
+
+Time
+----
+The instant of waking is read once and given to every block as ``now``; ``dt`` is
+the time since the previous cycle's wake-up (so timers stay true across skipped
+periods). Tests pass a :class:`~petra.scan._clock.FakeClock`.
+
+Process image
+-------------
+``img``/``quality`` are allocated once per program. Only the signals some block
+reads are copied in (consistent per slot, not across slots: the PLC contract), and
+only outputs that changed since their last write are copied out, so an idle plant
+makes no journal traffic. A program swap (hot reload) happens only here, between two
+cycles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from petra.errors import PetraError
+from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
+from petra.shm._core import check, ffi, lib
+from petra.scan._clock import Clock
+
+log = logging.getLogger("petra.scan")
+
+HEARTBEAT_INTERVAL_NS = 100_000_000
+
+
+class BlockProgram(Protocol):
+    """What the engine needs of a compiled block program (see petra.blocks)."""
+
+    image_size: int
+    constants: npt.NDArray[np.float64]
+    input_signals: npt.NDArray[np.uint32]
+    output_signals: npt.NDArray[np.uint32]
+
+    def run(self, img: npt.NDArray[np.float64], quality: npt.NDArray[np.uint8], now_ns: int,
+            dt_ns: int, first_scan: bool) -> None: ...
+
+
+@dataclass(slots=True)
+class ScanCounters:
+    cycles: int = 0
+    overruns: int = 0
+    skipped: int = 0
+    busy_reads: int = 0
+    writes: int = 0
+    reloads: int = 0
+
+
+def grid_base(now_ns: int, period_ns: int, offset_ns: int) -> int:
+    """The first deadline after ``now_ns`` on the grid ``k * period + offset``."""
+    k = (now_ns - offset_ns) // period_ns + 1
+    return k * period_ns + offset_ns
+
+
+class _Image:
+    """A program bound to its process image and the cffi pointers into it."""
+
+    def __init__(self, program: BlockProgram, n_signals: int,
+                 previous: _Image | None) -> None:
+        if program.image_size < n_signals:
+            raise PetraError(f"program image ({program.image_size}) smaller than the "
+                             f"segment's {n_signals} signals")
+        self.program = program
+        self.img = np.zeros(program.image_size, np.float64)
+        self.quality = np.zeros(program.image_size, np.uint8)
+        if previous is not None:
+            self.img[:n_signals] = previous.img[:n_signals]
+            self.quality[:n_signals] = previous.quality[:n_signals]
+        consts = np.asarray(program.constants, np.float64)
+        self.img[n_signals:n_signals + len(consts)] = consts
+        self.quality[n_signals:] = int(Quality.GOOD)
+        self.inputs = np.ascontiguousarray(program.input_signals, np.uint32)
+        self.outputs = np.ascontiguousarray(program.output_signals, np.uint32)
+        # Last value written per output; quality 255 forces the first write.
+        self.last = np.full(len(self.outputs), math.nan, np.float64)
+        self.last_quality = np.full(len(self.outputs), 255, np.uint8)
+        if previous is not None:
+            carried = {int(k): i for i, k in enumerate(previous.outputs)}
+            for i, k in enumerate(self.outputs):
+                j = carried.get(int(k))
+                if j is not None:
+                    self.last[i] = previous.last[j]
+                    self.last_quality[i] = previous.last_quality[j]
+        self.p_img = ffi.from_buffer("double[]", self.img)
+        self.p_q = ffi.from_buffer("uint8_t[]", self.quality)
+        self.p_in = ffi.from_buffer("uint32_t[]", self.inputs)
+        self.p_out = ffi.from_buffer("uint32_t[]", self.outputs)
+        self.p_last = ffi.from_buffer("double[]", self.last)
+        self.p_last_q = ffi.from_buffer("uint8_t[]", self.last_quality)
+        self.n_in = len(self.inputs)
+        self.n_out = len(self.outputs)
+
+
+class ScanEngine:
+    """Runs a block program against a segment on a fixed period."""
+
+    def __init__(
+        self,
+        segment: Segment,
+        program: BlockProgram,
+        period_ns: int,
+        clock: Clock,
+        *,
+        offset_ns: int | None = None,
+        heartbeat: HeartbeatHandle | None = None,
+        record_stats: bool = True,
+    ) -> None:
+        if period_ns <= 0:
+            raise PetraError(f"scan period must be positive, got {period_ns} ns")
+        self.segment = segment
+        self.period_ns = period_ns
+        self.offset_ns = period_ns // 2 if offset_ns is None else offset_ns % period_ns
+        self.clock = clock
+        self.heartbeat = heartbeat
+        self.counters = ScanCounters()
+        self._n_signals = len(segment)
+        self._bound = _Image(program, self._n_signals, None)
+        self._pending: BlockProgram | None = None
+        self._on_swap: Callable[[BlockProgram], None] | None = None
+        self._stats = StatsWriter(segment, period_ns) if record_stats else None
+        self._h = segment.handle
+
+    @property
+    def program(self) -> BlockProgram:
+        return self._bound.program
+
+    @property
+    def image(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
+        return self._bound.img, self._bound.quality
+
+    def request_swap(self, program: BlockProgram,
+                     on_swap: Callable[[BlockProgram], None] | None = None) -> None:
+        """Swap in ``program`` at the next cycle boundary (hot reload)."""
+        self._on_swap = on_swap
+        self._pending = program
+
+    def run(self, should_stop: Callable[[], bool], max_cycles: int | None = None) -> ScanCounters:
+        """Cycle until ``should_stop()`` is true (checked once per cycle) or
+        ``max_cycles`` ran. Returns the counters."""
+        period = self.period_ns
+        clock = self.clock
+        base = grid_base(clock.now_ns(), period, self.offset_ns)
+        k = 0
+        prev_wake = 0
+        first = True
+        next_beat = 0
+        copy_in = lib.petra_scan_copy_in
+        copy_out = lib.petra_scan_copy_out
+        record = lib.petra_stats_record if self._stats is not None else None
+        h = self._h
+        c = self.counters
+        if self.heartbeat is not None:
+            self.heartbeat.beat(ProcessState.RUNNING)
+        while not should_stop():
+            if max_cycles is not None and c.cycles >= max_cycles:
+                break
+            deadline = base + k * period
+            woke = clock.wait_until(deadline)
+            if self._pending is not None:
+                self._swap()
+            b = self._bound
+            busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
+            if busy < 0:
+                check(busy, "copy-in")
+            c.busy_reads += busy
+            b.program.run(b.img, b.quality, woke, woke - prev_wake if prev_wake else period,
+                          first)
+            written = copy_out(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last, b.p_last_q, 0)
+            if written < 0:
+                check(written, "copy-out")
+            c.writes += written
+            end = clock.now_ns()
+            k += 1
+            overrun = skipped = 0
+            next_deadline = base + k * period
+            if end > next_deadline:
+                overrun = 1
+                skipped = (end - next_deadline) // period + 1
+                k += skipped
+            c.overruns += overrun
+            c.skipped += skipped
+            c.cycles += 1
+            if record is not None:
+                record(h, woke - deadline, end - woke, overrun, skipped)
+            if self.heartbeat is not None and woke >= next_beat:
+                self.heartbeat.beat(ProcessState.RUNNING)
+                next_beat = woke + HEARTBEAT_INTERVAL_NS
+            prev_wake = woke
+            first = False
+        return c
+
+    def write_safe_values(self, safe: Mapping[int, float | int | bool]) -> None:
+        """Write each signal's configured safe value (on stop)."""
+        for index, value in safe.items():
+            self.segment.write_index(index, value)
+
+    def _swap(self) -> None:
+        program = self._pending
+        assert program is not None
+        self._pending = None
+        self._bound = _Image(program, self._n_signals, self._bound)
+        self.counters.reloads += 1
+        if self._on_swap is not None:
+            self._on_swap(program)
+
+
+def describe(counters: ScanCounters) -> dict[str, Any]:
+    return {name: getattr(counters, name) for name in counters.__slots__}
