@@ -141,6 +141,17 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
     if (h->abi_version != PETRA_ABI_VERSION) return PETRA_EABI;
     if (h->layout_hash != petra_layout_hash()) return PETRA_ELAYOUT;
     if (h->total_size > size) return PETRA_ESIZE;
+    /* The region table must be exactly what plan() makes of the header's counts: a
+     * corrupt or hostile header must not send a pointer outside the mapping. */
+    uint64_t cap = h->journal_capacity;
+    if (h->header_size != sizeof(petra_header_t) || cap < 2 || (cap & (cap - 1)) ||
+        cap > ((uint64_t)1 << 40) || h->n_heartbeats > (1u << 20))
+        return PETRA_ELAYOUT;
+    plan_t p = plan(h->n_signals, cap, h->n_heartbeats);
+    if (p.total != h->total_size || p.dir_off != h->dir_offset ||
+        p.slots_off != h->slots_offset || p.j_off != h->journal_offset ||
+        p.stats_off != h->stats_offset || p.hb_off != h->hb_offset)
+        return PETRA_ELAYOUT;
     petra_seg_t *s = calloc(1, sizeof(*s));
     if (!s) return PETRA_ENOMEM;
     uint8_t *b = base;

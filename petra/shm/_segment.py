@@ -26,6 +26,7 @@ process-image contract.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import grp
 import mmap
 import os
@@ -57,6 +58,7 @@ from petra.shm._core import check, ffi, lib, raise_for
 from petra.shm._types import (
     FLAG_WRITABLE,
     QUALITIES,
+    SUBSTATUSES,
     Quality,
     Sample,
     SignalDef,
@@ -83,6 +85,7 @@ _get_i64 = lib.petra_get_i64
 _write_f64 = lib.petra_write_f64
 _write_i64 = lib.petra_write_i64
 _new_tuple = tuple.__new__
+_I64_MIN = -(2**63)
 # petra_sample_t unpacked in one call: value, source_ts, write_ts, writer, type,
 # quality, substatus (layout checked against cffi's offsets at import below).
 _F_SAMPLE = struct.Struct("=dqqIBBB").unpack_from
@@ -198,13 +201,13 @@ class Segment:
         handle = ffi.new("petra_seg_t **")
         rc = lib.petra_open(self._buf, size, int(readonly), os.getpid(), handle)
         if rc < 0:
+            detail = _header_mismatch(mm, rc)
             ffi.release(self._buf)
             mm.close()
-            try:
-                raise_for(rc, f"segment {instance!r}")
-            except SegmentLayoutError as exc:
-                raise SegmentLayoutError(f"{exc} (this build: ABI {_core.abi_version()}, "
-                                         f"layout {_core.layout_hash():#x})") from None
+            if detail:
+                raise SegmentLayoutError(f"segment {instance!r} ({segment_name(instance)}): "
+                                         f"{detail}")
+            raise_for(rc, f"segment {instance!r}")
         self._h = ffi.gc(handle[0], lib.petra_close)
         self._sample = ffi.new("petra_sample_t *")
         self._sbuf = ffi.buffer(self._sample)
@@ -431,29 +434,34 @@ class Segment:
         if rc:
             raise_for(rc, self._label(index))
         t = self._types[index]
-        v, sts, wts, writer, _, q, _ = (_F_SAMPLE if t == _FLOAT else _I_SAMPLE)(self._sbuf)
+        v, sts, wts, writer, _, q, sub = (_F_SAMPLE if t == _FLOAT else _I_SAMPLE)(self._sbuf)
         if t == _BOOL:
             v = v == 1
-        return _new_tuple(Sample, (v, QUALITIES[q], sts, wts, writer))
+        return _new_tuple(Sample, (v, QUALITIES[q], sts, wts, writer, SUBSTATUSES[sub]))
 
     def get(self, key: str | int) -> Value:
         """Read only the value of one signal (the cheapest single read)."""
         return self.get_index(self._resolve(key))
 
     def get_index(self, index: int) -> Value:
+        """Read only the value of one signal by index (the hot path).
+
+        The C getter returns a sentinel (NaN or INT64_MIN) on failure, so the error
+        code is looked at only when the value equals the sentinel: one cdata index
+        fewer per call. A stored NaN or INT64_MIN just takes the look."""
         rcp = self._rc
         try:
-            if self._types[index] == _FLOAT:
-                v: Value = _get_f64(self._h, index, rcp)
-            else:
-                v = _get_i64(self._h, index, rcp)
-                if self._types[index] == _BOOL:
-                    v = v == 1
+            t = self._types[index]
+            v: Value = (_get_f64 if t == _FLOAT else _get_i64)(self._h, index, rcp)
         except (TypeError, IndexError, OverflowError):
             self._bad_index(index)
-        if rcp[0]:
+        if t == _FLOAT:
+            if v != v and rcp[0]:  # noqa: PLR0124  # NaN test, cheaper than isnan
+                raise_for(rcp[0], self._label(index))
+            return v
+        if v == _I64_MIN and rcp[0]:
             raise_for(rcp[0], self._label(index))
-        return v
+        return v == 1 if t == _BOOL else v
 
     def write(self, key: str | int, value: Value, quality: int = _GOOD,
               source_ts_ns: int = 0) -> None:
@@ -477,6 +485,8 @@ class Segment:
                     value = coerce_value(SignalType(t), value, name=self._infos[index].name)
                 rc = _write_i64(self._h, index, value, quality, source_ts_ns)
         except OverflowError:
+            if index.__class__ is not int or not 0 <= index < len(self._infos):
+                self._bad_index(index)
             raise ValueOutOfRangeError(
                 f"{self._label(index)}: {value!r} does not fit int64, or bad "
                 f"quality/timestamp ({quality!r}, {source_ts_ns!r})") from None
@@ -617,8 +627,6 @@ class Segment:
             f"({len(self._infos)} signals)")
 
     def _unknown(self, name: str) -> str:
-        import difflib
-
         close = difflib.get_close_matches(str(name), self._index, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"no signal named {name!r} in segment {self._instance!r}{hint}"
@@ -684,6 +692,31 @@ def decode_bits(sig_type: SignalType | int, bits: int) -> Value:
         return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
     signed = bits - (1 << 64) if bits >= 1 << 63 else bits
     return signed if sig_type == SignalType.INT else signed == 1
+
+
+_HEADER = struct.Struct("<QIIQ")  # magic, abi_version, header_size, layout_hash
+_MAGIC = 0x3147455341525450
+
+
+def _header_mismatch(mm: mmap.mmap, rc: int) -> str:  # noqa: PLR0911  # one case per field
+    """Say which header field made the C core refuse a mapping, with both values."""
+    if rc not in (_core.EMAGIC, _core.EABI, _core.ELAYOUT, _core.ESIZE):
+        return ""
+    if len(mm) < _HEADER.size:
+        return f"mapping of {len(mm)} bytes is smaller than a segment header"
+    magic, abi, header_size, layout = _HEADER.unpack_from(mm, 0)
+    if rc == _core.EMAGIC:
+        return (f"magic is {magic:#018x}, expected {_MAGIC:#018x}: not a Petra segment, "
+                "or its creator has not finished initialising it")
+    if rc == _core.EABI:
+        return f"ABI version is {abi}, this build reads ABI {_core.abi_version()}"
+    if rc == _core.ELAYOUT and layout != _core.layout_hash():
+        return (f"layout hash is {layout:#018x}, this build's is {_core.layout_hash():#018x} "
+                "(built from a different csrc/layout.h)")
+    if rc == _core.ELAYOUT:
+        return (f"header region table is inconsistent (header size {header_size}, "
+                "offsets or counts do not match the layout): corrupt segment")
+    return "mapping is smaller than the size its header records"
 
 
 def _give_to_petra_group(fd: int) -> None:

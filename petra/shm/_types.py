@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from petra.errors import InvalidNameError
+from petra.errors import InvalidNameError, SignalTypeError, ValueOutOfRangeError
 
 NAME_MAX_BYTES = 63
 UNIT_MAX_BYTES = 15
@@ -76,6 +76,9 @@ class Substatus(enum.IntEnum):
 
 
 QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
+# Indexed by the raw substatus byte; values the C core never writes read as NONE.
+SUBSTATUSES: tuple[Substatus, ...] = tuple(
+    Substatus(b) if b in Substatus._value2member_map_ else Substatus.NONE for b in range(256))
 
 FLAG_WRITABLE = 1
 FLAG_RETAIN = 2
@@ -91,6 +94,7 @@ class Sample(NamedTuple):
     source_ts_ns: int
     write_ts_ns: int
     writer: int
+    substatus: Substatus = Substatus.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +152,6 @@ def validate_instance_name(name: str) -> None:
 
 def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Value:
     """Check ``value`` fits ``sig_type`` and return it in canonical Python form."""
-    from petra.errors import SignalTypeError, ValueOutOfRangeError
-
     label = f"signal {name!r}" if name else "signal"
     if sig_type is SignalType.FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
