@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -119,14 +120,18 @@ int petra_read(petra_seg_t *seg, uint32_t index, petra_sample_t *out) {
                      &out->source_ts_ns, &out->write_ts_ns, &out->writer);
 }
 
+/* Value-only reads for the Python hot path. On failure they return a sentinel (NaN,
+ * INT64_MIN) as well as setting *rc, so the caller reads *rc only when it sees the
+ * sentinel: a legitimately stored NaN or INT64_MIN just costs that extra look. */
 double petra_get_f64(petra_seg_t *seg, uint32_t index, int *rc) {
     if (index >= seg->n_signals) {
         *rc = PETRA_ERANGE;
-        return 0.0;
+        return NAN;
     }
     petra_slot_t *s = &seg->slots[index];
     uint64_t v = 0;
     *rc = slot_copy(seg, s, &v, NULL, NULL, NULL, NULL, NULL);
+    if (*rc) return NAN; /* the sentinel: see the comment above */
     if (s->type == PETRA_T_FLOAT) {
         double d;
         memcpy(&d, &v, sizeof d);
@@ -138,11 +143,11 @@ double petra_get_f64(petra_seg_t *seg, uint32_t index, int *rc) {
 int64_t petra_get_i64(petra_seg_t *seg, uint32_t index, int *rc) {
     if (index >= seg->n_signals) {
         *rc = PETRA_ERANGE;
-        return 0;
+        return INT64_MIN;
     }
     uint64_t v = 0;
     *rc = slot_copy(seg, &seg->slots[index], &v, NULL, NULL, NULL, NULL, NULL);
-    return (int64_t)v;
+    return *rc ? INT64_MIN : (int64_t)v;
 }
 
 int petra_write(petra_seg_t *seg, uint32_t index, uint8_t type, uint64_t bits,
@@ -320,8 +325,12 @@ int64_t petra_repair_writer(petra_seg_t *seg, uint32_t dead_writer) {
     int64_t now = petra__clock(CLOCK_REALTIME);
     for (uint32_t i = 0; i < seg->n_signals; i++) {
         petra_slot_t *s = &seg->slots[i];
-        /* Relaxed: a scan; the CAS below is the decision. */
-        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+        /* Acquire: an odd seq was stored by a writer's CAS, which continues the release
+         * sequence headed by the previous writer's release store in slot_unlock. So we
+         * synchronise with that unlock and the lock_writer load below cannot return a
+         * stale id from an older, finished section (it sees 0, or the id of the writer
+         * inside now). Without it a live writer could be "repaired" under its feet. */
+        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
         if (!(seq & 1)) continue;
         if (atomic_load_explicit(&s->lock_writer, memory_order_relaxed) != dead_writer)
             continue;
