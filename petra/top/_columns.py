@@ -1,0 +1,299 @@
+"""Rendering registry: what petra-top shows, declared once, used by every front end.
+
+In the spirit of htop's ``MeterClass``: a :class:`Column` names a title, a width, a
+getter (which value of a row it shows, also the sort key) and a formatter (how that
+value reads); a :class:`Panel` lists its columns and says which rows of a snapshot it
+shows. :data:`HEADER_METERS` do the same for the one-line facts of the header. The
+TUI (``_app.py``) and the plain-text dump (:func:`render_text`) both walk these
+tables, so adding a column is one entry here and nothing else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from petra.top._snapshot import ProcessView, SignalView, Snapshot
+
+R = TypeVar("R")
+Align = Literal["left", "right"]
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+# ---------------------------------------------------------------------- formatters
+def fmt_us(us: float | None) -> str:
+    """A duration given in microseconds: ``12.3 us``, ``1.25 ms``, ``2.50 s``."""
+    if us is None:
+        return "-"
+    if not math.isfinite(us):
+        return ">1 ms"  # the histogram's overflow bucket
+    if us < 10:
+        return f"{us:.2f} us"
+    if us < 1000:
+        return f"{us:.1f} us"
+    if us < 1_000_000:
+        return f"{us / 1e3:.2f} ms"
+    return f"{us / 1e6:.2f} s"
+
+
+def fmt_age_ms(ms: float | None) -> str:
+    """An age given in milliseconds, coarser as it grows."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{s / 60:.1f} min"
+    if s < 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def fmt_uptime(s: float) -> str:
+    """``3d 04:05:06`` / ``04:05:06``."""
+    total = int(s)
+    days, rest = divmod(total, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    clock = f"{h:02d}:{m:02d}:{sec:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def fmt_bytes(n: int | None) -> str:
+    """Binary units, three significant digits: ``812K``, ``41.2M``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            if unit == "B":
+                return f"{int(value)}B"
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def fmt_percent(p: float | None) -> str:
+    return "-" if p is None else f"{p:.1f}%"
+
+
+def fmt_count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def fmt_rate(r: float | None) -> str:
+    if r is None:
+        return "-"
+    if r >= 1e6:
+        return f"{r / 1e6:.2f}M/s"
+    if r >= 1e4:
+        return f"{r / 1e3:.1f}k/s"
+    return f"{r:.0f}/s"
+
+
+def fmt_value(v: object) -> str:
+    """A signal value: booleans as words, floats to 6 significant digits."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def fmt_text(v: object) -> str:
+    return str(v)
+
+
+def sparkline(values: Sequence[float], width: int, *, top: float | None = None) -> str:
+    """The last ``width`` values as block characters scaled to ``top`` (default: max)."""
+    data = [v if math.isfinite(v) else (top or 0.0) for v in values[-width:]] if width else []
+    if not data:
+        return ""
+    hi = top if top is not None else max(data)
+    if hi <= 0:
+        return SPARK_CHARS[0] * len(data)
+    last = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[min(last, max(0, round(v / hi * last)))] for v in data)
+
+
+# ---------------------------------------------------------------------- registry
+@dataclass(frozen=True, slots=True)
+class Column(Generic[R]):
+    """One column of a panel: what it shows of a row and how."""
+
+    key: str
+    title: str
+    width: int
+    get: Callable[[R], Any]
+    """The cell's raw value; also the sort key (None sorts first)."""
+    fmt: Callable[[Any], str] = fmt_text
+    align: Align = "left"
+
+    def cell(self, row: R) -> str:
+        return self.fmt(self.get(row))
+
+    def sort_key(self, row: R) -> tuple[int, Any]:
+        """None first, then by value; numbers and strings never compared together."""
+        v = self.get(row)
+        if v is None:
+            return (0, 0)
+        if isinstance(v, bool | int | float):
+            return (1, float(v) if not (isinstance(v, float) and math.isnan(v)) else -math.inf)
+        return (2, str(v))
+
+
+@dataclass(frozen=True, slots=True)
+class Panel(Generic[R]):
+    """A table of rows drawn from a snapshot."""
+
+    key: str
+    title: str
+    columns: tuple[Column[R], ...]
+    rows: Callable[[Snapshot], Sequence[R]]
+    row_key: Callable[[R], str]
+    """A stable identity per row (to highlight changes between refreshes)."""
+
+    def column(self, key: str) -> Column[R]:
+        for col in self.columns:
+            if col.key == key:
+                return col
+        raise KeyError(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """One labelled fact of the header."""
+
+    key: str
+    label: str
+    get: Callable[[Snapshot], Any]
+    fmt: Callable[[Any], str] = fmt_text
+
+
+PROCESS_PANEL: Panel[ProcessView] = Panel(
+    key="processes",
+    title="Processes",
+    columns=(
+        Column("role", "ROLE", 22, lambda p: p.role),
+        Column("pid", "PID", 8, lambda p: p.pid, fmt_text, "right"),
+        Column("state", "STATE", 9, lambda p: p.state if p.alive else f"{p.state}?"),
+        Column("cpu_percent", "CPU%", 7, lambda p: p.cpu_percent, fmt_percent, "right"),
+        Column("rss", "RSS", 7, lambda p: p.rss_bytes, fmt_bytes, "right"),
+        Column("restarts", "RESTARTS", 8, lambda p: p.restarts, fmt_count, "right"),
+        Column("cpu", "CPU", 4, lambda p: p.cpu, fmt_text, "right"),
+        Column("heartbeat", "BEAT AGE", 9, lambda p: p.heartbeat_age_ms, fmt_age_ms, "right"),
+        Column("counters", "COUNTERS", 30,
+               lambda p: " ".join(str(c) for c in p.counters if c) or "-"),
+    ),
+    rows=lambda s: s.processes,
+    row_key=lambda p: f"{p.record}:{p.pid}",
+)
+
+SIGNAL_PANEL: Panel[SignalView] = Panel(
+    key="signals",
+    title="Signals",
+    columns=(
+        Column("name", "NAME", 32, lambda s: s.name),
+        Column("value", "VALUE", 14, lambda s: s.value, fmt_value, "right"),
+        Column("unit", "UNIT", 6, lambda s: s.unit),
+        Column("quality", "QUALITY", 9, lambda s: s.quality),
+        Column("age", "AGE", 9, lambda s: s.age_ms, fmt_age_ms, "right"),
+        Column("type", "TYPE", 5, lambda s: s.type),
+        Column("owner", "OWNER", 16, lambda s: s.owner),
+    ),
+    rows=lambda s: s.signals,
+    row_key=lambda s: s.name,
+)
+
+PANELS: dict[str, Panel[Any]] = {p.key: p for p in (PROCESS_PANEL, SIGNAL_PANEL)}
+
+
+def _wake_line(s: Snapshot) -> str:
+    sc = s.scan
+    return (f"p50 {fmt_us(sc.wake_p50_us)}  p90 {fmt_us(sc.wake_p90_us)}  "
+            f"p99 {fmt_us(sc.wake_p99_us)}  p99.9 {fmt_us(sc.wake_p999_us)}  "
+            f"max {fmt_us(sc.wake_max_us)}")
+
+
+def _exec_line(s: Snapshot) -> str:
+    sc = s.scan
+    return (f"last {fmt_us(sc.exec_last_us)}  avg {fmt_us(sc.exec_avg_us)}  "
+            f"max {fmt_us(sc.exec_max_us)}")
+
+
+def _journal_line(s: Snapshot) -> str:
+    j = s.journal
+    lag = j.max_lag
+    text = f"head {j.head:,}  rate {fmt_rate(j.rate_per_s)}  drops {j.producer_drops:,}"
+    text += f"  lag {lag:,}" if lag is not None else "  lag -"
+    return text
+
+
+HEADER_METERS: tuple[Meter, ...] = (
+    Meter("instance", "Instance", lambda s: s.instance),
+    Meter("uptime", "Uptime", lambda s: s.uptime_s, fmt_uptime),
+    Meter("period", "Period", lambda s: s.scan.period_us, fmt_us),
+    Meter("cycles", "Cycles", lambda s: s.scan.cycles, fmt_count),
+    Meter("rate", "Rate", lambda s: s.scan.cycles_per_s, fmt_rate),
+    Meter("overruns", "Overruns",
+          lambda s: f"{s.scan.overruns:,} (skipped {s.scan.skipped:,})"),
+    Meter("exec", "Exec", _exec_line),
+    Meter("wake", "Wake-up", _wake_line),
+    Meter("journal", "Journal", _journal_line),
+)
+
+
+# ---------------------------------------------------------------------- row selection
+def matches(pattern: str, name: str) -> bool:
+    """Filter semantics of ``/``: a glob when the pattern has ``*?[``, else a
+    case-insensitive substring."""
+    if not pattern:
+        return True
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name.lower(), pattern.lower())
+    return pattern.lower() in name.lower()
+
+
+def select_rows(panel: Panel[R], snapshot: Snapshot, *, pattern: str = "",
+                sort_key: str | None = None, reverse: bool = False,
+                name_of: Callable[[R], str] | None = None) -> list[R]:
+    """The rows a panel shows: filtered by ``pattern`` on ``name_of`` (default: the
+    row key), sorted by a column."""
+    name = name_of or panel.row_key
+    rows = [r for r in panel.rows(snapshot) if matches(pattern, name(r))]
+    if sort_key is not None:
+        col = panel.column(sort_key)
+        rows.sort(key=col.sort_key, reverse=reverse)
+    return rows
+
+
+# ---------------------------------------------------------------------- plain text
+def _table(panel: Panel[R], rows: Sequence[R]) -> list[str]:
+    def pad(text: str, col: Column[R]) -> str:
+        text = text if len(text) <= col.width else text[: col.width - 1] + "…"
+        return text.rjust(col.width) if col.align == "right" else text.ljust(col.width)
+
+    head = " ".join(pad(c.title, c) for c in panel.columns).rstrip()
+    lines = [f"{panel.title} ({len(rows)})", head]
+    lines += [" ".join(pad(c.cell(r), c) for c in panel.columns).rstrip() for r in rows]
+    return lines
+
+
+def render_text(snapshot: Snapshot, *, pattern: str = "", spark_width: int = 60) -> str:
+    """The whole screen as plain text (``petra-top --once`` without ``--json``)."""
+    width = max(len(m.label) for m in HEADER_METERS)
+    lines = [f"{m.label.ljust(width)}  {m.fmt(m.get(snapshot))}" for m in HEADER_METERS]
+    spark = sparkline(snapshot.scan.history, spark_width)
+    lines.append(f"{'Latency'.ljust(width)}  {spark or '-'}  (wake-up p99 per refresh)")
+    lines.append("")
+    lines += _table(PROCESS_PANEL, list(snapshot.processes))
+    lines.append("")
+    lines += _table(SIGNAL_PANEL, select_rows(SIGNAL_PANEL, snapshot, pattern=pattern))
+    return "\n".join(lines) + "\n"

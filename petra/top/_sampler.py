@@ -1,0 +1,289 @@
+"""Sampling: read a running instance's segment into a :class:`Snapshot`.
+
+The sampler is the only part of petra-top that touches the segment, and it only
+reads: it attaches read-only, so a bug here can never disturb the plant.
+
+What is cumulative and what is a rate
+-------------------------------------
+The stats block holds counters and histograms since the scan last reset them
+(``StatsWriter``), so the header's percentiles describe the whole run. A live
+sparkline wants "how is it *now*": the sampler keeps the previous wake-up histogram
+and computes each interval's p99 from the difference of the two (a histogram of the
+cycles run in between). When the scan restarts its stats the counters go backwards;
+the sampler notices (``cycles`` smaller than before) and takes the new histogram as
+the interval's.
+
+Rates (cycles per second, journal appends per second, CPU%) need two samples; on
+the first one they are ``None`` rather than a misleading zero. ``petra-top --once``
+therefore samples twice, a short interval apart.
+
+Clocks
+------
+Heartbeats carry CLOCK_MONOTONIC times, slot timestamps and the segment's creation
+time carry CLOCK_REALTIME, so the sampler reads both from its injectable
+:class:`Clock` (tests pass a fake one; Python's ``time.monotonic_ns`` is the same
+CLOCK_MONOTONIC the C core uses on Linux).
+
+Processes
+---------
+CPU% and RSS come from psutil. ``Process.cpu_percent()`` measures since its previous
+call on the *same* object, so objects are cached per pid, and dropped when the pid
+goes away or is reused (psutil compares the creation time). A pid this user may not
+inspect (another user's process) still shows, with CPU% and RSS unknown.
+
+Journal lag
+-----------
+The segment does not know its consumers (their cursors are private). A sink that
+wants its lag shown publishes its cursor position in heartbeat counter
+:data:`SINK_CURSOR_COUNTER` (roles ``sink:*``); the sampler reports ``head - position``.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from types import TracebackType
+from typing import Protocol, Self
+
+import numpy as np
+import numpy.typing as npt
+import psutil
+
+from petra.shm import (
+    Heartbeat,
+    Quality,
+    Segment,
+    SignalType,
+    hist_percentile_us,
+    read_heartbeats,
+    read_stats,
+)
+from petra.top._snapshot import (
+    ConsumerLag,
+    JournalView,
+    ProcessView,
+    ScanView,
+    SignalView,
+    Snapshot,
+)
+
+SINK_CURSOR_COUNTER = 7
+"""Heartbeat counter in which a ``sink:*`` process publishes its journal cursor."""
+DEFAULT_HISTORY = 120
+
+_QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
+
+
+class Clock(Protocol):
+    """The two clocks a sample needs."""
+
+    def monotonic_ns(self) -> int: ...
+
+    def time_ns(self) -> int: ...
+
+
+class SystemClock:
+    """The real clocks."""
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+
+class _ProcessProbe:
+    """CPU% and RSS per pid, with psutil objects kept between samples."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def probe(self, pid: int) -> tuple[bool, float | None, int | None]:
+        """(alive, cpu_percent, rss_bytes); the CPU% is None on a pid's first sample."""
+        proc = self._procs.get(pid)
+        first = False
+        if proc is None or not proc.is_running():
+            try:
+                proc = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                self._procs.pop(pid, None)
+                return False, None, None
+            except psutil.Error:
+                return True, None, None
+            self._procs[pid] = proc
+            first = True
+        try:
+            with proc.oneshot():
+                cpu = proc.cpu_percent(interval=None)
+                rss = int(proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            self._procs.pop(pid, None)
+            return False, None, None
+        except psutil.Error:  # AccessDenied, zombie: alive but not inspectable
+            return True, None, None
+        return True, (None if first else float(cpu)), rss
+
+    def forget_except(self, pids: set[int]) -> None:
+        for pid in list(self._procs):
+            if pid not in pids:
+                del self._procs[pid]
+
+
+class Sampler:
+    """Reads one instance's segment into snapshots; keeps what rates need between calls.
+
+    The sampler owns neither the plant nor (unless made by :meth:`attach`) the segment
+    handle. Not thread-safe: one sampler per thread.
+    """
+
+    def __init__(self, segment: Segment, *, clock: Clock | None = None,
+                 history: int = DEFAULT_HISTORY, owns_segment: bool = False) -> None:
+        self._seg = segment
+        self._owns = owns_segment
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._probe = _ProcessProbe()
+        self._history: collections.deque[float] = collections.deque(maxlen=history)
+        self._prev_hist: npt.NDArray[np.uint64] | None = None
+        self._prev_cycles = 0
+        self._prev_mono_ns: int | None = None
+        self._prev_head = 0
+        info = segment.info()
+        self._created_ns = info.created_ns
+        self._capacity = info.journal_capacity
+        sigs = segment.signals
+        self._names = [s.name for s in sigs]
+        self._units = [s.unit for s in sigs]
+        self._owners = [s.owner for s in sigs]
+        self._type_names = [s.type.name.lower() for s in sigs]
+        types = np.array([int(s.type) for s in sigs], dtype=np.uint8)
+        self._is_float = types == int(SignalType.FLOAT)
+        self._is_bool = types == int(SignalType.BOOL)
+
+    @classmethod
+    def attach(cls, instance: str, *, clock: Clock | None = None,
+               history: int = DEFAULT_HISTORY) -> Sampler:
+        """Attach read-only to a running instance by name."""
+        return cls(Segment.attach(instance, readonly=True), clock=clock, history=history,
+                   owns_segment=True)
+
+    @property
+    def segment(self) -> Segment:
+        return self._seg
+
+    def close(self) -> None:
+        if self._owns:
+            self._seg.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self) -> Snapshot:
+        """Read everything once."""
+        mono = self._clock.monotonic_ns()
+        real = self._clock.time_ns()
+        dt_s = None if self._prev_mono_ns is None else (mono - self._prev_mono_ns) / 1e9
+        if dt_s is not None and dt_s <= 0:
+            dt_s = None
+        info = self._seg.info()
+        beats = read_heartbeats(self._seg)
+        scan = self._scan(real, dt_s)
+        journal = self._journal(info.journal_head, info.producer_drops, beats, dt_s)
+        snap = Snapshot(
+            instance=self._seg.instance,
+            taken_ns=real,
+            uptime_s=max(0.0, (real - self._created_ns) / 1e9),
+            scan=scan,
+            processes=self._processes(beats, mono),
+            signals=self._signals(real),
+            journal=journal,
+        )
+        self._prev_mono_ns = mono
+        return snap
+
+    def _scan(self, real_ns: int, dt_s: float | None) -> ScanView:
+        st = read_stats(self._seg)
+        hist = st.wake_hist
+        restarted = self._prev_hist is None or st.cycles < self._prev_cycles
+        delta = hist if restarted else hist - self._prev_hist  # type: ignore[operator]
+        new_cycles = st.cycles if restarted else st.cycles - self._prev_cycles
+        if self._prev_hist is not None or st.cycles:
+            self._history.append(hist_percentile_us(delta, 99.0) if new_cycles else 0.0)
+        rate = None if dt_s is None or restarted else new_cycles / dt_s
+        self._prev_hist = hist
+        self._prev_cycles = st.cycles
+        return ScanView(
+            period_us=st.period_ns / 1e3,
+            cycles=st.cycles,
+            overruns=st.overruns,
+            skipped=st.skipped,
+            exec_last_us=st.exec_last_ns / 1e3,
+            exec_avg_us=st.exec_avg_ns / 1e3,
+            exec_max_us=st.exec_max_ns / 1e3,
+            wake_last_us=st.wake_last_ns / 1e3,
+            wake_avg_us=st.wake_avg_ns / 1e3,
+            wake_max_us=st.wake_max_ns / 1e3,
+            wake_p50_us=st.wake_percentile_us(50.0),
+            wake_p90_us=st.wake_percentile_us(90.0),
+            wake_p99_us=st.wake_percentile_us(99.0),
+            wake_p999_us=st.wake_percentile_us(99.9),
+            running_s=max(0.0, (real_ns - st.started_ns) / 1e9) if st.started_ns else 0.0,
+            cycles_per_s=rate,
+            history=tuple(self._history),
+        )
+
+    def _processes(self, beats: list[Heartbeat], mono_ns: int) -> tuple[ProcessView, ...]:
+        views = []
+        seen: dict[int, tuple[bool, float | None, int | None]] = {}
+        for hb in beats:
+            # Several records may share a pid (threads of one process): probe it once,
+            # a second cpu_percent() call microseconds later would read ~0.
+            if hb.pid not in seen:
+                seen[hb.pid] = self._probe.probe(hb.pid)
+            alive, cpu, rss = seen[hb.pid]
+            views.append(ProcessView(
+                record=hb.record, role=hb.role, pid=hb.pid, state=hb.state.name.lower(),
+                restarts=hb.restarts, cpu=hb.cpu, alive=alive, cpu_percent=cpu,
+                rss_bytes=rss, heartbeat_age_ms=max(0.0, (mono_ns - hb.last_beat_ns) / 1e6),
+                counters=hb.counters))
+        self._probe.forget_except({hb.pid for hb in beats})
+        return tuple(views)
+
+    def _signals(self, real_ns: int) -> tuple[SignalView, ...]:
+        if not self._names:
+            return ()
+        batch = self._seg.read_batch()
+        bits = batch.values
+        ints = bits.view(np.int64)
+        floats = bits.view(np.float64)
+        values: list[bool | int | float] = []
+        for k, (f, i) in enumerate(zip(floats.tolist(), ints.tolist(), strict=True)):
+            if self._is_float[k]:
+                values.append(f)
+            elif self._is_bool[k]:
+                values.append(i == 1)
+            else:
+                values.append(i)
+        ages = ((real_ns - batch.source_ts_ns) / 1e6).clip(min=0.0).tolist()
+        quality = batch.quality.tolist()
+        return tuple(
+            SignalView(index=k, name=self._names[k], type=self._type_names[k],
+                       value=values[k], quality=_QUALITY_NAMES.get(quality[k], "bad"),
+                       age_ms=ages[k], unit=self._units[k], owner=self._owners[k])
+            for k in range(len(self._names)))
+
+    def _journal(self, head: int, drops: int, beats: list[Heartbeat],
+                 dt_s: float | None) -> JournalView:
+        rate = None if dt_s is None else max(0, head - self._prev_head) / dt_s
+        self._prev_head = head
+        consumers = tuple(
+            ConsumerLag(role=hb.role, position=hb.counters[SINK_CURSOR_COUNTER],
+                        lag=max(0, head - hb.counters[SINK_CURSOR_COUNTER]))
+            for hb in beats
+            if hb.role.startswith("sink:") and hb.counters[SINK_CURSOR_COUNTER] > 0)
+        return JournalView(head=head, capacity=self._capacity, producer_drops=drops,
+                           rate_per_s=rate, consumers=consumers)
