@@ -1,0 +1,129 @@
+"""Child processes of a plant: what to start, and how each one's life is tracked.
+
+Each child is a fresh interpreter running one ``petra`` subcommand (scan, driver,
+sink), so a crash or leak in one never touches another and a restart is clean. A
+child is asked to die with its parent (``PR_SET_PDEATHSIG``): a killed supervisor
+leaves no orphan talking to field devices.
+
+Restart policy: exponential backoff from ``backoff_initial_s`` doubling to
+``backoff_max_s``; more than ``budget`` restarts inside ``budget_window_s`` marks the
+child FAILED and it is left down (the rest of the plant keeps running and /healthz
+says why).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+class ChildState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    budget: int = 5
+    budget_window_s: float = 60.0
+    startup_grace_s: float = 15.0
+    heartbeat_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """A role and the command that plays it."""
+
+    role: str                       # "scan", "driver:plc1", "sink:mqtt"
+    argv: tuple[str, ...]
+    cpus: frozenset[int] | None = None
+    stop_order: int = 1             # lower stops first
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    policy: RestartPolicy
+    state: ChildState = ChildState.STARTING
+    proc: Any = None                # asyncio.subprocess.Process
+    pid: int = 0
+    started_mono: float = 0.0
+    restarts: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    next_start_mono: float = 0.0
+    backoff_s: float = 0.0
+    last_exit: int | None = None
+    last_reason: str = ""
+    hb_record: int | None = None
+    hb_restarts_written: int = 0
+
+    @property
+    def role(self) -> str:
+        return self.spec.role
+
+    def note_exit(self, now: float, code: int | None, reason: str) -> None:
+        """Record an exit and decide the next start time, or FAILED."""
+        self.last_exit = code
+        self.last_reason = reason
+        self.proc = None
+        self.hb_record = None
+        while self.restart_times and now - self.restart_times[0] > self.policy.budget_window_s:
+            self.restart_times.popleft()
+        if len(self.restart_times) >= self.policy.budget:
+            self.state = ChildState.FAILED
+            return
+        self.backoff_s = (self.policy.backoff_initial_s if self.backoff_s == 0
+                          else min(self.backoff_s * 2, self.policy.backoff_max_s))
+        self.next_start_mono = now + self.backoff_s
+        self.state = ChildState.BACKOFF
+
+    def note_start(self, now: float, pid: int, is_restart: bool) -> None:
+        self.pid = pid
+        self.started_mono = now
+        self.state = ChildState.STARTING
+        if is_restart:
+            self.restarts += 1
+            self.restart_times.append(now)
+
+    def note_healthy(self, now: float) -> None:
+        """A child that ran for a whole budget window is forgiven its backoff."""
+        self.state = ChildState.RUNNING
+        if now - self.started_mono > self.policy.budget_window_s:
+            self.backoff_s = 0.0
+
+
+def child_preexec() -> None:
+    """In the child between fork and exec: die with the supervisor, own process group
+    off (signals come from the supervisor, not the terminal's Ctrl-C)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    os.setpgid(0, 0)
+
+
+def petra_argv(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "petra", *args)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

@@ -1,0 +1,127 @@
+"""``/healthz`` and ``/metrics`` for a running plant (aiohttp, loopback by default).
+
+``/healthz`` answers JSON ``{"status": "ok"|"degraded"|"failed", "reasons": [...]}``
+with HTTP 200 for ok and degraded and 503 for failed, so a load balancer or a
+systemd/k8s probe can act on the code alone. ``/metrics`` is the Prometheus text
+format, produced by ``prometheus_client`` from a collector that reads the segment
+(scan statistics, heartbeats, journal) and the supervisor's own child table at scrape
+time; nothing is sampled in between.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from petra.shm import Segment, read_heartbeats, read_stats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class PlantCollector(Collector):
+    """Reads the live segment and the supervisor's view at each scrape."""
+
+    def __init__(self, segment: Segment, children: Callable[[], list[dict[str, Any]]]) -> None:
+        self._seg = segment
+        self._children = children
+
+    def collect(self) -> Iterator[Any]:
+        st = read_stats(self._seg)
+        period = CounterMetricFamily("petra_scan_cycles", "Scan cycles run")
+        period.add_metric([], st.cycles)
+        yield period
+        c = CounterMetricFamily("petra_scan_overruns", "Cycles that ran past the next deadline")
+        c.add_metric([], st.overruns)
+        yield c
+        c = CounterMetricFamily("petra_scan_skipped_periods", "Periods skipped after overruns")
+        c.add_metric([], st.skipped)
+        yield c
+        g = GaugeMetricFamily("petra_scan_period_seconds", "Configured scan period")
+        g.add_metric([], st.period_ns / 1e9)
+        yield g
+        g = GaugeMetricFamily("petra_scan_exec_seconds", "Scan execution time", labels=["stat"])
+        g.add_metric(["last"], st.exec_last_ns / 1e9)
+        g.add_metric(["avg"], st.exec_avg_ns / 1e9)
+        g.add_metric(["max"], st.exec_max_ns / 1e9)
+        yield g
+        g = GaugeMetricFamily("petra_scan_wakeup_latency_seconds",
+                              "Scan wake-up latency (histogram upper edge)", labels=["quantile"])
+        for q in (50.0, 90.0, 99.0, 99.9):
+            g.add_metric([str(q / 100)], st.wake_percentile_us(q) / 1e6)
+        g.add_metric(["max"], st.wake_max_ns / 1e9)
+        yield g
+        info = self._seg.info()
+        c = CounterMetricFamily("petra_journal_entries", "Changes appended to the journal")
+        c.add_metric([], info.journal_head)
+        yield c
+        c = CounterMetricFamily("petra_journal_producer_drops",
+                                "Journal positions a producer could not fill")
+        c.add_metric([], info.producer_drops)
+        yield c
+        up = GaugeMetricFamily("petra_process_up", "1 when the child runs", labels=["role"])
+        restarts = CounterMetricFamily("petra_process_restarts", "Child restarts",
+                                       labels=["role"])
+        failed = GaugeMetricFamily("petra_process_failed",
+                                   "1 when the child exhausted its restart budget",
+                                   labels=["role"])
+        for ch in self._children():
+            up.add_metric([ch["role"]], 1.0 if ch["state"] in ("running", "starting") else 0.0)
+            restarts.add_metric([ch["role"]], ch["restarts"])
+            failed.add_metric([ch["role"]], 1.0 if ch["state"] == "failed" else 0.0)
+        yield up
+        yield restarts
+        yield failed
+        counters = GaugeMetricFamily("petra_process_counter",
+                                     "Per-process counters from heartbeat records",
+                                     labels=["role", "index"])
+        age = GaugeMetricFamily("petra_process_heartbeat_age_seconds",
+                                "Time since the process last beat", labels=["role"])
+        for hb in read_heartbeats(self._seg):
+            age.add_metric([hb.role], max(0, hb.age_ns()) / 1e9)
+            for i, v in enumerate(hb.counters):
+                if v:
+                    counters.add_metric([hb.role, str(i)], float(v))
+        yield counters
+        yield age
+
+
+class HealthServer:
+    def __init__(self, segment: Segment, health: Callable[[], dict[str, Any]],
+                 children: Callable[[], list[dict[str, Any]]]) -> None:
+        self._health = health
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(PlantCollector(segment, children))
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # aiohttp keeps the bound socket here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        body = self._health()
+        code = 503 if body["status"] == "failed" else 200
+        return web.Response(text=json.dumps(body), status=code, content_type="application/json")
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self._registry),
+                            headers={"Content-Type": CONTENT_TYPE})

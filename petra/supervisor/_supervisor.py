@@ -1,0 +1,377 @@
+"""``petra run``: bring a plant up as a set of processes and keep it up.
+
+The supervisor owns the instance (lock file, segment), starts the scan and one
+process per driver and sink, and then only watches: a child's exit status and its
+heartbeat age in the segment. A dead child's half-finished slot writes are repaired
+(``repair_writer``) before it is restarted; a hung one (stale heartbeat) is killed
+and restarted. Stop order matters for a PLC: the scan stops first and writes its
+safe values, the drivers get a moment to carry them to the devices, and only then
+are drivers and sinks stopped (and given time to flush). A second SIGTERM/SIGINT
+skips the courtesy and kills everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from petra.errors import PetraError
+from petra.scan._process import HB_RELOADS_FAILED, HB_RELOADS_OK
+from petra.shm import HeartbeatHandle, ProcessState, Segment, read_heartbeats, read_stats
+from petra.shm._core import lib
+from petra.supervisor._children import (
+    Child,
+    ChildSpec,
+    ChildState,
+    RestartPolicy,
+    child_preexec,
+    describe_exit,
+    petra_argv,
+)
+from petra.supervisor._health import HealthServer
+from petra.supervisor._instance import InstanceLock
+from petra.supervisor._systemd import Notifier
+
+log = logging.getLogger("petra.supervisor")
+
+TICK_S = 0.1
+STOP_TIMEOUT_S = 10.0
+DRIVER_SETTLE_S = 0.5
+RELOAD_TIMEOUT_S = 15.0
+
+
+def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
+                  ) -> list[ChildSpec]:
+    """The processes a plant needs: the scan, each driver, each sink."""
+    path = str(plant_path)
+    scan_cpu = plant.config.scan.cpu
+    all_cpus = frozenset(os.sched_getaffinity(0))
+    others = all_cpus - {scan_cpu} if scan_cpu is not None and len(all_cpus) > 1 else None
+    specs = [ChildSpec("scan", petra_argv("scan", path, "--attach", "--instance", instance,
+                                          "--log-level", log_level),
+                       cpus=frozenset({scan_cpu}) if scan_cpu is not None else None,
+                       stop_order=0)]
+    for drv in getattr(plant.config, "drivers", None) or []:
+        specs.append(ChildSpec(f"driver:{drv.name}",
+                               petra_argv("driver", path, drv.name, "--instance", instance,
+                                          "--log-level", log_level),
+                               cpus=others))
+    if _mqtt_out_configured(plant):
+        specs.append(ChildSpec("sink:mqtt",
+                               petra_argv("driver", path, "mqtt-out", "--instance", instance,
+                                          "--log-level", log_level),
+                               cpus=others))
+    return specs
+
+
+def _mqtt_out_configured(plant: Any) -> bool:
+    mqtt = getattr(plant.config, "mqtt", None)
+    if mqtt is None:
+        return False
+    publish = getattr(mqtt, "publish", None)
+    broker = getattr(mqtt, "broker", None) or getattr(mqtt, "host", None)
+    return bool(broker) and publish is not None
+
+
+class Supervisor:
+    def __init__(self, plant_path: Path, *, instance: str | None = None,
+                 health: str | None = "127.0.0.1:9120", log_level: str = "info",
+                 policy: RestartPolicy | None = None) -> None:
+        self.plant_path = plant_path
+        self.instance_override = instance
+        self.health_addr = health
+        self.log_level = log_level
+        self.policy = policy or RestartPolicy()
+        self.children: list[Child] = []
+        self._stop = asyncio.Event()
+        self._force = False
+        self._reload_requested = False
+        self._ready = False
+        self._t0 = time.monotonic()
+        self._reload_seq = 0
+        self._last_reload: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> int:
+        from petra.config import load_plant
+
+        plant = load_plant(self.plant_path)
+        self.plant = plant
+        self.instance = self.instance_override or plant.config.instance
+        self.lock = InstanceLock(self.instance)
+        self.lock.acquire()
+        if self.lock.replaced_stale:
+            log.warning("event=stale_segment_replaced instance=%s", self.instance)
+        try:
+            self.segment = Segment.create(self.instance, plant.signal_defs(),
+                                          journal_capacity=plant.config.scan.journal_capacity)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.hb = HeartbeatHandle(self.segment, "supervisor", os.getpid())
+        self.notifier = Notifier()
+        health: HealthServer | None = None
+        try:
+            specs = plan_children(plant, self.instance, self.plant_path, self.log_level)
+            self.children = [Child(spec, self.policy) for spec in specs]
+            port = 0
+            if self.health_addr:
+                host, _, port_s = self.health_addr.rpartition(":")
+                health = HealthServer(self.segment, self.health, self.child_table)
+                port = await health.start(host or "127.0.0.1", int(port_s))
+                log.info("event=health_listen host=%s port=%d", host, port)
+            self._write_state(port)
+            self._install_signals()
+            log.info("event=plant_start instance=%s children=%s", self.instance,
+                     ",".join(c.role for c in self.children))
+            for child in self.children:
+                await self._start(child, is_restart=False)
+            await self._watch()
+            await self._shutdown()
+            return 0
+        finally:
+            if health is not None:
+                await health.stop()
+            self.hb.release()
+            self.segment.close()
+            self.segment.unlink()
+            self.lock.release()
+            log.info("event=plant_stopped instance=%s", self.instance)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            self._force = True
+            log.warning("event=stop_forced signal=%s", sig.name)
+            for child in self.children:
+                self._kill(child, signal.SIGKILL)
+            return
+        log.info("event=stop_requested signal=%s", sig.name)
+        self._stop.set()
+
+    def _on_hup(self) -> None:
+        self._reload_requested = True
+
+    # ------------------------------------------------------------------ children
+    async def _start(self, child: Child, is_restart: bool) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL)
+        except OSError as exc:
+            log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
+            child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")
+            return
+        child.proc = proc
+        child.note_start(time.monotonic(), proc.pid, is_restart)
+        if child.spec.cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(proc.pid, child.spec.cpus)
+        log.info("event=child_started role=%s pid=%d restarts=%d", child.role, proc.pid,
+                 child.restarts)
+
+    def _kill(self, child: Child, sig: signal.Signals) -> None:
+        if child.proc is not None and child.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(sig)
+
+    def _reap(self, child: Child, reason: str | None = None) -> None:
+        """A child has exited: repair what it left, free its record, plan a restart."""
+        code = child.proc.returncode if child.proc is not None else None
+        pid = child.pid
+        repaired = self.segment.repair_writer(pid) if pid else 0
+        for hb in read_heartbeats(self.segment):
+            if hb.pid == pid:
+                lib.petra_hb_release(self.segment.handle, hb.record)
+        why = reason or describe_exit(code)
+        if self._stop.is_set():
+            child.proc = None
+            child.state = ChildState.STOPPED
+            log.info("event=child_stopped role=%s pid=%d status=%r", child.role, pid, why)
+            return
+        child.note_exit(time.monotonic(), code, why)
+        if child.state is ChildState.FAILED:
+            log.error("event=child_failed role=%s pid=%d reason=%r restarts=%d "
+                      "detail='restart budget exhausted; the rest of the plant keeps running'",
+                      child.role, pid, why, child.restarts)
+        else:
+            log.warning("event=child_exited role=%s pid=%d reason=%r repaired_slots=%d "
+                        "restart_in_s=%.1f", child.role, pid, why, repaired, child.backoff_s)
+
+    async def _watch(self) -> None:
+        last_watchdog = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            beats = {hb.pid: hb for hb in read_heartbeats(self.segment)}
+            mono_ns = int(lib.petra_now_mono_ns())
+            for child in self.children:
+                if child.proc is not None and child.proc.returncode is not None:
+                    self._reap(child)
+                    continue
+                if child.state is ChildState.BACKOFF and now >= child.next_start_mono:
+                    await self._start(child, is_restart=True)
+                    continue
+                if child.proc is None:
+                    continue
+                hb = beats.get(child.pid)
+                if hb is None:
+                    if now - child.started_mono > self.policy.startup_grace_s:
+                        log.error("event=child_hung role=%s pid=%d reason='no heartbeat "
+                                  "after %.0fs'", child.role, child.pid,
+                                  self.policy.startup_grace_s)
+                        self._kill(child, signal.SIGKILL)
+                    continue
+                self._sync_restarts(child, hb.record)
+                age_s = (mono_ns - hb.last_beat_ns) / 1e9
+                if hb.state == ProcessState.RUNNING and age_s > self.policy.heartbeat_timeout_s:
+                    log.error("event=child_hung role=%s pid=%d heartbeat_age_s=%.1f",
+                              child.role, child.pid, age_s)
+                    self._kill(child, signal.SIGKILL)
+                elif hb.state in (ProcessState.RUNNING, ProcessState.DEGRADED):
+                    child.note_healthy(now)
+            if not self._ready and read_stats(self.segment).cycles > 0:
+                self._ready = True
+                ms = (time.monotonic() - self._t0) * 1e3
+                log.info("event=plant_ready first_cycle_ms=%.0f", ms)
+                self.notifier.ready(f"{self.instance}: running")
+            if self.notifier.watchdog_interval_s and self.health()["status"] != "failed" \
+                    and now - last_watchdog >= self.notifier.watchdog_interval_s:
+                self.notifier.watchdog()
+                last_watchdog = now
+            if self._reload_requested:
+                self._reload_requested = False
+                asyncio.get_running_loop().create_task(self._reload())
+            self.hb.beat(ProcessState.RUNNING)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), TICK_S)
+
+    def _sync_restarts(self, child: Child, record: int) -> None:
+        if child.hb_record != record:
+            child.hb_record = record
+            child.hb_restarts_written = 0
+        while child.hb_restarts_written < child.restarts:
+            lib.petra_hb_add_restart(self.segment.handle, record)
+            child.hb_restarts_written += 1
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        self.hb.beat(ProcessState.STOPPING)
+        for order in sorted({c.spec.stop_order for c in self.children}):
+            group = [c for c in self.children if c.spec.stop_order == order]
+            for child in group:
+                child.state = ChildState.STOPPING
+                self._kill(child, signal.SIGTERM)
+            await self._wait_exit(group, STOP_TIMEOUT_S)
+            if order == 0 and len(self.children) > len(group):
+                await asyncio.sleep(DRIVER_SETTLE_S)  # let drivers carry safe values out
+        for child in self.children:
+            if child.proc is not None:
+                self._reap(child)
+
+    async def _wait_exit(self, group: list[Child], timeout: float) -> None:
+        procs = [c.proc for c in group if c.proc is not None]
+        if not procs:
+            return
+        done, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
+                                           timeout=timeout)
+        if pending:
+            for child in group:
+                if child.proc is not None and child.proc.returncode is None:
+                    log.warning("event=child_stop_timeout role=%s pid=%d action=SIGKILL",
+                                child.role, child.pid)
+                    self._kill(child, signal.SIGKILL)
+            await asyncio.wait(pending, timeout=5.0)
+
+    # ------------------------------------------------------------------ reload
+    async def _reload(self) -> None:
+        from petra.config import ConfigErrors, load_plant
+
+        self._reload_seq += 1
+        seq = self._reload_seq
+        try:
+            plant = await asyncio.to_thread(load_plant, self.plant_path)
+        except ConfigErrors as exc:
+            errors = [str(e) for e in exc.errors]
+            for line in errors:
+                log.error("event=reload_rejected detail=%r", line)
+            self._finish_reload(seq, False, errors)
+            return
+        except PetraError as exc:
+            self._finish_reload(seq, False, [str(exc)])
+            return
+        scan = next((c for c in self.children if c.role == "scan"), None)
+        if scan is None or scan.proc is None or scan.hb_record is None:
+            self._finish_reload(seq, False, ["the scan is not running"])
+            return
+        before = self._scan_reload_counters(scan)
+        os.kill(scan.pid, signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            after = self._scan_reload_counters(scan)
+            if after[0] > before[0]:
+                self.plant = plant
+                self._finish_reload(seq, True, [])
+                return
+            if after[1] > before[1]:
+                self._finish_reload(seq, False, ["the scan refused the new plant (see its log)"])
+                return
+        self._finish_reload(seq, False, ["the scan did not answer the reload in time"])
+
+    def _scan_reload_counters(self, scan: Child) -> tuple[int, int]:
+        for hb in read_heartbeats(self.segment):
+            if hb.pid == scan.pid:
+                return hb.counters[HB_RELOADS_OK], hb.counters[HB_RELOADS_FAILED]
+        return 0, 0
+
+    def _finish_reload(self, seq: int, ok: bool, errors: list[str]) -> None:
+        self._last_reload = {"seq": seq, "ok": ok, "errors": errors, "time": time.time()}
+        log.info("event=reload_%s seq=%d", "ok" if ok else "failed", seq)
+        self._write_state()
+
+    def _write_state(self, port: int | None = None) -> None:
+        if port is not None:
+            self._health_port = port
+        self.lock.write_state(health_port=getattr(self, "_health_port", 0),
+                              plant=str(self.plant_path), last_reload=self._last_reload)
+
+    # ------------------------------------------------------------------ reports
+    def child_table(self) -> list[dict[str, Any]]:
+        return [{"role": c.role, "pid": c.pid, "state": str(c.state), "restarts": c.restarts,
+                 "last_exit": c.last_reason} for c in self.children]
+
+    def health(self) -> dict[str, Any]:
+        reasons: list[str] = []
+        status = "ok"
+        for c in self.children:
+            if c.state is ChildState.FAILED:
+                reasons.append(f"{c.role} failed: {c.last_reason}")
+            elif c.state is ChildState.BACKOFF:
+                reasons.append(f"{c.role} restarting after {c.last_reason}")
+        if any(c.state is ChildState.FAILED and c.role == "scan" for c in self.children):
+            status = "failed"
+        elif reasons:
+            status = "degraded"
+        if not self._ready:
+            status = "degraded" if status == "ok" else status
+            reasons.append("scan has not completed a cycle yet")
+        stats = read_stats(self.segment)
+        return {"status": status, "reasons": reasons, "instance": self.instance,
+                "scan": {"cycles": stats.cycles, "overruns": stats.overruns},
+                "processes": self.child_table()}
+
+
+def main(plant_path: str, instance: str | None = None, health: str | None = "127.0.0.1:9120",
+         log_level: str = "info") -> int:
+    sup = Supervisor(Path(plant_path), instance=instance, health=health, log_level=log_level)
+    return asyncio.run(sup.run())
