@@ -294,6 +294,23 @@ int64_t petra_write_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t fi
     return written;
 }
 
+int petra__write_f64_at(petra_seg_t *seg, uint32_t index, double value, uint8_t quality,
+                        int64_t now) {
+    uint8_t t = seg->slots[index].type;
+    uint64_t bits;
+    if (t == PETRA_T_FLOAT) {
+        memcpy(&bits, &value, sizeof bits);
+    } else if (t == PETRA_T_BOOL) {
+        if (isnan(value)) return PETRA_EINVAL;
+        bits = value != 0.0;
+    } else {
+        if (!(value >= -9223372036854775808.0 && value < 9223372036854775808.0))
+            return PETRA_EINVAL;
+        bits = (uint64_t)(int64_t)value;
+    }
+    return write_one(seg, index, bits, quality, PETRA_SUB_NONE, 0, now);
+}
+
 int64_t petra_bench_read_range(petra_seg_t *seg, uint32_t first, size_t n,
                                uint32_t iterations, uint64_t *values, uint8_t *quality) {
     int64_t t0 = petra__clock(CLOCK_MONOTONIC);
