@@ -37,9 +37,9 @@ import numpy as np
 import numpy.typing as npt
 
 from petra.errors import PetraError
+from petra.scan._clock import Clock
 from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
 from petra.shm._core import check, ffi, lib
-from petra.scan._clock import Clock
 
 log = logging.getLogger("petra.scan")
 
@@ -126,6 +126,7 @@ class ScanEngine:
         offset_ns: int | None = None,
         heartbeat: HeartbeatHandle | None = None,
         record_stats: bool = True,
+        trace: npt.NDArray[np.int64] | None = None,
     ) -> None:
         if period_ns <= 0:
             raise PetraError(f"scan period must be positive, got {period_ns} ns")
@@ -141,6 +142,8 @@ class ScanEngine:
         self._on_swap: Callable[[BlockProgram], None] | None = None
         self._stats = StatsWriter(segment, period_ns) if record_stats else None
         self._h = segment.handle
+        # Optional per-cycle record for benchmarks: row k = (wake latency, exec) ns.
+        self._trace = trace
 
     @property
     def program(self) -> BlockProgram:
@@ -156,7 +159,9 @@ class ScanEngine:
         self._on_swap = on_swap
         self._pending = program
 
-    def run(self, should_stop: Callable[[], bool], max_cycles: int | None = None) -> ScanCounters:
+    def run(  # noqa: PLR0915  # the hot loop stays flat: no per-cycle helper calls
+        self, should_stop: Callable[[], bool], max_cycles: int | None = None
+    ) -> ScanCounters:
         """Cycle until ``should_stop()`` is true (checked once per cycle) or
         ``max_cycles`` ran. Returns the counters."""
         period = self.period_ns
@@ -171,6 +176,8 @@ class ScanEngine:
         record = lib.petra_stats_record if self._stats is not None else None
         h = self._h
         c = self.counters
+        trace = self._trace
+        trace_len = 0 if trace is None else len(trace)
         if self.heartbeat is not None:
             self.heartbeat.beat(ProcessState.RUNNING)
         while not should_stop():
@@ -204,6 +211,9 @@ class ScanEngine:
             c.cycles += 1
             if record is not None:
                 record(h, woke - deadline, end - woke, overrun, skipped)
+            if c.cycles <= trace_len:
+                trace[c.cycles - 1, 0] = woke - deadline  # type: ignore[index]
+                trace[c.cycles - 1, 1] = end - woke  # type: ignore[index]
             if self.heartbeat is not None and woke >= next_beat:
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS

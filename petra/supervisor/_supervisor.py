@@ -282,7 +282,7 @@ class Supervisor:
         procs = [c.proc for c in group if c.proc is not None]
         if not procs:
             return
-        done, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
+        _, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
                                            timeout=timeout)
         if pending:
             for child in group:
