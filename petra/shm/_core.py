@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from petra import _native
 from petra.errors import (
     PetraError,
+    SegmentError,
     SegmentLayoutError,
     SegmentReadOnlyError,
     SignalBusyError,
@@ -54,9 +55,15 @@ def raise_for(rc: int, what: str = "") -> NoReturn:
         raise SegmentLayoutError(f"mapping is smaller than the segment header says{suffix}")
     if rc == EINVAL:
         raise ValueOutOfRangeError(f"invalid argument{suffix}")
+    if rc == EFULL:
+        raise SegmentFullError(f"no free record left{suffix}")
     if rc == ENOMEM:
         raise MemoryError(f"out of memory{suffix}")
     raise PetraError(f"C core returned {rc}{suffix}")
+
+
+class SegmentFullError(SegmentError):
+    """Every heartbeat record of the segment is taken (create it with more)."""
 
 
 def check(rc: int, what: str = "") -> int:

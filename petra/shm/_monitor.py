@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from petra.errors import ValueOutOfRangeError
 from petra.shm._core import check, ffi, lib, now_mono_ns
 from petra.shm._segment import Segment
 
@@ -142,6 +143,10 @@ class HeartbeatHandle:
         lib.petra_hb_beat(self._seg.handle, self.record, int(state))
 
     def set_counter(self, counter: int, value: int) -> None:
+        """Store one of the record's 8 free-use u64 counters (what each means is the
+        role's convention: messages, reconnects, ...)."""
+        if not 0 <= counter < HB_COUNTERS:
+            raise ValueOutOfRangeError(f"heartbeat counter {counter} outside 0..{HB_COUNTERS - 1}")
         check(lib.petra_hb_set_counter(self._seg.handle, self.record, counter, value),
               "heartbeat counter")
 

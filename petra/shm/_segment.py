@@ -176,11 +176,24 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _as_array(arr: Any, dtype: type[np.generic], what: str) -> npt.NDArray[Any]:
+def _as_array(arr: Any, dtype: type[np.generic], what: str,
+              convert: str = "") -> npt.NDArray[Any]:
+    """``arr`` as a contiguous 1-D array of ``dtype``. Arrays of another dtype are refused
+    (a silent reinterpretation of bits would be worse than an error) unless their kind
+    is in ``convert`` and every element survives the conversion unchanged; sequences
+    (lists, tuples) are converted the same way."""
     a = np.asarray(arr)
     if a.dtype != dtype:
-        raise SignalTypeError(f"{what} must be a numpy array of {np.dtype(dtype).name}, "
-                              f"got {a.dtype}")
+        if a.size == 0:
+            a = a.astype(dtype)
+        elif a.dtype.kind in convert:
+            conv = a.astype(dtype)
+            if not np.array_equal(conv.astype(a.dtype), a, equal_nan=a.dtype.kind == "f"):
+                raise ValueOutOfRangeError(f"{what} do not fit {np.dtype(dtype).name}")
+            a = conv
+        else:
+            raise SignalTypeError(f"{what} must be a numpy array of {np.dtype(dtype).name}, "
+                                  f"got {a.dtype}")
     if a.ndim != 1:
         raise SignalTypeError(f"{what} must be one-dimensional")
     return np.ascontiguousarray(a)
@@ -320,11 +333,12 @@ class Segment:
         finally:
             shm.close_fd()
         seg = cls(instance, mm, size, readonly=readonly, owner=False)
-        if expect_directory_hash is not None and seg.directory_hash != expect_directory_hash:
+        found = seg.directory_hash
+        if expect_directory_hash is not None and found != expect_directory_hash:
             seg.close()
             raise SegmentLayoutError(
                 f"segment {instance!r} holds another signal directory "
-                f"({seg.directory_hash:#x}, expected {expect_directory_hash:#x}): "
+                f"({found:#x}, expected {expect_directory_hash:#x}): "
                 "it was created from a different config")
         return seg
 
@@ -490,6 +504,8 @@ class Segment:
             raise ValueOutOfRangeError(
                 f"{self._label(index)}: {value!r} does not fit int64, or bad "
                 f"quality/timestamp ({quality!r}, {source_ts_ns!r})") from None
+        except SignalTypeError:
+            raise
         except TypeError:
             if self._closed:
                 self._live()
@@ -549,8 +565,9 @@ class Segment:
         were written (a slot held by a stuck writer is skipped)."""
         vals = _as_array(values, np.uint64, "values")
         idx, n = self._batch_args(indices, first, len(vals))
-        q = None if quality is None else _as_array(quality, np.uint8, "quality")
-        ts = None if source_ts_ns is None else _as_array(source_ts_ns, np.int64, "source_ts")
+        q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
+        ts = None if source_ts_ns is None else _as_array(source_ts_ns, np.int64, "source_ts",
+                                                               "iu")
         self._check_lengths(n, q, ts)
         self._writable("batch write")
         return check(lib.petra_write_batch(
@@ -561,9 +578,9 @@ class Segment:
                         quality: npt.ArrayLike | None = None, *, first: int = 0) -> int:
         """Write float64 values converted to each slot's type; NaN, inf or out-of-range
         values for int slots are refused before anything is written."""
-        vals = _as_array(values, np.float64, "values")
+        vals = _as_array(values, np.float64, "values", convert="iub")
         idx, n = self._batch_args(indices, first, len(vals))
-        q = None if quality is None else _as_array(quality, np.uint8, "quality")
+        q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
         self._check_lengths(n, q, None)
         self._writable("batch write")
         return check(lib.petra_write_batch_f64(
@@ -649,7 +666,11 @@ class Segment:
                 raise UnknownSignalError(
                     f"range {first}..{first + n} outside {len(self._infos)} signals")
             return None, n
-        idx = _as_array(indices, np.uint32, "indices")
+        if not isinstance(indices, np.ndarray) or indices.dtype != np.uint32:
+            ints = np.asarray(indices)
+            if ints.size and ints.dtype.kind in "iu" and int(ints.min()) < 0:
+                raise UnknownSignalError(f"negative index {int(ints.min())}")
+        idx = _as_array(indices, np.uint32, "indices", convert="iu")
         if len(idx) and int(idx.max()) >= len(self._infos):
             raise UnknownSignalError(
                 f"index {int(idx.max())} outside {len(self._infos)} signals")
