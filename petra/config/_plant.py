@@ -1,0 +1,205 @@
+"""Loading a plant file: YAML, models, semantic pass, and the :class:`Plant` they make.
+
+Every stage reports into one :class:`~petra.config._errors.Diagnostics`; a stage that
+cannot finish (the text is not YAML) stops, every other stage runs to the end so the
+user sees all problems of the file at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from petra.blocks import BlockSpec
+from petra.config._drivers import DriverConfig
+from petra.config._errors import ConfigErrors, Diagnostics
+from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
+from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
+from petra.config._yaml import YamlError, parse_yaml
+from petra.errors import ConfigError
+from petra.shm import SignalDef, SignalType
+
+_DRIVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(DriverConfig)  # works for a model or a union
+_entry_points_loaded = False
+
+
+def block_specs() -> dict[str, BlockSpec]:
+    """Every registered block type: the built-ins and, once, the entry-point plugins."""
+    global _entry_points_loaded  # noqa: PLW0603 - load the plugins once per process
+    from petra import blocks  # the library registers its built-ins on import
+
+    loader = getattr(blocks, "load_entry_points", None)
+    if loader is not None and not _entry_points_loaded:
+        _entry_points_loaded = True
+        loader()
+    return dict(blocks.all_specs())
+
+
+@dataclass(frozen=True)
+class Plant:
+    """A validated plant: the config model plus what the semantic pass derived.
+
+    ``order`` lists block names in execution order; ``blocks`` the resolved blocks in
+    that order. ``warnings`` are findings that do not make the file invalid.
+    """
+
+    config: PlantConfig
+    path: FsPath | None
+    order: list[str]
+    blocks: list[BlockInstance]
+    warnings: list[ConfigError]
+    signal_types: dict[str, str]
+    block_writers: dict[str, str]
+    driver_writers: dict[str, str]
+    owners: dict[str, str] = field(repr=False)
+
+    @cached_property
+    def source_hash(self) -> str:
+        """SHA-256 of the normalised config: equal for files that mean the same plant
+        (comments, key order, ``10ms`` vs ``10``), different otherwise."""
+        return _hash_model(self.config)
+
+    def signal_defs(self) -> list[SignalDef]:
+        """The segment's signal table, in file order, owners derived from the writers."""
+        out: list[SignalDef] = []
+        for sig in self.config.signals:
+            initial: bool | int | float | None = sig.initial
+            if initial is not None and sig.type == "float":
+                initial = float(initial)
+            out.append(SignalDef(
+                sig.name, SignalType.parse(sig.type), unit=sig.unit,
+                owner=self.owners.get(sig.name, ""), writable=sig.writable, initial=initial))
+        return out
+
+    def block(self, name: str) -> BlockInstance:
+        """The resolved block called ``name``."""
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def _hash_model(model: BaseModel) -> str:
+    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_plant(path: str | FsPath, *, specs: Mapping[str, BlockSpec] | None = None) -> Plant:
+    """Load and validate a plant file; raise :class:`ConfigErrors` listing every problem.
+
+    A file that cannot be read raises :class:`OSError` (the CLI calls that a usage error).
+    """
+    p = FsPath(path)
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                                        file=str(path))]) from None
+    return load_plant_text(text, str(path), specs=specs, path=p)
+
+
+def load_plant_text(
+    text: str,
+    filename: str = "<string>",
+    *,
+    specs: Mapping[str, BlockSpec] | None = None,
+    path: FsPath | None = None,
+) -> Plant:
+    """Validate plant YAML given as text; ``filename`` is what errors name."""
+    if specs is None:
+        specs = block_specs()
+    try:
+        data, smap, problems = parse_yaml(text)
+    except YamlError as exc:
+        line, col = exc.position if exc.position is not None else (None, None)
+        raise ConfigErrors([ConfigError(exc.message, file=filename, line=line,
+                                        column=col)]) from None
+    diag = Diagnostics(filename, smap)
+    for prob in problems:
+        diag.error_at(prob.position, prob.path, prob.message)
+    config = _validate(data, diag)
+    part = _partial(data)
+    analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
+    if diag.errors or config is None:
+        raise ConfigErrors(diag.errors, diag.warnings)
+    by_name = analysis.blocks
+    return Plant(
+        config=config,
+        path=path,
+        order=list(analysis.order),
+        blocks=[by_name[n] for n in analysis.order],
+        warnings=sorted(diag.warnings, key=lambda e: (e.line or 0, e.column or 0)),
+        signal_types=analysis.signal_types,
+        block_writers=analysis.block_writers,
+        driver_writers=analysis.driver_writers,
+        owners=analysis.owners,
+    )
+
+
+def _validate(data: Any, diag: Diagnostics) -> PlantConfig | None:
+    if data is None:
+        diag.error((), "the file is empty; a plant file is a mapping with at least "
+                       "'instance' (see docs/config.md)")
+        return None
+    if not isinstance(data, dict):
+        diag.error((), "a plant file is a mapping (instance:, scan:, signals:, blocks:, "
+                       f"...), not a {type(data).__name__}")
+        return None
+    try:
+        return PlantConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            diag.pydantic(PlantConfig, data, err)
+        return None
+
+
+def _names(items: Any, into: list[tuple[int, str]]) -> None:
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                into.append((i, item["name"]))
+
+
+def _partial(data: Any) -> Partial:
+    """Validate each entry alone, so the semantic pass sees every good one."""
+    part = Partial()
+    if not isinstance(data, dict):
+        return part
+    if isinstance(data.get("instance"), str):
+        part.instance = data["instance"]
+    scan = data.get("scan", {})
+    if isinstance(scan, dict):
+        try:
+            part.scan = ScanConfig.model_validate(scan)
+            part.scan_set = frozenset(part.scan.model_fields_set)
+        except ValidationError:
+            part.scan = None
+    _names(data.get("signals"), part.signal_names)
+    _names(data.get("blocks"), part.block_names)
+    _names(data.get("drivers"), part.driver_names)
+    _entries(data.get("signals"), SignalConfig.model_validate, part.signals,
+             part.loose_signals)
+    _entries(data.get("blocks"), BlockConfig.model_validate, part.blocks, part.loose_blocks)
+    _entries(data.get("drivers"), _DRIVER_ADAPTER.validate_python, part.drivers,
+             part.loose_drivers)
+    return part
+
+
+def _entries(items: Any, validate: Any, good: list[tuple[int, Any]], loose: set[str]) -> None:
+    """Validate each entry of a list section alone; failed entries lend their name."""
+    if not isinstance(items, list):
+        return
+    for i, item in enumerate(items):
+        try:
+            good.append((i, validate(item)))
+        except ValidationError:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                loose.add(item["name"])
