@@ -90,6 +90,8 @@ class Probe(Protocol):
 
     def trial(self, priority: int) -> TrialResult: ...
 
+    def writable(self, path: Path) -> bool: ...
+
 
 class SystemProbe:
     """The real process: its limits, and a forked child that tries the RT calls."""
@@ -99,6 +101,9 @@ class SystemProbe:
 
     def rlimit(self, which: int) -> tuple[int, int]:
         return resource.getrlimit(which)
+
+    def writable(self, path: Path) -> bool:
+        return os.access(path, os.W_OK)
 
     def trial(self, priority: int) -> TrialResult:
         read_fd, write_fd = os.pipe()
@@ -392,7 +397,7 @@ class Doctor:
                                "missing: deep C-states cannot be held off",
                                "enable CONFIG_CPU_IDLE PM QoS or boot with "
                                "processor.max_cstate=1 intel_idle.max_cstate=0")
-        if os.access(dev, os.W_OK):
+        if self.probe.writable(dev):
             return CheckResult("cpu_dma_latency", title, Verdict.PASS,
                                "writable: the scan can keep CPUs out of deep idle")
         return CheckResult("cpu_dma_latency", title, Verdict.WARN,
