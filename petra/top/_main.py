@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(once(sampler, window_s=args.window, as_json=args.json,
                                   pattern=args.filter))
             return EXIT_OK
-        from petra.top._app import TopApp  # noqa: PLC0415 - textual loads only for the live view
+        from petra.top._app import TopApp  # textual loads only for the live view
 
         shm = Path("/dev/shm") / segment_name(instance).lstrip("/")
         app = TopApp(sampler.sample, interval_s=args.interval, pattern=args.filter,

@@ -147,7 +147,7 @@ def test_text_once_and_instance_listing(live_instance: str) -> None:
 def test_unknown_instance_fails_clearly() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "petra.top", "--once", "--json", "--instance", "nope-xyz"],
-        capture_output=True, text=True, timeout=30)
+        capture_output=True, text=True, timeout=30, check=False)
     assert out.returncode == 1
     assert "no segment for instance 'nope-xyz'" in out.stderr
 
