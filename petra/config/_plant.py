@@ -24,7 +24,7 @@ from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalCon
 from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
 from petra.config._yaml import YamlError, parse_yaml
 from petra.errors import ConfigError
-from petra.shm import SignalDef, SignalType
+from petra.shm import Quality, SignalDef, SignalType
 
 _DRIVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(DriverConfig)  # works for a model or a union
 _entry_points_loaded = False
@@ -73,9 +73,13 @@ class Plant:
             initial: bool | int | float | None = sig.initial
             if initial is not None and sig.type == "float":
                 initial = float(initial)
+            owner = self.owners.get(sig.name, "")
+            # A configured value is known until its writer says otherwise, except a
+            # device's: that stays UNCERTAIN until the driver has read it once.
+            quality = Quality.UNCERTAIN if owner.startswith("driver:") else Quality.GOOD
             out.append(SignalDef(
-                sig.name, SignalType.parse(sig.type), unit=sig.unit,
-                owner=self.owners.get(sig.name, ""), writable=sig.writable, initial=initial))
+                sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
+                writable=sig.writable, initial=initial, initial_quality=quality))
         return out
 
     def block(self, name: str) -> BlockInstance:

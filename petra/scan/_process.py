@@ -43,18 +43,17 @@ class ReloadError(PetraError):
 
 def build_program(plant: Any, segment: Segment, previous: BlockProgram | None = None
                   ) -> BlockProgram:
-    """Compile a validated plant's blocks against a segment's signal indices."""
+    """Compile a validated plant's blocks (already in execution order, every input
+    port resolved to a signal name or a constant) against the segment's indices."""
     from petra.blocks import BlockInstance, Const, compile_program
 
-    by_name = {b.name: b for b in plant.config.blocks}
     instances = []
-    for name in plant.order:
-        b = by_name[name]
-        inputs: dict[str, int | Const] = {}
-        for port, ref in b.inputs.items():
-            inputs[port] = segment.index(ref) if isinstance(ref, str) else Const(ref)
+    for b in plant.blocks:
+        inputs: dict[str, int | Const] = {
+            port: segment.index(ref) if isinstance(ref, str) else Const(ref)
+            for port, ref in b.inputs.items()}
         outputs = {port: segment.index(sig) for port, sig in b.outputs.items()}
-        instances.append(BlockInstance(name, b.type, inputs, outputs, dict(b.params or {})))
+        instances.append(BlockInstance(b.name, b.type, inputs, outputs, dict(b.params)))
     program: BlockProgram = compile_program(instances, len(segment), previous=previous)
     return program
 
@@ -84,7 +83,7 @@ def safe_values(plant: Any, segment: Segment) -> dict[int, Any]:
 
 def rt_settings(plant: Any) -> RtSettings:
     scan = plant.config.scan
-    return RtSettings(cpu=scan.cpu, policy=scan.policy, priority=scan.priority,
+    return RtSettings(cpu=scan.cpu, policy=scan.policy, priority=scan.fifo_priority or 80,
                       require=scan.rt, cpu_dma_latency=scan.cpu_dma_latency)
 
 
