@@ -19,13 +19,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from petra.errors import PetraError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
 from petra.scan._rt import RtSettings, RtState, apply
 from petra.shm import HeartbeatHandle, ProcessState, Segment
+
+if TYPE_CHECKING:
+    from petra.blocks import Program
 
 log = logging.getLogger("petra.scan")
 
@@ -54,7 +57,8 @@ def build_program(plant: Any, segment: Segment, previous: BlockProgram | None = 
             for port, ref in b.inputs.items()}
         outputs = {port: segment.index(sig) for port, sig in b.outputs.items()}
         instances.append(BlockInstance(b.name, b.type, inputs, outputs, dict(b.params)))
-    program: BlockProgram = compile_program(instances, len(segment), previous=previous)
+    prev = cast("Program | None", previous)  # the engine only ever holds compiled Programs
+    program: BlockProgram = compile_program(instances, len(segment), previous=prev)
     return program
 
 
