@@ -156,8 +156,8 @@ class Sampler:
         self._owners = [s.owner for s in sigs]
         self._type_names = [s.type.name.lower() for s in sigs]
         types = np.array([int(s.type) for s in sigs], dtype=np.uint8)
-        self._is_float = types == int(SignalType.FLOAT)
-        self._is_bool = types == int(SignalType.BOOL)
+        self._float_list: list[bool] = (types == int(SignalType.FLOAT)).tolist()
+        self._bool_list: list[bool] = (types == int(SignalType.BOOL)).tolist()
 
     @classmethod
     def attach(cls, instance: str, *, clock: Clock | None = None,
@@ -258,23 +258,17 @@ class Sampler:
             return ()
         batch = self._seg.read_batch()
         bits = batch.values
-        ints = bits.view(np.int64)
-        floats = bits.view(np.float64)
-        values: list[bool | int | float] = []
-        for k, (f, i) in enumerate(zip(floats.tolist(), ints.tolist(), strict=True)):
-            if self._is_float[k]:
-                values.append(f)
-            elif self._is_bool[k]:
-                values.append(i == 1)
-            else:
-                values.append(i)
+        floats = bits.view(np.float64).tolist()
+        ints = bits.view(np.int64).tolist()
+        values: list[bool | int | float] = [
+            f if is_f else (i == 1 if is_b else i)
+            for f, i, is_f, is_b in zip(floats, ints, self._float_list, self._bool_list,
+                                        strict=True)]
         ages = ((real_ns - batch.source_ts_ns) / 1e6).clip(min=0.0).tolist()
-        quality = batch.quality.tolist()
-        return tuple(
-            SignalView(index=k, name=self._names[k], type=self._type_names[k],
-                       value=values[k], quality=_QUALITY_NAMES.get(quality[k], "bad"),
-                       age_ms=ages[k], unit=self._units[k], owner=self._owners[k])
-            for k in range(len(self._names)))
+        quality = [_QUALITY_NAMES.get(q, "bad") for q in batch.quality.tolist()]
+        return tuple(map(SignalView._make, zip(
+            range(len(values)), self._names, self._type_names, values, quality, ages,
+            self._units, self._owners, strict=True)))
 
     def _journal(self, head: int, drops: int, beats: list[Heartbeat],
                  dt_s: float | None) -> JournalView:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 JSON_SCHEMA_VERSION = 1
 
@@ -110,11 +110,11 @@ class ProcessView:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class SignalView:
-    """One slot: its current value and how old it is."""
+class SignalView(NamedTuple):
+    """One slot: its current value and how old it is. (A named tuple, not a dataclass:
+    a snapshot of 100k signals builds 100k of them, and tuples build ~10x faster.)"""
 
-    index: int
+    slot: int
     name: str
     type: str
     value: bool | int | float

@@ -50,7 +50,7 @@ def scan_view(**kw: object) -> ScanView:
 def sig(index: int, name: str, value: bool | int | float, *, quality: str = "good",
         age_ms: float = 5.0, unit: str = "") -> SignalView:
     t = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
-    return SignalView(index=index, name=name, type=t, value=value, quality=quality,
+    return SignalView(slot=index, name=name, type=t, value=value, quality=quality,
                       age_ms=age_ms, unit=unit, owner="scan")
 
 
