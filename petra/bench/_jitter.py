@@ -38,6 +38,7 @@ from petra.errors import PetraError
 SCHEMA_VERSION = 1
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
 HIST_LIMIT_US = 1000
+CYCLICTEST_HIST_US = 20000  # wide enough that the VM's multi-ms stalls stay countable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m)?\s*$")
 _UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
@@ -218,7 +219,7 @@ def run_cyclictest(settings: JitterSettings) -> dict[str, Any] | None:
         return None
     seconds = max(1, round(settings.duration_ns / 1e9))
     argv = [exe, "-q", "-m", "-t1", f"-i{settings.period_ns // 1000}", f"-D{seconds}s",
-            f"-h{HIST_LIMIT_US}"]
+            f"-h{CYCLICTEST_HIST_US}"]
     if settings.policy == "fifo":
         argv += [f"-p{settings.priority}", "--policy=fifo"]
     else:
@@ -236,7 +237,7 @@ def parse_cyclictest(text: str) -> dict[str, Any]:
     """Percentiles from cyclictest's -h histogram (1-us buckets, one thread)."""
     counts: dict[int, int] = {}
     overflow = 0
-    maximum = None
+    maximum = minimum = average = None
     for line in text.splitlines():
         m = re.match(r"^(\d{6})\s+(\d+)", line)
         if m:
@@ -246,8 +247,14 @@ def parse_cyclictest(text: str) -> dict[str, Any]:
             overflow = int(line.split(":")[1].split()[0])
         elif line.startswith("# Max Latencies:"):
             maximum = int(line.split(":")[1].split()[0])
+        elif line.startswith("# Min Latencies:"):
+            minimum = int(line.split(":")[1].split()[0])
+        elif line.startswith("# Avg Latencies:"):
+            average = int(line.split(":")[1].split()[0])
     total = sum(counts.values()) + overflow
     out: dict[str, Any] = {"samples": total, "overflow": overflow,
+                           "min_us": float(minimum) if minimum is not None else None,
+                           "avg_us": float(average) if average is not None else None,
                            "max_us": float(maximum) if maximum is not None else None}
     if total == 0:
         return out
@@ -255,7 +262,7 @@ def parse_cyclictest(text: str) -> dict[str, Any]:
     for p in PERCENTILES:
         rank = p / 100 * total
         acc = 0
-        val: float = float("inf")
+        val: float | None = None  # in the overflow bucket: unknown beyond the limit
         for k in keys:
             acc += counts[k]
             if acc >= rank:
@@ -292,7 +299,7 @@ def measure(settings: JitterSettings) -> dict[str, Any]:
     if cyc is not None:
         result["cyclictest"] = cyc
         p999 = cyc.get("p999")
-        if p999 and "p999" in petra["wake"]:
+        if isinstance(p999, float) and "p999" in petra["wake"]:
             result["cyclictest"]["ratio_p999"] = petra["wake"]["p999"] / max(p999, 1.0)
     result["_trace"] = trace
     return result

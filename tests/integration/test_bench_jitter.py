@@ -1,0 +1,50 @@
+"""petra-bench jitter end to end: a short real measurement, JSON and a PNG."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from petra.bench._jitter import parse_cyclictest
+
+
+def test_short_jitter_run_writes_json_and_png(tmp_path: Path) -> None:
+    out, png = tmp_path / "j.json", tmp_path / "j.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "petra.bench", "jitter", "--period", "1ms", "--duration", "2s",
+         "--blocks", "50", "--json", str(out), "--plot", str(png)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "petra wake us" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1
+    assert data["cycles"] == 2000
+    wake = data["wake"]
+    assert wake["samples"] == 2000
+    assert wake["min_us"] <= wake["p50"] <= wake["p99"] <= wake["p999"] <= wake["max_us"]
+    hist = data["histogram"]
+    assert sum(hist["buckets"].values()) + hist["overflow"] == 2000
+    assert data["overruns"] >= 0 and data["skipped"] >= data["overruns"]
+    assert len(data["worst"]) == 10
+    if shutil.which("cyclictest"):  # tools/test.sh installs rt-tests
+        cyc = data["cyclictest"]
+        assert cyc["samples"] >= 1900, cyc
+        assert cyc["p50"] is not None
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cyclictest_histogram_parsing() -> None:
+    text = "\n".join([
+        "# /dev/cpu_dma_latency set to 0us",
+        "000000 000000", "000001 000010", "000002 000080", "000003 000009",
+        "# Total: 000000100", "# Min Latencies: 00001", "# Avg Latencies: 00002",
+        "# Max Latencies: 00250", "# Histogram Overflows: 00001",
+    ])
+    got = parse_cyclictest(text)
+    assert got["samples"] == 100
+    assert (got["min_us"], got["avg_us"], got["max_us"]) == (1.0, 2.0, 250.0)
+    assert got["p50"] == 2.0 and got["p90"] == 2.0 and got["p99"] == 3.0
+    assert got["p999"] is None  # in the overflow bucket: unknown, never invented
