@@ -116,7 +116,7 @@ class Diagnostics:
             self.error((*prefix, *loc), f"unknown key {key!r}{hint}", at_key=True)
             return
         if kind == "missing" and loc:
-            self.error((*prefix, *loc[:-1]), f"missing required key {loc[-1]!r}")
+            self.error((*prefix, *loc[:-1]), f"missing required key {loc[-1]!r}", at_key=True)
             return
         self.error((*prefix, *loc), _rephrase(err))
 

@@ -242,7 +242,7 @@ class _Analyzer:
     def _block(self, i: int, blk: BlockConfig, spec: BlockSpec) -> BlockInstance | None:
         base: Path = ("blocks", i)
         n_errors = len(self.diag.errors)
-        n_inputs, ports = self._input_ports(i, blk, spec)
+        n_inputs, ports, count_ok = self._input_ports(i, blk, spec)
         by_name = {p.name: p for p in ports}
         for key in blk.inputs:
             if key not in by_name and not self._is_variadic_key(spec, key):
@@ -252,10 +252,12 @@ class _Analyzer:
         for port in ports:
             path = (*base, "inputs", port.name)
             if port.name not in blk.inputs:
+                if not count_ok and self._is_variadic_key(spec, port.name):
+                    continue  # the count error says it already
                 if port.default is None:
                     where = (*base, "inputs") if blk.inputs else base
                     self.diag.error(where, f"missing required input {port.name!r} of "
-                                           f"{spec.name} ({port.type.value})")
+                                           f"{spec.name} ({port.type.value})", at_key=True)
                 else:
                     inputs[port.name] = port.default
                 continue
@@ -311,21 +313,25 @@ class _Analyzer:
             re.escape(spec.variadic) + r"[1-9][0-9]*", key) is not None
 
     def _input_ports(self, i: int, blk: BlockConfig, spec: BlockSpec
-                     ) -> tuple[int | None, list[Port]]:
+                     ) -> tuple[int | None, list[Port], bool]:
+        """The block's input ports, the variadic count N, and whether N is allowed.
+
+        N is the highest ``<prefix>K`` written. An N outside the spec's range is one
+        error here; the ports are then clamped to the range and the variadic ones are not
+        reported again as missing or unknown.
+        """
         if spec.variadic is None:
-            return None, list(spec.input_ports())
+            return None, list(spec.input_ports()), True
         numbers = [int(k[len(spec.variadic):]) for k in blk.inputs
                    if self._is_variadic_key(spec, k)]
         n = max(numbers, default=spec.min_inputs)
-        if not spec.min_inputs <= n <= spec.max_inputs:
-            self.diag.error(("blocks", i, "inputs"),
+        ok = spec.min_inputs <= n <= spec.max_inputs
+        if not ok:
+            self.diag.error(("blocks", i, "inputs"), at_key=True, message=
                             f"{spec.name} takes {spec.min_inputs}..{spec.max_inputs} inputs "
                             f"{spec.variadic}1..{spec.variadic}N, got N = {n}")
             n = min(max(n, spec.min_inputs), spec.max_inputs)
-            if n < max(numbers, default=0):
-                # Report the inputs past the maximum once, as the count error above.
-                numbers = [k for k in numbers if k <= n]
-        return n, list(spec.input_ports(n))
+        return n, list(spec.input_ports(n)), ok
 
     def _unknown_port(self, base: Path, section: str, key: str, spec: BlockSpec,
                       known: list[str]) -> None:
@@ -353,7 +359,7 @@ class _Analyzer:
                 if p.default is REQUIRED:
                     where = (*base, "params") if blk.params else base
                     self.diag.error(where, f"missing required parameter {p.name!r} of "
-                                           f"{spec.name} ({_param_kind(p)})")
+                                           f"{spec.name} ({_param_kind(p)})", at_key=True)
                 else:
                     out[p.name] = p.default
                 continue
@@ -490,10 +496,12 @@ class _Analyzer:
         loops = _cycles(strict)
         for cycle in loops:
             chain = " -> ".join(names[k] for k in [*cycle, cycle[0]])
+            why = ("the block reads its own output" if len(cycle) == 1
+                   else "each block needs another's output")
             self.diag.error(("blocks", nodes[cycle[0]][0]),
-                            f"algebraic loop: {chain}; each block needs another's output of "
-                            "the same cycle. Break the loop with a block that has state "
-                            "from earlier cycles (a delay block)")
+                            f"algebraic loop: {chain}; {why} of the same cycle. Break the "
+                            "loop with a block that has state from earlier cycles (a delay "
+                            "block)")
         if loops:
             return
         for u, v in deferred:
