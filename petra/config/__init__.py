@@ -15,7 +15,13 @@ from petra.config._models import (
     format_duration,
     parse_duration,
 )
-from petra.config._plant import Plant, block_specs, load_plant, load_plant_text
+from petra.config._plant import (
+    Plant,
+    block_specs,
+    dump_plant_yaml,
+    load_plant,
+    load_plant_text,
+)
 from petra.config._semantic import BlockInstance
 from petra.errors import ConfigError
 
@@ -32,6 +38,7 @@ __all__ = [
     "SignalConfig",
     "SignalRef",
     "block_specs",
+    "dump_plant_yaml",
     "format_duration",
     "format_path",
     "load_plant",

@@ -22,7 +22,7 @@ from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
 from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
-from petra.config._yaml import YamlError, parse_yaml
+from petra.config._yaml import YamlError, dump_yaml, parse_yaml
 from petra.errors import ConfigError
 from petra.shm import Quality, SignalDef, SignalType
 
@@ -93,6 +93,12 @@ class Plant:
 def _hash_model(model: BaseModel) -> str:
     text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dump_plant_yaml(config: PlantConfig) -> str:
+    """A plant config as YAML text that loads back to an equal model (keys at their
+    default values are left out; durations written with their unit)."""
+    return dump_yaml(config.model_dump(mode="json", exclude_defaults=True))
 
 
 def load_plant(path: str | FsPath, *, specs: Mapping[str, BlockSpec] | None = None) -> Plant:

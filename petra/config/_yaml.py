@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -46,7 +46,14 @@ _FLOAT_RE = re.compile(
 class _CoreLoader(_BaseLoader):  # type: ignore[valid-type,misc]  # base chosen at runtime
     """A safe loader whose implicit scalar types are those of the YAML 1.2 core schema."""
 
-    yaml_implicit_resolvers: ClassVar[dict[str | None, list[tuple[str, re.Pattern[str]]]]] = {}
+    yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 - PyYAML keeps its resolver table on the class
+
+
+class _CoreDumper(yaml.SafeDumper):
+    """Writes YAML that :class:`_CoreLoader` reads back to the same data: a string that
+    the core schema would read as another type (``"1e3"``, ``"0o17"``) is quoted."""
+
+    yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 - PyYAML keeps its resolver table on the class
 
 
 for _tag, _regex, _first in (
@@ -57,6 +64,17 @@ for _tag, _regex, _first in (
     ("tag:yaml.org,2002:merge", re.compile(r"^<<$"), "<"),
 ):
     _CoreLoader.add_implicit_resolver(_tag, _regex, list(_first))
+    _CoreDumper.add_implicit_resolver(_tag, _regex, list(_first))
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data as block-style YAML that :func:`parse_yaml` reads back unchanged.
+
+    ``yaml.safe_dump`` writes YAML 1.1: it leaves ``"1e3"`` or ``"0o17"`` unquoted, which
+    the core schema reads as numbers. Tools that generate plant files should use this.
+    """
+    return yaml.dump(data, Dumper=_CoreDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False)
 
 
 _CORE_TAGS = frozenset(
