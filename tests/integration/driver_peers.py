@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -376,26 +377,36 @@ class Certs:
         write_key(srv_key, self.server_key)
         self.client_cert.write_bytes(cli.public_bytes(serialization.Encoding.PEM))
         write_key(cli_key, self.client_key)
-        _chown_mosquitto(self.ca, self.server_cert, self.server_key)
 
 
 class Mosquitto:
     """A mosquitto broker on 127.0.0.1 with our own config file; restartable."""
 
-    def __init__(self, d: Path, *, users: dict[str, str] | None = None,
-                 certs: Certs | None = None, require_client_cert: bool = False) -> None:
+    def __init__(self, *, users: dict[str, str] | None = None,
+                 certs: Certs | None = None, require_client_cert: bool = False,
+                 persist: bool = False) -> None:
         self.exe = require_binary("mosquitto", "mosquitto")
-        self.dir = d
-        d.mkdir(parents=True, exist_ok=True)
+        # Its own directory outside pytest's 0700 tmp tree: started as root, mosquitto
+        # drops to user mosquitto before it opens the password file, keys and store.
+        self.dir = Path(tempfile.mkdtemp(prefix="petra-mq-"))
+        self.dir.chmod(0o755)
+        self.cleanup: list[Path] = [self.dir]
         self.port = free_port()
         self.users = users
         self.certs = certs
         self.proc: subprocess.Popen[bytes] | None = None
         lines = [f"listener {self.port} 127.0.0.1", "max_queued_messages 1000000",
-                 "max_inflight_messages 0", "persistence false", "log_dest stderr",
-                 "log_type error", "log_type warning"]
+                 "max_inflight_messages 0", "log_dest stderr", "log_type error",
+                 "log_type warning"]
+        if persist:  # sessions and queued QoS 1 messages survive a restart
+            store = self.dir / "store"
+            store.mkdir()
+            _chown_mosquitto(store)
+            lines += ["persistence true", f"persistence_location {store}/"]
+        else:
+            lines += ["persistence false"]
         if users is not None:
-            pw = d / "passwd"
+            pw = self.dir / "passwd"
             pw.write_text("")
             for user, password in users.items():
                 subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True,
@@ -405,11 +416,15 @@ class Mosquitto:
         else:
             lines += ["allow_anonymous true"]
         if certs is not None:
-            lines += [f"cafile {certs.ca}", f"certfile {certs.server_cert}",
-                      f"keyfile {certs.server_key}", "tls_version tlsv1.2"]
+            for f in (certs.ca, certs.server_cert, certs.server_key):
+                shutil.copy(f, self.dir / f.name)
+                _chown_mosquitto(self.dir / f.name)
+            lines += [f"cafile {self.dir / certs.ca.name}",
+                      f"certfile {self.dir / certs.server_cert.name}",
+                      f"keyfile {self.dir / certs.server_key.name}", "tls_version tlsv1.2"]
             if require_client_cert:
                 lines += ["require_certificate true"]
-        self.conf = d / "mosquitto.conf"
+        self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
@@ -432,11 +447,20 @@ class Mosquitto:
             self.proc.wait(10)
             self.proc = None
 
-    def client(self, **kw: Any) -> Any:
-        """A connected paho client (loop running in its own thread) for the test side."""
+    def remove(self) -> None:
+        self.stop()
+        for p in self.cleanup:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def client(self, client_id: str | None = None, clean: bool = True) -> Any:
+        """A connected paho client (loop running in its own thread) for the test side;
+        ``clean=False`` keeps its session (and QoS 1 messages) across reconnects."""
         import paho.mqtt.client as mqtt
 
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
+                        clean_session=clean)
+        c.reconnect_delay_set(1, 1)
         if self.users:
             user, pw = next(iter(self.users.items()))
             c.username_pw_set(user, pw)
@@ -452,11 +476,11 @@ class Mosquitto:
 
 
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "mqtt")
+def mosquitto() -> Iterator[Mosquitto]:
+    broker = Mosquitto()
     broker.start()
     yield broker
-    broker.stop()
+    broker.remove()
 
 
 @pytest.fixture(scope="session")

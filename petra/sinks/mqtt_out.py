@@ -1,0 +1,330 @@
+"""The mqtt-out sink: publish signal changes from the change journal to a broker.
+
+Pipeline (one asyncio loop, one broker connection)::
+
+    journal -> rule match -> deadband / minimum interval -> message (or batch entry)
+            -> bounded queue -> broker, within the in-flight window
+
+- Rules are matched once per signal at start (first matching rule wins), so the hot
+  loop does a list lookup per change.
+- Deadband is absolute against the last *published* value; a quality change always
+  publishes. A minimum interval holds the latest value and sends it when the interval
+  ends (trailing edge), so the last value is never lost to rate limiting.
+- The queue holds messages while the broker is away, up to ``offline_queue``; when full
+  the oldest message is dropped and counted (DROPPED), and the drop total is logged.
+  While connected and the queue is full, the sink stops reading the journal
+  (backpressure); the journal's own loss accounting covers a sink that falls a whole
+  ring behind.
+- QoS 1/2: at most ``max_inflight`` messages await an ack. Unacked messages are kept and
+  requeued at the front on a connection loss, so nothing handed to the sink is lost
+  (a duplicate is possible, as QoS 1 allows).
+- Batched mode: rules with ``batch: true`` feed one JSON array per message (up to
+  ``batch.max_changes`` entries or ``batch.max_delay_s``), for throughput.
+
+Payloads: ``json`` is ``{"value": v, "quality": "GOOD", "ts": ns}`` (ts = source time,
+ns since the Unix epoch); ``plain`` is the value alone (``true``, ``42``, ``1.5``). A
+batch is ``[{"signal": s, "value": v, "quality": q, "ts": ns}, ...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from petra.config._drivers import MqttConfig, PublishRule
+from petra.drivers._common import DriverBase, DriverLimits, wait_or_stop
+from petra.drivers._counters import SinkCounter
+from petra.drivers._mqtt_conn import MqttLink
+from petra.shm import JournalConsumer, Segment
+from petra.shm._types import SignalType
+from petra.sinks._mqtt_commands import handle_command
+
+log = logging.getLogger("petra.sinks.mqtt_out")
+QUALITY_NAMES = ("BAD", "UNCERTAIN", "GOOD")
+IDLE_POLL_S = 0.002
+JOURNAL_BATCH = 4096
+
+Message = tuple[str, bytes, int, bool]
+
+
+def _fmt(value: float | int | bool) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "null"
+    return str(value)
+
+
+class _Route:
+    """Per-signal publishing state, resolved from the first matching rule."""
+
+    __slots__ = ("batch", "deadband", "json", "last_q", "last_t", "last_v", "min_interval",
+                 "name", "pending", "qos", "retain", "topic")
+
+    def __init__(self, name: str, rule: PublishRule, prefix: str) -> None:
+        self.name = name
+        self.topic = rule.topic.format(prefix=prefix, signal=name,
+                                       path=name.replace(".", "/"))
+        self.qos = rule.qos
+        self.retain = rule.retain
+        self.json = rule.format == "json"
+        self.deadband = rule.deadband
+        self.min_interval = rule.min_interval_s
+        self.batch = rule.batch
+        self.last_v: float | None = None
+        self.last_q = -1
+        self.last_t = -math.inf
+        self.pending: tuple[float | int | bool, int, int] | None = None
+
+
+class MqttOutSink(DriverBase):
+    """Publishes journal changes; also serves the command topic when configured."""
+
+    role_prefix = "sink"
+
+    def __init__(self, cfg: MqttConfig, segment: Segment, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        super().__init__("mqtt-out", segment,
+                         DriverLimits.from_config(cfg.retry, cfg.timeouts), clock, rng)
+        self.cfg = cfg
+        self.prefix = cfg.topic_prefix.format(instance=segment.instance)
+        self.status_topic = cfg.status_topic.format(prefix=self.prefix,
+                                                    instance=segment.instance)
+        self.batch_topic = cfg.batch.topic.format(prefix=self.prefix, instance=segment.instance)
+        self.routes: list[_Route | None] = []
+        for info in segment.signals:
+            rule = next((r for r in cfg.publish
+                         if any(fnmatch.fnmatchcase(info.name, pat) for pat in r.signals)), None)
+            self.routes.append(None if rule is None else _Route(info.name, rule, self.prefix))
+        self.cmd_topic = self.reply_topic = None
+        if cfg.commands is not None:
+            self.cmd_topic = cfg.commands.topic.format(prefix=self.prefix,
+                                                       instance=segment.instance)
+            self.reply_topic = cfg.commands.reply_topic.format(prefix=self.prefix,
+                                                               instance=segment.instance)
+        self.queue: deque[Message] = deque()
+        self.inflight: dict[int, tuple[Message, float]] = {}
+        self.batch_buf: list[str] = []
+        self.batch_deadline = math.inf
+        self.held: set[int] = set()  # slots with a value held by the minimum interval
+        self.link: MqttLink | None = None
+        self.connected = False
+        self.consumer = JournalConsumer(segment, batch=JOURNAL_BATCH)
+        self._lost_seen = 0
+        self._dropped_logged = 0
+
+    # ------------------------------------------------------------------ DriverBase hooks
+    def _endpoint(self) -> str:
+        return f"{self.cfg.broker.host}:{self.cfg.broker.port}"
+
+    def _read_indices(self) -> list[int]:
+        return []
+
+    async def _connect(self) -> None:
+        b = self.cfg.broker
+        cid = b.client_id or f"petra-{self.seg.instance}-mqtt-out"
+        will = (self.status_topic, b"offline", 1, True)
+        self.link = MqttLink(b, cid, will=will, max_inflight=self.cfg.max_inflight,
+                             on_message=self._on_command, on_publish=self._on_publish)
+        await self.link.connect()
+        self.link.publish(self.status_topic, b"online", 1, True)
+        if self.cmd_topic is not None and self.cfg.commands is not None:
+            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos)])
+        # messages unacked on the previous connection go first, in their order
+        for mid in sorted(self.inflight, reverse=True):
+            self.queue.appendleft(self.inflight[mid][0])
+        self.inflight.clear()
+        self.connected = True
+        if self.tm[SinkCounter.DROPPED] != self._dropped_logged:
+            self.log.warning("event=offline_queue_dropped dropped_total=%d",
+                             self.tm[SinkCounter.DROPPED])
+            self._dropped_logged = self.tm[SinkCounter.DROPPED]
+
+    async def _close(self) -> None:
+        self.connected = False
+        link, self.link = self.link, None
+        if link is not None:
+            await link.close(final=(self.status_topic, b"offline", 1, True))
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        assert self.link is not None
+        lost = asyncio.ensure_future(self.link.lost.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        stopping.cancel()
+        self.connected = False
+        if not stop.is_set():
+            raise ConnectionError("broker connection lost")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        pump = asyncio.create_task(self._pump(stop))
+        try:
+            await super().run(stop)
+        finally:
+            stop.set()
+            await pump
+
+    # ------------------------------------------------------------------ pump
+    async def _pump(self, stop: asyncio.Event) -> None:
+        """Journal -> queue -> broker, for the whole life of the process."""
+        while not stop.is_set():
+            busy = False
+            if not (self.connected and len(self.queue) >= self.cfg.offline_queue):
+                busy = self._consume() or busy
+            now = self.clock()
+            if self.held:
+                self._release_held(now)
+            if self.batch_buf and now >= self.batch_deadline:
+                self._flush_batch()
+            if self.connected and self.queue:
+                busy = self._drain() or busy
+            self.tm.set(SinkCounter.QUEUED, len(self.queue) + len(self.inflight))
+            if busy:
+                await asyncio.sleep(0)
+            else:
+                await wait_or_stop(stop, IDLE_POLL_S)
+
+    def _consume(self) -> bool:
+        batch = self.consumer.read()
+        n = len(batch)
+        if self.consumer.lost != self._lost_seen:
+            missed = self.consumer.lost - self._lost_seen
+            self._lost_seen = self.consumer.lost
+            self.tm.inc(SinkCounter.DROPPED, missed)
+            self.rlog(logging.WARNING, "journal_lost",
+                      "event=journal_lost missed=%d total=%d", missed, self._lost_seen)
+        if n == 0:
+            return False
+        slots = batch.slot.tolist()
+        types = batch.type.tolist()
+        vf = batch.value.view(np.float64).tolist()
+        vi = batch.value.view(np.int64).tolist()
+        quals = batch.quality.tolist()
+        ts = batch.source_ts_ns.tolist()
+        routes = self.routes
+        now = self.clock()
+        for k in range(n):
+            route = routes[slots[k]]
+            if route is None:
+                continue
+            t = types[k]
+            v: float | int | bool = (vf[k] if t == SignalType.FLOAT
+                                     else vi[k] if t == SignalType.INT else vi[k] == 1)
+            q = quals[k]
+            if route.deadband and q == route.last_q and route.last_v is not None:
+                if abs(float(v) - route.last_v) < route.deadband:
+                    continue
+            if route.min_interval and now - route.last_t < route.min_interval:
+                route.pending = (v, q, ts[k])
+                self.held.add(slots[k])
+                continue
+            self._emit(route, v, q, ts[k], now)
+        return True
+
+    def _emit(self, route: _Route, v: float | int | bool, q: int, ts: int, now: float) -> None:
+        route.last_v = float(v)
+        route.last_q = q
+        route.last_t = now
+        route.pending = None
+        if route.batch:
+            self.batch_buf.append(f'{{"signal":"{route.name}","value":{_fmt(v)},'
+                                  f'"quality":"{QUALITY_NAMES[q]}","ts":{ts}}}')
+            if len(self.batch_buf) == 1:
+                self.batch_deadline = now + self.cfg.batch.max_delay_s
+            if len(self.batch_buf) >= self.cfg.batch.max_changes:
+                self._flush_batch()
+            return
+        if route.json:
+            payload = f'{{"value":{_fmt(v)},"quality":"{QUALITY_NAMES[q]}","ts":{ts}}}'
+        else:
+            payload = _fmt(v)
+        self._enqueue((route.topic, payload.encode(), route.qos, route.retain))
+
+    def _release_held(self, now: float) -> None:
+        for slot in list(self.held):
+            route = self.routes[slot]
+            assert route is not None
+            if route.pending is None:
+                self.held.discard(slot)
+            elif now - route.last_t >= route.min_interval:
+                v, q, ts = route.pending
+                self.held.discard(slot)
+                self._emit(route, v, q, ts, now)
+
+    def _flush_batch(self) -> None:
+        payload = ("[" + ",".join(self.batch_buf) + "]").encode()
+        self.batch_buf = []
+        self.batch_deadline = math.inf
+        self._enqueue((self.batch_topic, payload, self.cfg.batch.qos, False))
+
+    def _enqueue(self, msg: Message) -> None:
+        q = self.queue
+        if len(q) >= self.cfg.offline_queue:
+            q.popleft()
+            self.tm.inc(SinkCounter.DROPPED)
+            self.rlog(logging.WARNING, "queue_full",
+                      "event=offline_queue_full capacity=%d dropped_total=%d",
+                      self.cfg.offline_queue, self.tm[SinkCounter.DROPPED])
+        q.append(msg)
+
+    def _drain(self) -> bool:
+        link = self.link
+        if link is None:
+            return False
+        q = self.queue
+        cap = self.cfg.max_inflight
+        sent = 0
+        published = self.tm.counters
+        while q and sent < 2048:
+            if link.write_blocked:
+                break
+            msg = q[0]
+            if msg[2] and len(self.inflight) >= cap:
+                break
+            info = link.publish(*msg)
+            if info.rc:  # not connected any more: keep it for the next connection
+                self.tm.inc(SinkCounter.ERRORS)
+                break
+            q.popleft()
+            if msg[2]:
+                self.inflight[info.mid] = (msg, time.perf_counter())
+            published[SinkCounter.PUBLISHED] += 1
+            sent += 1
+        return sent > 0
+
+    def _on_publish(self, mid: int) -> None:
+        entry = self.inflight.pop(mid, None)
+        if entry is not None:
+            self.tm.set(SinkCounter.LAST_RTT_US, int((time.perf_counter() - entry[1]) * 1e6))
+
+    # ------------------------------------------------------------------ commands
+    def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.reply_topic is None:
+            return
+        reply = handle_command(self.seg, bytes(msg.payload), self.reply_topic)
+        if not reply.ok:
+            self.tm.inc(SinkCounter.REJECTED)
+            self.rlog(logging.WARNING, "cmd_rejected", "event=command_rejected reason=%r",
+                      reply.reason)
+        if self.link is not None:
+            self.link.publish(reply.topic, reply.payload, 1, False)
+
+
+def main(plant_path: str, instance: str, cpus: list[int] | None = None) -> int:
+    """Run the plant's mqtt-out sink against ``instance`` until SIGTERM/SIGINT."""
+    from petra.drivers._runner import main as run_main
+
+    return run_main(plant_path, instance, "mqtt-out", cpus)

@@ -1,0 +1,327 @@
+"""MQTT in (driver) and out (sink) against a real Mosquitto on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from driver_peers import Certs, Collector, Mosquitto, driver_process, wait_until
+
+from petra.config._drivers import MqttConfig, MqttInConfig
+from petra.drivers import ConnState, DriverCounter, SinkCounter
+from petra.shm import Quality, SignalDef, SignalType
+
+FAST_RETRY = {"initial_delay_s": 0.1, "max_delay_s": 0.3}
+
+
+def in_cfg(broker: dict[str, Any], subs: list[dict[str, Any]]) -> MqttInConfig:
+    return MqttInConfig.model_validate({"kind": "mqtt", "name": "mqin", "broker": broker,
+                                        "retry": FAST_RETRY, "subscriptions": subs})
+
+
+def out_cfg(broker: dict[str, Any], publish: list[dict[str, Any]], **kw: Any) -> MqttConfig:
+    return MqttConfig.model_validate({"broker": broker, "publish": publish,
+                                      "retry": FAST_RETRY, **kw})
+
+
+def publish_all(client: Any, msgs: list[tuple[str, str | bytes]], qos: int = 1) -> None:
+    for topic, payload in msgs:
+        client.publish(topic, payload, qos=qos).wait_for_publish(5)
+
+
+def test_subscriptions_payload_forms_and_bad_payloads(mosquitto: Mosquitto,
+                                                      make_segment: Any) -> None:
+    seg = make_segment([
+        SignalDef("t.temp", SignalType.FLOAT), SignalDef("north.level", SignalType.FLOAT),
+        SignalDef("south.level", SignalType.FLOAT), SignalDef("flow", SignalType.FLOAT),
+        SignalDef("run", SignalType.BOOL), SignalDef("count", SignalType.INT),
+        SignalDef("flag", SignalType.BOOL), SignalDef("arr", SignalType.INT)])
+    subs = [
+        {"topic": "plant/temp", "signal": "t.temp"},
+        {"topic": "plant/+/level", "signal": "{1}.level"},
+        {"topic": "plant/json/flow", "signal": "flow", "format": "json",
+         "json_path": "data.value"},
+        {"topic": "plant/json/run", "signal": "run", "format": "json"},
+        {"topic": "plant/count", "signal": "count"},
+        {"topic": "plant/flag", "signal": "flag"},
+        {"topic": "plant/arr/#", "signal": "arr", "format": "json", "json_path": "r.1"},
+    ]
+    client = mosquitto.client()
+    with driver_process(in_cfg({"port": mosquitto.port}, subs), seg) as drv:
+        drv.wait_state(ConnState.UP)
+        # the subscription is in place once a retained-free probe arrives: retry until seen
+        wait_until(lambda: (client.publish("plant/temp", "1.0", qos=1),
+                            seg.read("t.temp").quality == Quality.GOOD)[1], 10, "subscribed")
+        publish_all(client, [
+            ("plant/temp", "21.5"), ("plant/north/level", "3.25"),
+            ("plant/south/level", " 7 "), ("plant/json/flow", '{"data": {"value": 12.5}}'),
+            ("plant/json/run", '{"value": true}'), ("plant/count", "42"),
+            ("plant/flag", "on"), ("plant/arr/x/y", '{"r": [1, 9, 3]}')])
+        expect = {"t.temp": 21.5, "north.level": 3.25, "south.level": 7.0, "flow": 12.5,
+                  "run": True, "count": 42, "flag": True, "arr": 9}
+        wait_until(lambda: all(seg.read(k).value == v and seg.read(k).quality == Quality.GOOD
+                               for k, v in expect.items()), 10, "all payload forms")
+        before = drv.counter(DriverCounter.REJECTED)
+        bad = [("plant/temp", "warm"), ("plant/count", "1.5"), ("plant/flag", "2"),
+               ("plant/json/flow", '{"data": {}}'), ("plant/json/flow", "{not json"),
+               ("plant/json/run", '"yes"'), ("plant/zzz/level", "1"), ("plant/temp", "nan"),
+               ("plant/count", b"\xff\xfe"), ("plant/json/run", '{"value": 5}')]
+        publish_all(client, bad)
+        wait_until(lambda: drv.counter(DriverCounter.REJECTED) >= before + len(bad), 10,
+                   "bad payloads counted")
+        assert {k: seg.read(k).value for k in expect} == expect, "bad payloads never written"
+    client.loop_stop()
+
+
+def test_publish_on_change_formats_deadband_and_interval(mosquitto: Mosquitto,
+                                                          make_segment: Any) -> None:
+    seg = make_segment([SignalDef("a.x", SignalType.FLOAT), SignalDef("b", SignalType.INT),
+                        SignalDef("c", SignalType.FLOAT), SignalDef("d", SignalType.FLOAT),
+                        SignalDef("e", SignalType.BOOL), SignalDef("quiet", SignalType.INT)])
+    cfg = out_cfg({"port": mosquitto.port}, [
+        {"signals": ["a.*"], "qos": 1, "topic": "{prefix}/{path}"},
+        {"signals": "b", "format": "plain", "retain": True},
+        {"signals": "c", "deadband": 1.0},
+        {"signals": "d", "min_interval_s": 0.3},
+        {"signals": "e", "format": "plain"},
+    ], topic_prefix="site/{instance}")
+    prefix = f"site/{seg.instance}"
+    client = mosquitto.client()
+    col = Collector(client, f"{prefix}/#")
+    with driver_process(cfg, seg) as sink:
+        sink.wait_state(ConnState.UP)
+        wait_until(lambda: col.on_topic(f"{prefix}/status") == [b"online"], 10, "status")
+        seg.write("a.x", 1.5, Quality.UNCERTAIN, source_ts_ns=123)
+        seg.write("b", 7)
+        for v in (10.0, 10.5, 10.9, 11.2, 11.5, 12.3):
+            seg.write("c", v)
+        for v in range(10):
+            seg.write("d", float(v))
+        seg.write("e", True)
+        seg.write("quiet", 5)
+        wait_until(lambda: col.on_topic(f"{prefix}/a/x"), 10, "json message")
+        msg = json.loads(col.on_topic(f"{prefix}/a/x")[0])
+        assert msg == {"value": 1.5, "quality": "UNCERTAIN", "ts": 123}
+        wait_until(lambda: col.on_topic(f"{prefix}/b") == [b"7"], 10, "plain int")
+        wait_until(lambda: col.on_topic(f"{prefix}/e") == [b"true"], 10, "plain bool")
+        # deadband 1.0 against the last published value: 10.0, 11.2, 12.3
+        wait_until(lambda: [json.loads(p)["value"] for p in col.on_topic(f"{prefix}/c")]
+                   == [10.0, 11.2, 12.3], 10, "deadband")
+        # minimum interval: the first value at once, the latest when the interval ends
+        wait_until(lambda: [json.loads(p)["value"] for p in col.on_topic(f"{prefix}/d")]
+                   [-1:] == [9.0], 10, "trailing value after the interval")
+        d_values = [json.loads(p)["value"] for p in col.on_topic(f"{prefix}/d")]
+        assert d_values[0] == 0.0 and len(d_values) <= 3, d_values
+        assert not col.on_topic(f"{prefix}/quiet"), "signals without a rule are not published"
+    wait_until(lambda: col.on_topic(f"{prefix}/status")[-1:] == [b"offline"], 10,
+               "offline status on a clean stop")
+    # retained: a new subscriber sees the last plain value and the status
+    late = mosquitto.client()
+    late_col = Collector(late, f"{prefix}/#")
+    wait_until(lambda: late_col.on_topic(f"{prefix}/b") == [b"7"], 10, "retained value")
+    client.loop_stop()
+    late.loop_stop()
+
+
+def test_batched_payloads(mosquitto: Mosquitto, make_segment: Any) -> None:
+    n = 50
+    seg = make_segment([SignalDef(f"s{i}", SignalType.FLOAT) for i in range(n)])
+    cfg = out_cfg({"port": mosquitto.port}, [{"signals": ["s*"], "batch": True}],
+                  batch={"max_changes": 64, "max_delay_s": 0.05})
+    client = mosquitto.client()
+    col = Collector(client, f"petra/{seg.instance}/batch")
+    with driver_process(cfg, seg) as sink:
+        sink.wait_state(ConnState.UP)
+        for rnd in range(4):
+            for i in range(n):
+                seg.write(f"s{i}", float(rnd * 1000 + i))
+
+        def entries() -> list[dict[str, Any]]:
+            return [e for p in col.on_topic(f"petra/{seg.instance}/batch")
+                    for e in json.loads(p)]
+        wait_until(lambda: len(entries()) >= 4 * n, 10, "all batched changes")
+        got = entries()
+        assert len(got) == 4 * n
+        assert {(e["signal"], e["value"]) for e in got} == {
+            (f"s{i}", float(r * 1000 + i)) for r in range(4) for i in range(n)}
+        assert len(col.on_topic(f"petra/{seg.instance}/batch")) < 4 * n
+    client.loop_stop()
+
+
+def test_commands_set_get_and_refusals(mosquitto: Mosquitto, make_segment: Any) -> None:
+    seg = make_segment([SignalDef("sp", SignalType.FLOAT, writable=True),
+                        SignalDef("pv", SignalType.FLOAT, initial=3.5)])
+    cfg = out_cfg({"port": mosquitto.port}, [], commands={})
+    client = mosquitto.client()
+    col = Collector(client, "replies/#")
+    cmd = f"petra/{seg.instance}/cmd"
+
+    def ask(req: dict[str, Any]) -> dict[str, Any]:
+        req = {**req, "id": uuid.uuid4().hex, "reply_to": "replies/me"}
+        client.publish(cmd, json.dumps(req), qos=1).wait_for_publish(5)
+
+        def answered() -> dict[str, Any] | None:
+            for p in col.on_topic("replies/me"):
+                r = json.loads(p)
+                if r.get("id") == req["id"]:
+                    return dict(r)
+            return None
+        return dict(wait_until(answered, 10, f"reply to {req['op']}"))
+
+    with driver_process(cfg, seg) as sink:
+        sink.wait_state(ConnState.UP)
+        r = wait_until(lambda: _try(ask, {"op": "set", "signal": "sp", "value": 42}), 15,
+                       "command topic subscribed")
+        assert r["ok"] and r["value"] == 42.0
+        assert seg.read("sp").value == 42.0
+        r = ask({"op": "get", "signal": "pv"})
+        assert r["ok"] and r["value"] == 3.5 and r["quality"] == "UNCERTAIN"
+        r = ask({"op": "get_all"})
+        assert r["ok"] and set(r["signals"]) == {"sp", "pv"}
+        r = ask({"op": "set", "signal": "pv", "value": 1})
+        assert not r["ok"] and "not writable" in r["error"]
+        assert seg.read("pv").value == 3.5
+        r = ask({"op": "set", "signal": "nope", "value": 1})
+        assert not r["ok"] and "no signal" in r["error"]
+        r = ask({"op": "set", "signal": "sp", "value": "high"})
+        assert not r["ok"]
+        r = ask({"op": "reboot"})
+        assert not r["ok"] and "unknown op" in r["error"]
+        default_reply = f"petra/{seg.instance}/cmd/reply"
+        client.subscribe(default_reply, 1)
+        wait_until(lambda: (client.publish(cmd, b"{oops", qos=1),
+                            any("JSON" in json.loads(p)["error"]
+                                for p in col.on_topic(default_reply)))[1],
+                   10, "reply on the default reply topic")
+        wait_until(lambda: sink.counter(SinkCounter.REJECTED) >= 4, 5, "refusals counted")
+    client.loop_stop()
+
+
+def _try(fn: Any, arg: Any) -> Any:
+    try:
+        return fn(arg)
+    except AssertionError:
+        return None
+
+
+def test_broker_restart_offline_queue_and_no_lost_qos1(tmp_path: Path,
+                                                        make_segment: Any) -> None:
+    broker = Mosquitto(persist=True)
+    broker.start()
+    seg = make_segment([SignalDef("q.x", SignalType.INT)])
+    cfg = out_cfg({"port": broker.port}, [{"signals": "q.x", "qos": 1, "format": "plain"}],
+                  max_inflight=100)
+    topic = f"petra/{seg.instance}/q.x"
+    collector_id = f"col-{uuid.uuid4().hex[:8]}"
+    client = broker.client(collector_id, clean=False)
+    col = Collector(client, topic, qos=1)
+
+    def got() -> set[int]:
+        return {int(p) for p in col.on_topic(topic)}
+
+    try:
+        with driver_process(cfg, seg) as sink:
+            sink.wait_state(ConnState.UP)
+            for v in range(3000):
+                seg.write("q.x", v)
+            wait_until(lambda: got() >= set(range(3000)), 20, "first 3000 QoS 1 messages")
+            broker.stop()
+            wait_until(lambda: sink.counter(SinkCounter.STATE) != ConnState.UP, 10, "down")
+            for v in range(3000, 3200):
+                seg.write("q.x", v)
+            wait_until(lambda: sink.counter(SinkCounter.QUEUED) >= 200, 10, "queued offline")
+            broker.start()
+            sink.wait_state(ConnState.UP)
+            wait_until(lambda: got() >= set(range(3200)), 20, "queued messages delivered")
+            assert sink.counter(SinkCounter.DROPPED) == 0
+            wait_until(lambda: sink.counter(SinkCounter.RECONNECTS) >= 1, 5, "reconnect")
+    finally:
+        client.loop_stop()
+        broker.remove()
+
+
+def test_offline_queue_is_bounded_and_reports_drops(mosquitto: Mosquitto,
+                                                    make_segment: Any) -> None:
+    seg = make_segment([SignalDef("v", SignalType.INT)])
+    cfg = out_cfg({"port": mosquitto.port}, [{"signals": "v", "qos": 1, "format": "plain"}],
+                  offline_queue=10)
+    with driver_process(cfg, seg) as sink:
+        sink.wait_state(ConnState.UP)
+        mosquitto.stop()
+        wait_until(lambda: sink.counter(SinkCounter.STATE) != ConnState.UP, 10, "down")
+        for v in range(30):
+            seg.write("v", v)
+        wait_until(lambda: sink.counter(SinkCounter.DROPPED) == 20, 10, "20 dropped")
+        mosquitto.start()
+        client = mosquitto.client()
+        col = Collector(client, f"petra/{seg.instance}/v")
+        sink.wait_state(ConnState.UP)
+        seg.write("v", 99)
+        wait_until(lambda: b"99" in col.on_topic(f"petra/{seg.instance}/v"), 10, "after")
+        client.loop_stop()
+
+
+def test_password_auth(tmp_path: Path, make_segment: Any) -> None:
+    broker = Mosquitto(users={"petra": "s3cret-pw"})
+    broker.start()
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-pw\n")
+    seg = make_segment([SignalDef("x", SignalType.FLOAT), SignalDef("y", SignalType.FLOAT)])
+    try:
+        good = {"port": broker.port, "username": "petra", "password_file": str(pw)}
+        client = broker.client()
+        col = Collector(client, f"petra/{seg.instance}/#")
+        with driver_process(out_cfg(good, [{"signals": "x"}]), seg) as sink:
+            sink.wait_state(ConnState.UP)
+            seg.write("x", 2.5)
+            wait_until(lambda: col.on_topic(f"petra/{seg.instance}/x"), 10, "authed publish")
+        wrong = tmp_path / "wrong"
+        wrong.write_text("nope")
+        bad = {"port": broker.port, "username": "petra", "password_file": str(wrong)}
+        with driver_process(out_cfg(bad, [{"signals": "x"}]), seg) as sink:
+            wait_until(lambda: sink.counter(SinkCounter.ERRORS) >= 2, 10, "refused and retried")
+            assert sink.counter(SinkCounter.STATE) != ConnState.UP
+        # MQTT in with the password from the environment
+        import os
+        os.environ["PETRA_TEST_MQTT_PW"] = "s3cret-pw"
+        cfg_in = in_cfg({"port": broker.port, "username": "petra",
+                         "password_env": "PETRA_TEST_MQTT_PW"},
+                        [{"topic": "in/y", "signal": "y"}])
+        with driver_process(cfg_in, seg) as drv:
+            drv.wait_state(ConnState.UP)
+            wait_until(lambda: (client.publish("in/y", "4.5", qos=1),
+                                seg.read("y").value == 4.5)[1], 10, "authed subscribe")
+        client.loop_stop()
+    finally:
+        broker.remove()
+
+
+def test_tls_with_client_certificate(tmp_path: Path, certs: Certs, make_segment: Any) -> None:
+    broker = Mosquitto(certs=certs, require_client_cert=True)
+    broker.start()
+    seg = make_segment([SignalDef("x", SignalType.FLOAT), SignalDef("y", SignalType.FLOAT)])
+    tls = {"ca_file": str(certs.ca), "cert_file": str(certs.client_cert),
+           "key_file": str(certs.client_key)}
+    try:
+        client = broker.client()
+        col = Collector(client, f"petra/{seg.instance}/#")
+        with driver_process(out_cfg({"port": broker.port, "tls": tls}, [{"signals": "x"}]),
+                            seg) as sink:
+            sink.wait_state(ConnState.UP)
+            seg.write("x", 1.25)
+            wait_until(lambda: col.on_topic(f"petra/{seg.instance}/x"), 10, "TLS publish")
+        cfg_in = in_cfg({"port": broker.port, "tls": tls}, [{"topic": "in/y", "signal": "y"}])
+        with driver_process(cfg_in, seg) as drv:
+            drv.wait_state(ConnState.UP)
+            wait_until(lambda: (client.publish("in/y", "8.5", qos=1),
+                                seg.read("y").value == 8.5)[1], 10, "TLS subscribe")
+        # without the client certificate the broker refuses
+        no_cert = {"port": broker.port, "tls": {"ca_file": str(certs.ca)}}
+        with driver_process(out_cfg(no_cert, [{"signals": "x"}]), seg) as sink:
+            wait_until(lambda: sink.counter(SinkCounter.ERRORS) >= 2, 10, "refused")
+        client.loop_stop()
+    finally:
+        broker.remove()
+
