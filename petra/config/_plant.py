@@ -136,7 +136,7 @@ def load_plant_text(
     for prob in problems:
         diag.error_at(prob.position, prob.path, prob.message)
     config = _validate(data, diag)
-    part = _partial(data)
+    part = _from_config(config, data) if config is not None else _partial(data)
     analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
     if diag.errors or config is None:
         raise ConfigErrors(diag.errors, diag.warnings)
@@ -169,6 +169,19 @@ def _validate(data: Any, diag: Diagnostics) -> PlantConfig | None:
         for err in exc.errors():
             diag.pydantic(PlantConfig, data, err)
         return None
+
+
+def _from_config(config: PlantConfig, data: dict[str, Any]) -> Partial:
+    """The :class:`Partial` of a file whose models all passed (no second validation)."""
+    part = Partial(instance=config.instance, scan=config.scan,
+                   scan_set=frozenset(config.scan.model_fields_set))
+    part.signals = list(enumerate(config.signals))
+    part.blocks = list(enumerate(config.blocks))
+    part.drivers = list(enumerate(config.drivers))
+    part.signal_names = [(i, s.name) for i, s in part.signals]
+    part.block_names = [(i, b.name) for i, b in part.blocks]
+    _names(data.get("drivers"), part.driver_names)
+    return part
 
 
 def _names(items: Any, into: list[tuple[int, str]]) -> None:

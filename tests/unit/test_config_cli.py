@@ -14,6 +14,7 @@ import pytest
 
 from petra.blocks import _spec
 from petra.cli import main
+from petra.config import block_specs, load_plant_text
 from petra.config._models import OWN_MODELS, PlantConfig
 from petra.config._schema import plant_json_schema, render_schema
 
@@ -178,3 +179,16 @@ def test_docs_tables_match_the_schema() -> None:
                 assert default_cell == _default_cell(prop["default"]), (model.__name__, key)
             else:  # default_factory: an empty list or mapping
                 assert default_cell in ("`[]`", "`{}`"), (model.__name__, key)
+
+
+def test_docs_example_is_a_valid_plant() -> None:
+    """The example at the top of docs/config.md validates against the built-in blocks."""
+    specs = block_specs()
+    needed = {"PID", "TANK", "TON"}
+    if not needed <= set(specs):
+        pytest.skip(f"built-in block types {sorted(needed - set(specs))} are not registered")
+    text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    m = re.search(r"```yaml\n(instance: demo.*?)```", text, re.S)
+    assert m is not None
+    plant = load_plant_text(m.group(1), "docs/config.md", specs=specs)
+    assert plant.order == ["level_ctl", "tank", "high"] and plant.warnings == []
