@@ -51,6 +51,10 @@ static inline void petra__cpu_relax(void) {
 int petra__write_f64_at(petra_seg_t *seg, uint32_t index, double value, uint8_t quality,
                         int64_t now);
 
+/* Scatter-read slots into a process image (see scan.c). */
+int64_t petra__read_scatter_f64(petra_seg_t *seg, const uint32_t *idx, size_t n,
+                                double *img, uint8_t *quality);
+
 /* Append one change; called by slot writers from inside their slot section. */
 void petra__journal_put(petra_seg_t *seg, uint32_t slot, uint8_t type, uint64_t value,
                         uint8_t quality, uint8_t substatus, int64_t source_ts,

@@ -83,28 +83,7 @@ int64_t petra_wait_until(int64_t deadline_ns, int64_t spin_ns) {
 
 int64_t petra_scan_copy_in(petra_seg_t *seg, const uint32_t *idx, size_t n, double *img,
                            uint8_t *quality) {
-    /* Reads into a scratch pair then scatters: a busy slot keeps the image's last
-     * good value (petra_read_batch_f64 leaves busy outputs untouched). */
-    uint32_t busy_total = 0;
-    enum { CHUNK = 256 };
-    double vals[CHUNK];
-    uint8_t qs[CHUNK];
-    for (size_t off = 0; off < n; off += CHUNK) {
-        size_t m = n - off < CHUNK ? n - off : CHUNK;
-        for (size_t i = 0; i < m; i++) {
-            vals[i] = img[idx[off + i]];
-            qs[i] = quality[idx[off + i]];
-        }
-        uint32_t busy = 0;
-        int64_t rc = petra_read_batch_f64(seg, idx + off, 0, m, vals, qs, &busy);
-        if (rc < 0) return rc;
-        busy_total += busy;
-        for (size_t i = 0; i < m; i++) {
-            img[idx[off + i]] = vals[i];
-            quality[idx[off + i]] = qs[i];
-        }
-    }
-    return busy_total;
+    return petra__read_scatter_f64(seg, idx, n, img, quality);
 }
 
 static inline int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
@@ -141,4 +120,41 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
          * retried next cycle. */
     }
     return written;
+}
+
+int64_t petra_scan_cycle(petra_cycle_t *c) {
+    int64_t deadline = c->base_ns + (int64_t)c->k * c->period_ns;
+    int64_t latency = petra_wait_until(deadline, c->spin_ns);
+    int64_t woke = deadline + latency;
+    int64_t busy = petra__read_scatter_f64(c->seg, c->in_idx, c->n_in, c->img, c->quality);
+    if (busy < 0) return busy;
+    int64_t dt = c->prev_wake_ns ? woke - c->prev_wake_ns : c->period_ns;
+    if (c->n_prog) {
+        int64_t rc = petra_blocks_run(c->prog, c->n_prog, c->img, c->quality, c->state,
+                                      c->params, woke, dt, 0);
+        if (rc < 0) return rc;
+    }
+    int64_t written = petra_scan_copy_out(c->seg, c->out_idx, c->n_out, c->img, c->quality,
+                                          c->last, c->last_quality, 0);
+    if (written < 0) return written;
+    int64_t end = mono_now();
+    c->k++;
+    uint64_t overrun = 0, skipped = 0;
+    int64_t next = c->base_ns + (int64_t)c->k * c->period_ns;
+    if (end > next) {
+        /* Overrun: count it and skip every period we ran into; never burst. */
+        overrun = 1;
+        skipped = (uint64_t)((end - next) / c->period_ns) + 1;
+        c->k += skipped;
+    }
+    if (c->record_stats) petra_stats_record(c->seg, latency, end - woke, overrun, skipped);
+    c->prev_wake_ns = woke;
+    c->wake_ns = woke;
+    c->latency_ns = latency;
+    c->exec_ns = end - woke;
+    c->overrun = overrun;
+    c->skipped = skipped;
+    c->busy = busy;
+    c->written = written;
+    return 0;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks.h"
+
 /* CFFI-BEGIN */
 typedef struct petra_seg petra_seg_t;
 
@@ -29,6 +31,40 @@ int64_t petra_scan_copy_in(petra_seg_t *seg, const uint32_t *idx, size_t n, doub
 int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
                             const double *img, const uint8_t *quality, double *last,
                             uint8_t *last_quality, int force);
+
+/* One whole cycle in C for a program made only of built-in blocks: the engine
+ * fills the pointers once per program and calls petra_scan_cycle once per cycle. */
+typedef struct {
+    petra_seg_t *seg;
+    const uint32_t *in_idx;
+    size_t n_in;
+    const uint32_t *out_idx;
+    size_t n_out;
+    double *img;
+    uint8_t *quality;
+    double *last;
+    uint8_t *last_quality;
+    const petra_instr_t *prog;
+    size_t n_prog;
+    double *state;
+    const double *params;
+    int64_t period_ns;
+    int64_t spin_ns;
+    int64_t base_ns;         /* deadline of cycle k is base_ns + k * period_ns */
+    uint64_t k;
+    int64_t prev_wake_ns;    /* 0 before the first cycle */
+    int record_stats;
+    /* results of the last cycle */
+    int64_t wake_ns;         /* CLOCK_MONOTONIC instant of waking */
+    int64_t latency_ns;
+    int64_t exec_ns;
+    uint64_t overrun;
+    uint64_t skipped;
+    int64_t busy;
+    int64_t written;
+} petra_cycle_t;
+
+int64_t petra_scan_cycle(petra_cycle_t *c);
 /* CFFI-END */
 
 #endif

@@ -311,6 +311,30 @@ int petra__write_f64_at(petra_seg_t *seg, uint32_t index, double value, uint8_t 
     return write_one(seg, index, bits, quality, PETRA_SUB_NONE, 0, now);
 }
 
+/* Read slots straight into the scan's process image: img[k] and quality[k] for each
+ * k in idx. A busy slot keeps the image's last good value and is counted. */
+int64_t petra__read_scatter_f64(petra_seg_t *seg, const uint32_t *idx, size_t n,
+                                double *img, uint8_t *quality) {
+    int64_t busy = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = idx[i];
+        if (k >= seg->n_signals) return PETRA_ERANGE;
+        petra_slot_t *s = &seg->slots[k];
+        uint64_t v;
+        uint8_t q;
+        if (slot_copy(seg, s, &v, &q, NULL, NULL, NULL, NULL)) {
+            busy++;
+            continue;
+        }
+        if (s->type == PETRA_T_FLOAT)
+            memcpy(&img[k], &v, sizeof(double));
+        else
+            img[k] = (double)(int64_t)v;
+        quality[k] = q;
+    }
+    return busy;
+}
+
 int64_t petra_bench_read_range(petra_seg_t *seg, uint32_t first, size_t n,
                                uint32_t iterations, uint64_t *values, uint8_t *quality) {
     int64_t t0 = petra__clock(CLOCK_MONOTONIC);

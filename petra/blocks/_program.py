@@ -291,6 +291,19 @@ class Program:
     def n_builtin(self) -> int:
         return len(self.instructions)
 
+    def native_run(self) -> tuple[Any, int, Any, Any] | None:
+        """``(instructions, count, state, params)`` pointers when the whole program is
+        one run of built-ins (or empty) and no first-scan flag is pending: the scan
+        then runs the cycle in a single C call. None otherwise (custom blocks)."""
+        if self._fresh:
+            return None
+        if not self._steps:
+            return ffi.NULL, 0, self._state_ptr, self._params_ptr
+        if len(self._steps) == 1 and type(self._steps[0]) is _CRun:
+            step = self._steps[0]
+            return step.ptr, step.count, self._state_ptr, self._params_ptr
+        return None
+
     def new_image(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
         """A zeroed image of ``image_size`` with the constants filled in."""
         img = np.zeros(self.image_size, dtype=np.float64)

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from petra.errors import PetraError
-from petra.scan._clock import Clock
+from petra.scan._clock import Clock, MonotonicClock
 from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
 from petra.shm._core import check, ffi, lib
 
@@ -91,7 +91,10 @@ class _Image:
         consts = np.asarray(program.constants, np.float64)
         self.img[n_signals:n_signals + len(consts)] = consts
         self.quality[n_signals:] = int(Quality.GOOD)
-        self.inputs = np.ascontiguousarray(program.input_signals, np.uint32)
+        # Signals this program writes are not copied in: the scan is their one writer
+        # (the config refuses a second), so the image already holds their value.
+        self.inputs = np.ascontiguousarray(
+            np.setdiff1d(program.input_signals, program.output_signals), np.uint32)
         self.outputs = np.ascontiguousarray(program.output_signals, np.uint32)
         # Last value written per output; quality 255 forces the first write.
         self.last = np.full(len(self.outputs), math.nan, np.float64)
@@ -163,7 +166,12 @@ class ScanEngine:
         self, should_stop: Callable[[], bool], max_cycles: int | None = None
     ) -> ScanCounters:
         """Cycle until ``should_stop()`` is true (checked once per cycle) or
-        ``max_cycles`` ran. Returns the counters."""
+        ``max_cycles`` ran. Returns the counters.
+
+        A program of built-ins only, on the real clock, runs each cycle as one C call
+        (``petra_scan_cycle``: wait, copy-in, blocks, copy-out, stats); Python then
+        only checks for stop, reload and the heartbeat between cycles. Custom Python
+        blocks, a fake clock or a pending first-scan flag take the Python path."""
         period = self.period_ns
         clock = self.clock
         base = grid_base(clock.now_ns(), period, self.offset_ns)
@@ -173,53 +181,98 @@ class ScanEngine:
         next_beat = 0
         copy_in = lib.petra_scan_copy_in
         copy_out = lib.petra_scan_copy_out
+        scan_cycle = lib.petra_scan_cycle
         record = lib.petra_stats_record if self._stats is not None else None
         h = self._h
         c = self.counters
         trace = self._trace
         trace_len = 0 if trace is None else len(trace)
+        real_clock = isinstance(clock, MonotonicClock)
+        fast: Any = None
         if self.heartbeat is not None:
             self.heartbeat.beat(ProcessState.RUNNING)
         while not should_stop():
             if max_cycles is not None and c.cycles >= max_cycles:
                 break
-            deadline = base + k * period
-            woke = clock.wait_until(deadline)
             if self._pending is not None:
                 self._swap()
-            b = self._bound
-            busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
-            if busy < 0:
-                check(busy, "copy-in")
-            c.busy_reads += busy
-            b.program.run(b.img, b.quality, woke, woke - prev_wake if prev_wake else period,
-                          first)
-            written = copy_out(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last, b.p_last_q, 0)
-            if written < 0:
-                check(written, "copy-out")
-            c.writes += written
-            end = clock.now_ns()
-            k += 1
-            overrun = skipped = 0
-            next_deadline = base + k * period
-            if end > next_deadline:
-                overrun = 1
-                skipped = (end - next_deadline) // period + 1
-                k += skipped
-            c.overruns += overrun
-            c.skipped += skipped
-            c.cycles += 1
-            if record is not None:
-                record(h, woke - deadline, end - woke, overrun, skipped)
-            if c.cycles <= trace_len:
-                trace[c.cycles - 1, 0] = woke - deadline  # type: ignore[index]
-                trace[c.cycles - 1, 1] = end - woke  # type: ignore[index]
+                fast = None
+            if fast is None and real_clock and not first:
+                fast = self._fast_cycle(base, k, prev_wake)
+            if fast is not None:
+                rc = scan_cycle(fast)
+                if rc:
+                    check(rc, "scan cycle")
+                k = fast.k
+                woke = fast.wake_ns
+                c.busy_reads += fast.busy
+                c.writes += fast.written
+                c.overruns += fast.overrun
+                c.skipped += fast.skipped
+                c.cycles += 1
+                if c.cycles <= trace_len:
+                    trace[c.cycles - 1, 0] = fast.latency_ns  # type: ignore[index]
+                    trace[c.cycles - 1, 1] = fast.exec_ns  # type: ignore[index]
+            else:
+                deadline = base + k * period
+                woke = clock.wait_until(deadline)
+                b = self._bound
+                busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
+                if busy < 0:
+                    check(busy, "copy-in")
+                c.busy_reads += busy
+                b.program.run(b.img, b.quality, woke,
+                              woke - prev_wake if prev_wake else period, first)
+                written = copy_out(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last,
+                                   b.p_last_q, 0)
+                if written < 0:
+                    check(written, "copy-out")
+                c.writes += written
+                end = clock.now_ns()
+                k += 1
+                overrun = skipped = 0
+                next_deadline = base + k * period
+                if end > next_deadline:
+                    overrun = 1
+                    skipped = (end - next_deadline) // period + 1
+                    k += skipped
+                c.overruns += overrun
+                c.skipped += skipped
+                c.cycles += 1
+                if record is not None:
+                    record(h, woke - deadline, end - woke, overrun, skipped)
+                if c.cycles <= trace_len:
+                    trace[c.cycles - 1, 0] = woke - deadline  # type: ignore[index]
+                    trace[c.cycles - 1, 1] = end - woke  # type: ignore[index]
             if self.heartbeat is not None and woke >= next_beat:
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS
             prev_wake = woke
             first = False
         return c
+
+    def _fast_cycle(self, base: int, k: int, prev_wake: int) -> Any:
+        """The C cycle context for the bound program, or None if it has custom blocks."""
+        b = self._bound
+        native = getattr(b.program, "native_run", None)
+        run = native() if native is not None else None
+        if run is None:
+            return None
+        prog, count, state, params = run
+        cyc = ffi.new("petra_cycle_t *")
+        cyc.seg = self._h
+        cyc.in_idx, cyc.n_in = b.p_in, b.n_in
+        cyc.out_idx, cyc.n_out = b.p_out, b.n_out
+        cyc.img, cyc.quality = b.p_img, b.p_q
+        cyc.last, cyc.last_quality = b.p_last, b.p_last_q
+        cyc.prog, cyc.n_prog, cyc.state, cyc.params = prog, count, state, params
+        cyc.period_ns = self.period_ns
+        cyc.spin_ns = getattr(self.clock, "spin_ns", 0)
+        cyc.base_ns, cyc.k, cyc.prev_wake_ns = base, k, prev_wake
+        cyc.record_stats = 1 if self._stats is not None else 0
+        # keep the cdata pointers the struct refers to alive with it
+        self._fast_keep = (b, run)
+        return cyc
 
     def write_safe_values(self, safe: Mapping[int, float | int | bool]) -> None:
         """Write each signal's configured safe value (on stop)."""
