@@ -136,7 +136,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cycles", type=int, default=2000)
     ap.add_argument("--wake-seconds", type=float, default=60.0)
-    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0)
+    ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1)
     ap.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     args = ap.parse_args()
     if args.quick:
