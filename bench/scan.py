@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from petra.bench._jitter import JitterSettings, measure
 from petra.blocks import (
     BlockInstance,
     BlockSpec,
@@ -45,7 +46,6 @@ from petra.blocks import (
     register_custom,
 )
 from petra.blocks._custom import StepResult
-from petra.bench._jitter import JitterSettings, measure
 from petra.scan import MonotonicClock, ScanEngine
 from petra.shm import Segment, SignalDef, SignalType, unlink_instance
 
@@ -130,7 +130,7 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915  # a linear script: measure, then report
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--reps", type=int, default=5)
