@@ -650,3 +650,90 @@ def test_model_dump_round_trip_of_fixture() -> None:
     plant = load_plant(FIXTURES / "valid_demo.yaml", specs=SPECS)
     again = PlantConfig.model_validate(plant.config.model_dump(mode="json"))
     assert again == plant.config
+
+
+# --------------------------------------------------------------------- drivers
+
+DRIVER_PLANT = """\
+instance: t
+signals:
+  - {name: level, type: float}
+  - {name: run, type: bool}
+  - {name: count, type: int}
+  - {name: cmd, type: float}
+blocks:
+  - {name: k, type: TEST_MOVE, inputs: {in: run}, outputs: {out: run2}}
+drivers:
+  - kind: modbus_tcp
+    name: plc1
+    host: 127.0.0.1
+    points:
+      - {signal: level, table: holding, address: 0, scale: 0.1}
+      - {signal: levl, table: holding, address: 1}
+      - {signal: run, table: coil, address: 0}
+      - {signal: cmd, table: holding, address: 2, direction: write}
+      - {signal: count, table: coil, address: 1}
+  - kind: modbus_tcp
+    name: plc1
+    host: 127.0.0.1
+    points:
+      - {signal: level, table: input, address: 0, type: float32}
+"""
+
+
+def test_driver_references() -> None:
+    errs = errors(DRIVER_PLANT.replace("run2", "cmd"))
+    text = DRIVER_PLANT
+    e = one(errs, "drivers[0].points[1].signal")
+    assert at(e) == pos(text, 15, "levl") and "unknown signal 'levl'; did you mean 'level'?" in (
+        e.message)
+    e = one(errs, "drivers[0].points[4].signal")
+    assert "gives bool here, but signal 'count' is int" in e.message
+    # the driver reads 'level' twice (two drivers): the second is the error
+    e = one(errs, "drivers[1].points[0].signal")
+    assert "two writers: driver 'plc1' and driver 'plc1' at line 14" in e.message
+    assert "duplicate driver name 'plc1'" in one(errs, "drivers[1].name").message
+    # the block writes 'cmd', which the driver only reads from the segment: one writer
+    assert not [x for x in errs if "cmd" in x.message]
+
+
+def test_driver_and_block_write_one_signal() -> None:
+    text = DRIVER_PLANT.replace("run2", "level").split("  - kind: modbus_tcp\n    name: plc1\n"
+                                                      "    host: 127.0.0.1\n    points:\n"
+                                                      "      - {signal: level, table: input")[0]
+    text = text.replace("{signal: levl, table: holding, address: 1}",
+                        "{signal: cmd, table: holding, address: 1, direction: write}")
+    text = text.replace("{signal: count, table: coil, address: 1}",
+                        "{signal: run, table: coil, address: 1, direction: write}")
+    errs = errors(text)
+    e = one(errs, "drivers[0].points[0].signal")
+    assert "two writers: driver 'plc1' and block 'k' at line 8" in e.message
+
+
+def test_driver_owner_and_structure_errors() -> None:
+    plant = load("""\
+        instance: t
+        signals:
+          - {name: level, type: float}
+        drivers:
+          - kind: modbus_tcp
+            name: plc1
+            host: 127.0.0.1
+            points:
+              - {signal: level, table: holding, address: 0, scale: 0.1}
+    """)
+    assert plant.signal_defs()[0].owner == "driver:plc1"
+    assert plant.driver_writers == {"level": "plc1"}
+    text = """\
+        instance: t
+        drivers:
+          - kind: modbus_tcp
+            name: plc1
+            hots: 127.0.0.1
+          - {kind: profibus, name: x}
+    """
+    errs = errors(text)
+    e = one(errs, "drivers[0].hots")
+    assert at(e) == pos(text, 5, "hots") and "did you mean 'host'?" in e.message
+    assert "missing required key 'host'" in one(errs, "drivers[0]").message
+    assert one(errs, "drivers[1]").line == 6
