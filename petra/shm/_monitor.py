@@ -7,6 +7,7 @@ record. Readers never block either.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,9 @@ def hist_percentile_us(hist: npt.NDArray[np.uint64], p: float) -> float:
     total = int(hist.sum())
     if total == 0:
         return 0.0
-    rank = p / 100.0 * total
+    # Integer rank: the smallest count r with r >= p% of total. Rounding first keeps
+    # 99.9% of 1000 at 999 instead of the float 999.0000000000001 (one bucket too far).
+    rank = max(1, math.ceil(round(p * total / 100.0, 6)))
     cum = np.cumsum(hist)
     k = int(np.searchsorted(cum, rank, side="left"))
     return float("inf") if k >= HIST_BUCKETS else float(k + 1)

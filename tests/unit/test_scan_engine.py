@@ -176,3 +176,14 @@ def test_trace_records_each_cycle(seg: Segment) -> None:
                      FakeClock(start_ns=0, lateness_ns=7_000), trace=trace)
     eng.run(lambda: False, max_cycles=5)
     assert list(trace[:, 0]) == [7_000, 7_000, 7_000]
+
+
+def test_histogram_percentile_rank_is_exact_at_boundaries() -> None:
+    from petra.shm import hist_percentile_us
+
+    hist = np.zeros(1001, np.uint64)
+    hist[10] = 999  # 999 samples in the 10..11 us bucket
+    hist[1000] = 1  # one in overflow
+    assert hist_percentile_us(hist, 99.9) == 11.0
+    assert hist_percentile_us(hist, 100.0) == float("inf")
+    assert hist_percentile_us(hist, 50.0) == 11.0
