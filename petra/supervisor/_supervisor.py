@@ -120,6 +120,7 @@ class Supervisor:
         try:
             specs = plan_children(plant, self.instance, self.plant_path, self.log_level)
             self.children = [Child(spec, self.policy) for spec in specs]
+            self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
             if self.health_addr:
                 host, _, port_s = self.health_addr.rpartition(":")
@@ -143,6 +144,14 @@ class Supervisor:
             self.segment.unlink()
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)
+
+    @staticmethod
+    def _leave_scan_cpu(scan_cpu: int | None) -> None:
+        """The supervisor (and the health server in it) never runs on the scan's CPU."""
+        cpus = set(os.sched_getaffinity(0))
+        if scan_cpu is not None and scan_cpu in cpus and len(cpus) > 1:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, cpus - {scan_cpu})
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
