@@ -224,3 +224,34 @@ def test_stale_segment_of_a_killed_supervisor_is_replaced(tmp_path: Path) -> Non
     finally:
         stop(r2)
     assert r.instance not in list_instances()
+
+
+def test_systemd_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(20)
+    instance = f"e2e-notify-{os.getpid()}"
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = {**os.environ, "PETRA_RUNTIME_DIR": str(runtime), "NOTIFY_SOCKET": str(sock_path),
+           "WATCHDOG_USEC": "200000"}
+    proc = subprocess.Popen([sys.executable, "-m", "petra", "run", str(DEMO), "--instance",
+                             instance, "--health", "off"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        messages: list[str] = []
+        while not any(m.startswith("WATCHDOG=1") for m in messages):
+            messages.append(sock.recv(4096).decode())
+        assert messages[0].startswith("READY=1"), messages
+        assert f"STATUS={instance}: running" in messages[0]
+        proc.send_signal(signal.SIGTERM)
+        while not messages[-1].startswith("STOPPING=1"):
+            messages.append(sock.recv(4096).decode())
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
