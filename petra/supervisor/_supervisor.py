@@ -253,8 +253,9 @@ class Supervisor:
                 ms = (time.monotonic() - self._t0) * 1e3
                 log.info("event=plant_ready first_cycle_ms=%.0f", ms)
                 self.notifier.ready(f"{self.instance}: running")
-            if self.notifier.watchdog_interval_s and self.health()["status"] != "failed" \
-                    and now - last_watchdog >= self.notifier.watchdog_interval_s:
+            if self._ready and self.notifier.watchdog_interval_s \
+                    and now - last_watchdog >= self.notifier.watchdog_interval_s \
+                    and self.health()["status"] != "failed":
                 self.notifier.watchdog()
                 last_watchdog = now
             if self._reload_requested:
