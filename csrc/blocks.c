@@ -591,7 +591,7 @@ int64_t petra_blocks_check(const petra_instr_t *prog, size_t n, size_t image_siz
         }
         if (ins->op == PETRA_OP_SIGNAL_GENERATOR) {
             const double per = params[ins->param + 3], seed = params[ins->param + 4];
-            if (!(per > 0.0 && isfinite(per)) || !(seed >= 0.0 && seed < TWO_POW_53)) return bad;
+            if (!(per >= 1e-6 && isfinite(per)) || !(seed >= 0.0 && seed < TWO_POW_53)) return bad;
         }
         if ((size_t)ins->state + ns > n_state) return bad;
     }

@@ -28,6 +28,7 @@ B, INT, F, N, ANY = PortType.BOOL, PortType.INT, PortType.FLOAT, PortType.NUM, P
 
 AVERAGE_MAX = 1024
 SEED_MAX = float(2**53 - 1)
+PERIOD_MIN = 1e-6
 WAVEFORMS = ("sine", "square", "ramp", "random")
 
 
@@ -327,7 +328,7 @@ def _register_all() -> None:  # noqa: PLR0915 - one declaration per block type
             Param("waveform", str, "sine", choices=WAVEFORMS),
             Param("amplitude", float, 1.0),
             Param("offset", float, 0.0),
-            Param("period", float, 1.0, min=0.0, min_exclusive=True, doc="seconds"),
+            Param("period", float, 1.0, min=PERIOD_MIN, doc="seconds"),
             Param("seed", int, 0, min=0, max=SEED_MAX),
         ),
         n_state=1,
