@@ -142,6 +142,7 @@ class ScanEngine:
         self._n_signals = len(segment)
         self._bound = _Image(program, self._n_signals, None)
         self._pending: BlockProgram | None = None
+        self._first_scan = True
         self._on_swap: Callable[[BlockProgram], None] | None = None
         self._stats = StatsWriter(segment, period_ns) if record_stats else None
         self._h = segment.handle
@@ -177,7 +178,7 @@ class ScanEngine:
         base = grid_base(clock.now_ns(), period, self.offset_ns)
         k = 0
         prev_wake = 0
-        first = True
+        first = self._first_scan  # true only for the engine's very first cycle
         next_beat = 0
         copy_in = lib.petra_scan_copy_in
         copy_out = lib.petra_scan_copy_out
@@ -248,7 +249,7 @@ class ScanEngine:
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS
             prev_wake = woke
-            first = False
+            first = self._first_scan = False
         return c
 
     def _fast_cycle(self, base: int, k: int, prev_wake: int) -> Any:
