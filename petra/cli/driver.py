@@ -16,17 +16,19 @@ def register(sub: Any) -> None:
     p.add_argument("plant", help="plant YAML file")
     p.add_argument("name", help="driver name from drivers:, or mqtt-out")
     p.add_argument("--instance", "-i", default=None,
-                   help="instance name (default: the plant file's name without suffix)")
+                   help="instance name (default: the plant's)")
     p.add_argument("--cpus", default=None,
                    help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from petra.drivers import main
 
-    instance = args.instance or Path(args.plant).stem
+    instance = args.instance
+    if instance is None:
+        from petra.config import load_plant
+
+        instance = str(load_plant(args.plant).config.instance)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     return main(args.plant, instance, args.name, cpus)

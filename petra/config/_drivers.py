@@ -47,11 +47,11 @@ class RetryConfig(_Model):
 
     A zero delay would make a dead peer a busy loop, so every delay must be > 0."""
 
-    initial_delay_s: float = Field(0.5, gt=0, description="first reconnect delay")
-    max_delay_s: float = Field(30.0, gt=0, description="cap of the reconnect delay")
-    multiplier: float = Field(2.0, ge=1.0, description="growth per failed attempt")
-    jitter: float = Field(0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
-    write_attempts: int = Field(3, ge=1, le=100, description="tries per device write")
+    initial_delay_s: float = Field(default=0.5, gt=0, description="first reconnect delay")
+    max_delay_s: float = Field(default=30.0, gt=0, description="cap of the reconnect delay")
+    multiplier: float = Field(default=2.0, ge=1.0, description="growth per failed attempt")
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
+    write_attempts: int = Field(default=3, ge=1, le=100, description="tries per device write")
 
     @model_validator(mode="after")
     def _order(self) -> RetryConfig:
@@ -63,8 +63,8 @@ class RetryConfig(_Model):
 class TimeoutConfig(_Model):
     """How long to wait for a connection and for one request's reply."""
 
-    connect_s: float = Field(3.0, gt=0, le=600)
-    request_s: float = Field(1.0, gt=0, le=600)
+    connect_s: float = Field(default=3.0, gt=0, le=600)
+    request_s: float = Field(default=1.0, gt=0, le=600)
 
 
 class PollGroup(_Model):
@@ -98,13 +98,13 @@ class ModbusPoint(_Model):
     signal: str
     table: ModbusTable
     address: int = Field(ge=0, le=65535, description="protocol address, 0-based")
-    type: ModbusType | None = Field(None, description="default: bool for bit tables, "
+    type: ModbusType | None = Field(default=None, description="default: bool for bit tables, "
                                     "uint16 for registers")
-    bit: int | None = Field(None, ge=0, le=15, description="bit of a register (type bool)")
+    bit: int | None = Field(default=None, ge=0, le=15, description="bit of a register (type bool)")
     order: ByteOrder = "ABCD"
     scale: float = 1.0
     offset: float = 0.0
-    unit_id: int | None = Field(None, ge=0, le=255, description="default: the connection's")
+    unit_id: int | None = Field(default=None, ge=0, le=255, description="default: the connection's")
     direction: Direction = "read"
     group: str = "default"
 
@@ -150,15 +150,15 @@ class ModbusPoint(_Model):
 
 class _ModbusCommon(_Model):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
-    unit_id: int = Field(1, ge=0, le=255)
-    poll_period_s: float = Field(1.0, gt=0, le=86400)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    poll_period_s: float = Field(default=1.0, gt=0, le=86400)
     groups: dict[str, PollGroup] = Field(default_factory=dict)
-    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)  # type: ignore[arg-type]  # all fields defaulted
-    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]  # all fields defaulted
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     coalesce: bool = True
-    max_gap: int = Field(8, ge=0, le=2000, description="unused addresses a read may span")
-    max_registers_per_read: int = Field(125, ge=1, le=125)
-    max_bits_per_read: int = Field(2000, ge=1, le=2000)
+    max_gap: int = Field(default=8, ge=0, le=2000, description="unused addresses a read may span")
+    max_registers_per_read: int = Field(default=125, ge=1, le=125)
+    max_bits_per_read: int = Field(default=2000, ge=1, le=2000)
     points: list[ModbusPoint] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -172,7 +172,7 @@ class ModbusTcpConfig(_ModbusCommon):
 
     kind: Literal["modbus_tcp"]
     host: str = Field(min_length=1)
-    port: int = Field(502, ge=1, le=65535)
+    port: int = Field(default=502, ge=1, le=65535)
 
 
 class ModbusRtuConfig(_ModbusCommon):
@@ -180,7 +180,7 @@ class ModbusRtuConfig(_ModbusCommon):
 
     kind: Literal["modbus_rtu"]
     device: str = Field(min_length=1, description="serial port, e.g. /dev/ttyUSB0")
-    baudrate: int = Field(9600, gt=0)
+    baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
@@ -229,18 +229,19 @@ class S7Config(_Model):
     kind: Literal["s7"]
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
     host: str = Field(min_length=1)
-    port: int = Field(102, ge=1, le=65535)
-    rack: int = Field(0, ge=0, le=7)
-    slot: int = Field(1, ge=0, le=31)
-    local_tsap: int | None = Field(None, ge=0, le=0xFFFF)
-    remote_tsap: int | None = Field(None, ge=0, le=0xFFFF,
+    port: int = Field(default=102, ge=1, le=65535)
+    rack: int = Field(default=0, ge=0, le=7)
+    slot: int = Field(default=1, ge=0, le=31)
+    local_tsap: int | None = Field(default=None, ge=0, le=0xFFFF)
+    remote_tsap: int | None = Field(default=None, ge=0, le=0xFFFF,
                                     description="overrides rack/slot when set")
-    pdu_size: int = Field(480, ge=240, le=960, description="requested; the CPU may lower it")
-    poll_period_s: float = Field(1.0, gt=0, le=86400)
+    pdu_size: int = Field(default=480, ge=240, le=960,
+                          description="requested; the CPU may lower it")
+    poll_period_s: float = Field(default=1.0, gt=0, le=86400)
     groups: dict[str, PollGroup] = Field(default_factory=dict)
-    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)  # type: ignore[arg-type]  # all fields defaulted
-    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]  # all fields defaulted
-    max_gap: int = Field(16, ge=0, le=1024, description="unused bytes a read may span")
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_gap: int = Field(default=16, ge=0, le=1024, description="unused bytes a read may span")
     points: list[S7Point] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -256,7 +257,7 @@ class TlsConfig(_Model):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    insecure: bool = Field(False, description="skip hostname check (never in production)")
+    insecure: bool = Field(default=False, description="skip hostname check (never in production)")
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
@@ -270,13 +271,13 @@ class BrokerConfig(_Model):
     environment variable, never from the plant file itself."""
 
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = None
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
     tls: TlsConfig | None = None
-    keepalive_s: int = Field(30, ge=5, le=3600)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     @model_validator(mode="after")
     def _secret(self) -> BrokerConfig:
@@ -296,7 +297,7 @@ class MqttSubscription(_Model):
     topic: str = Field(min_length=1)
     signal: str = Field(min_length=1)
     format: Literal["plain", "json"] = "plain"
-    json_path: str | None = Field(None, description="dotted path to the value, e.g. "
+    json_path: str | None = Field(default=None, description="dotted path to the value, e.g. "
                                   "data.value or readings.0")
     qos: Literal[0, 1, 2] = 1
 
@@ -322,9 +323,9 @@ class MqttInConfig(_Model):
 
     kind: Literal["mqtt"]
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
-    broker: BrokerConfig | None = Field(None, description="default: the mqtt: section's")
-    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]  # all fields defaulted
-    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)  # type: ignore[arg-type]  # all fields defaulted
+    broker: BrokerConfig | None = Field(default=None, description="default: the mqtt: section's")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
 
 
@@ -340,15 +341,15 @@ class PublishRule(_Model):
     """Which signals the sink publishes, where and how."""
 
     signals: list[str] = Field(min_length=1, description="names or glob patterns")
-    topic: str = Field("{prefix}/{signal}", description="{prefix}, {signal}, {path} "
+    topic: str = Field(default="{prefix}/{signal}", description="{prefix}, {signal}, {path} "
                        "(signal with '.' as '/')")
     qos: Literal[0, 1, 2] = 0
     retain: bool = False
     format: Literal["json", "plain"] = "json"
-    deadband: float = Field(0.0, ge=0, description="absolute; 0 publishes every change")
-    min_interval_s: float = Field(0.0, ge=0, description="at most one message per signal "
+    deadband: float = Field(default=0.0, ge=0, description="absolute; 0 publishes every change")
+    min_interval_s: float = Field(default=0.0, ge=0, description="at most one message per signal "
                                   "per interval; the latest value is sent when it ends")
-    batch: bool = Field(False, description="send through the batched topic instead")
+    batch: bool = Field(default=False, description="send through the batched topic instead")
 
     @field_validator("signals", mode="before")
     @classmethod
@@ -360,8 +361,8 @@ class BatchConfig(_Model):
     """The batched payload mode: many changes per message (JSON array)."""
 
     topic: str = "{prefix}/batch"
-    max_changes: int = Field(1000, ge=1, le=100_000)
-    max_delay_s: float = Field(0.05, gt=0, le=60)
+    max_changes: int = Field(default=1000, ge=1, le=100_000)
+    max_delay_s: float = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
 
 
@@ -376,18 +377,18 @@ class CommandsConfig(_Model):
 class MqttConfig(_Model):
     """The plant's ``mqtt:`` section: broker, publishing rules, status and commands."""
 
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)  # type: ignore[arg-type]  # all fields defaulted
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
     topic_prefix: str = "petra/{instance}"
     status_topic: str = "{prefix}/status"
     publish: list[PublishRule] = Field(default_factory=list)
-    batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]  # all fields defaulted
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     commands: CommandsConfig | None = None
-    offline_queue: int = Field(10_000, ge=1, le=10_000_000,
+    offline_queue: int = Field(default=10_000, ge=1, le=10_000_000,
                                description="messages kept while disconnected")
-    max_inflight: int = Field(1000, ge=1, le=65_000,
+    max_inflight: int = Field(default=1000, ge=1, le=65_000,
                               description="QoS 1/2 messages awaiting an ack")
-    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]  # all fields defaulted
-    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)  # type: ignore[arg-type]  # all fields defaulted
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
 
 
 # ----------------------------------------------------------------------------- refs
@@ -395,9 +396,13 @@ def signal_refs(driver: Any) -> list[SignalRef]:
     """Every signal ``driver`` names (literal names only; MQTT templates are resolved at
     run time), with direction and key path inside the entry."""
     refs: list[SignalRef] = []
-    if isinstance(driver, ModbusTcpConfig | ModbusRtuConfig | S7Config):
+    if isinstance(driver, ModbusTcpConfig | ModbusRtuConfig):
         for i, p in enumerate(driver.points):
             refs.append(SignalRef(p.signal, p.direction, ("points", i, "signal"), p.type_hint))
+    elif isinstance(driver, S7Config):
+        for i, sp in enumerate(driver.points):
+            refs.append(SignalRef(sp.signal, sp.direction, ("points", i, "signal"),
+                                  sp.type_hint))
     elif isinstance(driver, MqttInConfig):
         for i, s in enumerate(driver.subscriptions):
             if not s.is_template:

@@ -178,7 +178,7 @@ def coerce_for(sig_type: SignalType, value: float | int | bool) -> Value:
     if sig_type == SignalType.FLOAT:
         return float(value)
     if sig_type == SignalType.INT:
-        return int(round(value)) if isinstance(value, float) else int(value)
+        return round(value) if isinstance(value, float) else int(value)
     return bool(value)
 
 
@@ -215,7 +215,7 @@ class SignalPort:
 
 
 def write_status(seg: Segment, index: int, value: Value, quality: Quality,
-                 substatus: Substatus, source_ts_ns: int = 0) -> None:
+                 substatus: Substatus, *, source_ts_ns: int = 0) -> None:
     """Write a value with an explicit substatus (``Segment.write`` has no such
     parameter yet; this uses the same C entry point with it)."""
     info = seg.signals[index]
@@ -330,7 +330,7 @@ class DriverBase:
                 self._connects += 1
                 try:
                     await asyncio.wait_for(self._connect(), self.limits.connect_timeout_s)
-                except (Exception, TimeoutError) as exc:  # noqa: BLE001 - any failure backs off
+                except (Exception, TimeoutError) as exc:
                     self.tm.inc(DriverCounter.ERRORS)
                     self.rlog(logging.WARNING, "connect",
                               "event=connect_failed driver=%s endpoint=%s error=%s",
@@ -346,7 +346,7 @@ class DriverBase:
                     await self._session(stop)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - connection lost, back off
+                except Exception as exc:
                     self.tm.inc(DriverCounter.ERRORS)
                     self.log.warning("event=connection_lost driver=%s endpoint=%s error=%s",
                                      self.name, self._endpoint(), _describe(exc))
@@ -368,7 +368,7 @@ class DriverBase:
     async def _safe_close(self) -> None:
         try:
             await self._close()
-        except Exception as exc:  # noqa: BLE001 - closing a broken link may fail too
+        except Exception as exc:
             self.log.debug("event=close_failed driver=%s error=%s", self.name, _describe(exc))
 
 

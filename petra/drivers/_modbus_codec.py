@@ -25,6 +25,7 @@ and offset, range checks and the bit-in-register case.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pymodbus.client.mixin import ModbusClientMixin
 
@@ -56,7 +57,7 @@ def decode(regs: list[int], typ: str, order: str = "ABCD") -> int | float:
         raise CodecError(f"register value out of 0..65535 in {regs}")
     if order in ("BADC", "DCBA"):
         regs = _swap_bytes(regs)
-    word_order = "little" if order in ("CDAB", "DCBA") else "big"
+    word_order: Literal["big", "little"] = "little" if order in ("CDAB", "DCBA") else "big"
     value = ModbusClientMixin.convert_from_registers(regs, DATATYPES[typ],
                                                      word_order=word_order)
     if not isinstance(value, int | float):
@@ -70,7 +71,7 @@ def encode(value: int | float, typ: str, order: str = "ABCD") -> list[int]:
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise CodecError(f"{value} cannot be written as {typ}")
-            value = int(round(value))
+            value = round(value)
         lo, hi = INT_RANGES[typ]
         if not lo <= value <= hi:
             raise CodecError(f"{value} is outside the {typ} range {lo}..{hi}")
@@ -80,7 +81,7 @@ def encode(value: int | float, typ: str, order: str = "ABCD") -> list[int]:
             raise CodecError(f"{value} is outside the float32 range")
     else:
         value = float(value)
-    word_order = "little" if order in ("CDAB", "DCBA") else "big"
+    word_order: Literal["big", "little"] = "little" if order in ("CDAB", "DCBA") else "big"
     regs = ModbusClientMixin.convert_to_registers(value, DATATYPES[typ], word_order=word_order)
     if order in ("BADC", "DCBA"):
         regs = _swap_bytes(regs)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from petra.config._drivers import BrokerConfig
 from petra.errors import ConfigError
@@ -85,7 +86,7 @@ class MqttLink:
         self._writer_on = False
         self._misc: asyncio.Task[None] | None = None
         self._loop_thread = threading.get_ident()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv311, clean_session=True)
         if broker.username:
             c.username_pw_set(broker.username, read_password(broker))
@@ -195,10 +196,8 @@ class MqttLink:
         while not self.lost.is_set():
             self.client.loop_misc()
             self.flush()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.lost.wait(), MISC_PERIOD_S)
-            except TimeoutError:
-                pass
 
     # ------------------------------------------------------------------ use
     @property
@@ -233,7 +232,7 @@ class MqttLink:
         if sock is not None:
             self._unwatch(sock)
         with contextlib.suppress(Exception):
-            self.client._sock_close()  # noqa: SLF001 - paho has no public close for this mode
+            self.client._sock_close()
         if self._misc is not None:
             self._misc.cancel()
             with contextlib.suppress(BaseException):

@@ -115,27 +115,10 @@ def run_standalone(cfg: AnyDriverConfig | MqttConfig, instance: str,
 
 def load_plant_sections(plant_path: str) -> tuple[list[AnyDriverConfig], MqttConfig | None]:
     """The ``drivers:`` entries and the ``mqtt:`` section of a plant file."""
-    try:
-        from petra.config import load_plant  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the config loader has not landed: read the two sections only
-        load_plant = None
-    if load_plant is not None:
-        plant = load_plant(plant_path)
-        root = plant.config
-        return list(getattr(root, "drivers", None) or []), getattr(root, "mqtt", None)
-    import yaml
-    from pydantic import ValidationError
+    from petra.config import load_plant
 
-    from petra.config._drivers import DRIVER_ADAPTER
-
-    with open(plant_path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
-    try:
-        drivers = [DRIVER_ADAPTER.validate_python(d) for d in doc.get("drivers") or []]
-        mqtt = MqttConfig.model_validate(doc["mqtt"]) if doc.get("mqtt") else None
-    except ValidationError as exc:
-        raise ConfigError(str(exc), file=plant_path) from None
-    return drivers, mqtt
+    root = load_plant(plant_path).config
+    return list(root.drivers), root.mqtt
 
 
 def main(plant_path: str, instance: str, name: str,

@@ -102,7 +102,7 @@ class _Cursor:
         return value
 
 
-def parse_s7_address(text: str) -> S7Address:
+def parse_s7_address(text: str) -> S7Address:  # noqa: PLR0912 - a branch per grammar rule
     """Parse ``DB1.DBD8:REAL``, ``DB1.DBX0.0``, ``MW20``, ``I0.1``, ``QD4:REAL``..."""
     if not isinstance(text, str) or not text:
         raise S7AddressError(str(text), 1, "empty address")

@@ -55,7 +55,7 @@ EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-class LinkDown(ConnectionError):
+class LinkDownError(ConnectionError):
     """The connection to the device is gone (or the device is silent)."""
 
 
@@ -124,7 +124,7 @@ class ModbusDriver(DriverBase):
     async def _connect(self) -> None:
         self.client = self._make_client()
         if not await self.client.connect():
-            raise LinkDown(f"cannot connect to {self._endpoint()}")
+            raise LinkDownError(f"cannot connect to {self._endpoint()}")
 
     async def _close(self) -> None:
         client, self.client = self.client, None
@@ -172,24 +172,24 @@ class ModbusDriver(DriverBase):
                 self.port.put_bad([pp.slot for pp in block.points], Substatus.NOT_CONNECTED)
         self.plans[group] = new_plan
         if blocks and silent == len(blocks):
-            raise LinkDown(f"no reply from {self._endpoint()} to any read")
+            raise LinkDownError(f"no reply from {self._endpoint()} to any read")
 
     async def _request(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One request; connection loss raises LinkDown, silence TimeoutError."""
+        """One request; connection loss raises LinkDownError, silence TimeoutError."""
         client = self.client
         if client is None or not client.connected:
-            raise LinkDown("not connected")
+            raise LinkDownError("not connected")
         t0 = time.perf_counter_ns()
         try:
             rr = await getattr(client, method)(*args, **kwargs)
         except ModbusIOException as exc:
             self.tm.inc(DriverCounter.ERRORS)
             if not client.connected:
-                raise LinkDown(str(exc)) from None
+                raise LinkDownError(str(exc)) from None
             raise TimeoutError(str(exc)) from None
         except ConnectionException as exc:
             self.tm.inc(DriverCounter.ERRORS)
-            raise LinkDown(str(exc)) from None
+            raise LinkDownError(str(exc)) from None
         self.tm.set(DriverCounter.LAST_RTT_US, (time.perf_counter_ns() - t0) // 1000)
         return rr
 
@@ -272,7 +272,7 @@ class ModbusDriver(DriverBase):
                     self.tm.inc(DriverCounter.WRITE_FAILURES)
                     self.log.error("event=write_refused driver=%s signal=%s value=%r error=%s",
                                    self.name, pp.point.signal, pend.value, exc)
-                except (ModbusException, _ExceptionReply, TimeoutError) as exc:
+                except (ModbusException, _ExceptionReplyError, TimeoutError) as exc:
                     ok = False
                     pend.attempts += 1
                     if pend.attempts >= self.limits.write_attempts:
@@ -305,11 +305,11 @@ class ModbusDriver(DriverBase):
         self.tm.inc(DriverCounter.WRITES)
 
 
-class _ExceptionReply(Exception):
+class _ExceptionReplyError(Exception):
     pass
 
 
 def _check_reply(rr: Any) -> None:
     if rr.isError():
         code = int(getattr(rr, "exception_code", 0))
-        raise _ExceptionReply(EXC_NAMES.get(code, f"exception {code}") + f" ({code})")
+        raise _ExceptionReplyError(EXC_NAMES.get(code, f"exception {code}") + f" ({code})")

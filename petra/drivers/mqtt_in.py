@@ -80,7 +80,7 @@ def parse_payload(payload: bytes, sub: MqttSubscription, sig_type: SignalType) -
     if sub.format == "json":
         try:
             doc = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise PayloadError(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
         if sub.json_path:
             raw = _walk(doc, sub.json_path)

@@ -58,7 +58,7 @@ INT_RANGES = {"BYTE": (0, 255), "WORD": (0, 65535), "INT": (-32768, 32767),
               "DWORD": (0, 2**32 - 1), "DINT": (-(2**31), 2**31 - 1)}
 
 
-class LinkDown(ConnectionError):
+class LinkDownError(ConnectionError):
     """The CPU connection is gone."""
 
 
@@ -122,19 +122,11 @@ def decode_s7(data: bytearray, off: int, addr: S7Address) -> bool | int | float:
     t = addr.type
     if t == "BOOL":
         return bool(util.get_bool(data, off, addr.bit or 0))
-    if t == "BYTE":
-        return int(util.get_byte(data, off))
-    if t == "WORD":
-        return int(util.get_word(data, off))
-    if t == "INT":
-        return int(util.get_int(data, off))
-    if t == "DWORD":
-        return int(util.get_dword(data, off))
-    if t == "DINT":
-        return int(util.get_dint(data, off))
-    if t == "REAL":
-        return float(util.get_real(data, off))
-    return float(util.get_lreal(data, off))
+    if t in ("REAL", "LREAL"):
+        return float((util.get_real if t == "REAL" else util.get_lreal)(data, off))
+    getter = {"BYTE": util.get_byte, "WORD": util.get_word, "INT": util.get_int,
+              "DWORD": util.get_dword, "DINT": util.get_dint}[t]
+    return int(getter(data, off))
 
 
 def encode_s7(value: int | float, addr: S7Address) -> bytearray:
@@ -145,7 +137,7 @@ def encode_s7(value: int | float, addr: S7Address) -> bytearray:
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise S7ValueError(f"{value} cannot be written as {t}")
-            value = int(round(value))
+            value = round(value)
         lo, hi = INT_RANGES[t]
         if not lo <= value <= hi:
             raise S7ValueError(f"{value} is outside the {t} range {lo}..{hi}")
@@ -230,7 +222,7 @@ class S7Driver(DriverBase):
             result = await asyncio.wait_for(coro, self.limits.request_timeout_s)
         except (S7ConnectionError, S7TimeoutError, OSError, TimeoutError) as exc:
             self.tm.inc(DriverCounter.ERRORS)
-            raise LinkDown(f"{type(exc).__name__}: {exc}") from None
+            raise LinkDownError(f"{type(exc).__name__}: {exc}") from None
         self.tm.set(DriverCounter.LAST_RTT_US, (time.perf_counter_ns() - t0) // 1000)
         return result
 

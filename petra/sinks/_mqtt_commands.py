@@ -46,7 +46,8 @@ def _json_value(v: object) -> object:
     return v
 
 
-def handle_command(seg: Segment, payload: bytes, default_reply_topic: str) -> Reply:
+def handle_command(  # noqa: PLR0911 - one early reply per refusal reason
+        seg: Segment, payload: bytes, default_reply_topic: str) -> Reply:
     """Run one command against the segment and build the reply."""
     req_id: object = None
     reply_to = default_reply_topic

@@ -224,9 +224,9 @@ class MqttOutSink(DriverBase):
             v: float | int | bool = (vf[k] if t == SignalType.FLOAT
                                      else vi[k] if t == SignalType.INT else vi[k] == 1)
             q = quals[k]
-            if route.deadband and q == route.last_q and route.last_v is not None:
-                if abs(float(v) - route.last_v) < route.deadband:
-                    continue
+            if (route.deadband and q == route.last_q and route.last_v is not None
+                    and abs(float(v) - route.last_v) < route.deadband):
+                continue
             if route.min_interval and now - route.last_t < route.min_interval:
                 route.pending = (v, q, ts[k])
                 self.held.add(slots[k])

@@ -289,6 +289,7 @@ class S7Server:
         srv.register_area(SrvArea.PA, 0, self.pa)
         srv.start_to("127.0.0.1", self.port or 0)
         if not self.port:
+            assert srv.server_socket is not None
             self.port = int(srv.server_socket.getsockname()[1])
         self.server = srv
         return self.port
@@ -456,8 +457,9 @@ class Mosquitto:
         """A connected paho client (loop running in its own thread) for the test side;
         ``clean=False`` keeps its session (and QoS 1 messages) across reconnects."""
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        c = mqtt.Client(CallbackAPIVersion.VERSION2,
                         client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
                         clean_session=clean)
         c.reconnect_delay_set(1, 1)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import struct
+from functools import partial
 from typing import Any
 
 import pytest
+from driver_peers import ModbusServer, PtyPair, driver_process, wait_until
 
 from petra.config._drivers import ModbusPoint, ModbusRtuConfig, ModbusTcpConfig
 from petra.drivers import ConnState, DriverCounter
 from petra.shm import Quality, Segment, SignalDef, SignalType, Substatus
-from driver_peers import ModbusServer, PtyPair, driver_process, wait_until
 
 FC_COIL, FC_DI, FC_HR, FC_IR = 1, 2, 3, 4
 FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q",
@@ -46,8 +47,9 @@ def typed_points() -> tuple[list[SignalDef], list[ModbusPoint], dict[str, tuple[
         for order in ORDERS:
             name = f"hr.{typ}.{order}"
             defs.append(SignalDef(name, sig_type(typ), writable=True))
-            points.append(ModbusPoint(signal=name, table="holding", address=addr, type=typ,
-                                      order=order, direction="readwrite"))
+            points.append(ModbusPoint.model_validate(
+                {"signal": name, "table": "holding", "address": addr, "type": typ,
+                 "order": order, "direction": "readwrite"}))
             where[name] = (addr, typ, order)
             addr += 4
     return defs, points, where
@@ -60,6 +62,10 @@ def tcp_cfg(port: int, points: list[ModbusPoint], **kw: Any) -> ModbusTcpConfig:
                             "timeouts": {"connect_s": 1, "request_s": 0.5}}
     base.update(kw)
     return ModbusTcpConfig.model_validate({**base, "points": [p.model_dump() for p in points]})
+
+
+def regs_are(server: ModbusServer, unit: int, addr: int, want: list[int]) -> bool:
+    return server.get(unit, FC_HR, addr, len(want)) == want
 
 
 def good_value(seg: Segment, name: str, expected: Any) -> bool:
@@ -92,7 +98,7 @@ def test_every_type_and_byte_order_round_trips_tcp(
     defs += [d for d, _ in extra]
     points += [p for _, p in extra]
     seg = make_segment(defs)
-    for name, (addr, typ, order) in where.items():
+    for addr, typ, order in where.values():
         modbus_server.set(1, FC_HR, addr, wire_registers(SAMPLES[typ], typ, order))
     modbus_server.set(1, FC_COIL, 10, [True])
     modbus_server.set(1, FC_DI, 3, [True])
@@ -104,7 +110,7 @@ def test_every_type_and_byte_order_round_trips_tcp(
         drv.wait_state(ConnState.UP)
         # device -> signal, every type and order
         for name, (_, typ, _) in where.items():
-            wait_until(lambda n=name, t=typ: good_value(seg, n, SAMPLES[t]), 10, f"read {name}")
+            wait_until(partial(good_value, seg, name, SAMPLES[typ]), 10, f"read {name}")
         wait_until(lambda: good_value(seg, "coil.a", True), 5, "coil")
         wait_until(lambda: good_value(seg, "di.a", True), 5, "discrete input")
         wait_until(lambda: good_value(seg, "ir.scaled", -30.0), 5, "scaled input register")
@@ -123,8 +129,7 @@ def test_every_type_and_byte_order_round_trips_tcp(
         seg.write("u2.reg", 4242)
         for name, (addr, typ, order) in where.items():
             want = wire_registers(new[name], typ, order)
-            wait_until(lambda a=addr, w=want: modbus_server.get(1, FC_HR, a, len(w)) == w, 10,
-                       f"write {name}")
+            wait_until(partial(regs_are, modbus_server, 1, addr, want), 10, f"write {name}")
         wait_until(lambda: modbus_server.get(1, FC_COIL, 10) == [False], 5, "coil write")
         # bit write keeps the neighbouring bits
         wait_until(lambda: modbus_server.get(1, FC_HR, 150) == [0b1000_0000_0000_0001], 5,
@@ -204,9 +209,10 @@ def test_rtu_over_pty_round_trips(pty_pair: PtyPair, make_segment: Any) -> None:
         defs = [SignalDef(f"rtu.{t}", sig_type(t), writable=True) for t in typs]
         defs.append(SignalDef("rtu.coil", SignalType.BOOL, writable=True))
         seg = make_segment(defs)
-        points = [ModbusPoint(signal=f"rtu.{t}", table="holding", address=10 * i, type=t,
-                              order=ORDERS[i], unit_id=3, direction="readwrite")
-                  for i, t in enumerate(typs)]
+        points = [ModbusPoint.model_validate(
+            {"signal": f"rtu.{t}", "table": "holding", "address": 10 * i, "type": t,
+             "order": ORDERS[i], "unit_id": 3, "direction": "readwrite"})
+            for i, t in enumerate(typs)]
         points.append(ModbusPoint(signal="rtu.coil", table="coil", address=5,
                                   direction="readwrite"))
         for i, t in enumerate(typs):
@@ -218,7 +224,7 @@ def test_rtu_over_pty_round_trips(pty_pair: PtyPair, make_segment: Any) -> None:
         with driver_process(cfg, seg) as drv:
             drv.wait_state(ConnState.UP)
             for t in typs:
-                wait_until(lambda t=t: good_value(seg, f"rtu.{t}", SAMPLES[t]), 10, f"rtu {t}")
+                wait_until(partial(good_value, seg, f"rtu.{t}", SAMPLES[t]), 10, f"rtu {t}")
             seg.write("rtu.float32", 0.5)
             seg.write("rtu.coil", True)
             want = wire_registers(0.5, "float32", ORDERS[2])

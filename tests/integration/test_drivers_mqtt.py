@@ -64,7 +64,8 @@ def test_subscriptions_payload_forms_and_bad_payloads(mosquitto: Mosquitto,
         wait_until(lambda: all(seg.read(k).value == v and seg.read(k).quality == Quality.GOOD
                                for k, v in expect.items()), 10, "all payload forms")
         before = drv.counter(DriverCounter.REJECTED)
-        bad = [("plant/temp", "warm"), ("plant/count", "1.5"), ("plant/flag", "2"),
+        bad: list[tuple[str, str | bytes]] = [
+               ("plant/temp", "warm"), ("plant/count", "1.5"), ("plant/flag", "2"),
                ("plant/json/flow", '{"data": {}}'), ("plant/json/flow", "{not json"),
                ("plant/json/run", '"yes"'), ("plant/zzz/level", "1"), ("plant/temp", "nan"),
                ("plant/count", b"\xff\xfe"), ("plant/json/run", '{"value": 5}')]

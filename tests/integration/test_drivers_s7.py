@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from functools import partial
 from typing import Any
 
 from driver_peers import S7Server, driver_process, wait_until
@@ -32,11 +33,8 @@ def area(srv: S7Server, address: str) -> bytearray:
 
 
 def offset(address: str) -> int:
-    body = address.split(":")[0]
-    if body.startswith("DB"):
-        body = body.split(".")[1][3:]
-    else:
-        body = body[2:]
+    body = address.split(":", maxsplit=1)[0]
+    body = body.split(".")[1][3:] if body.startswith("DB") else body[2:]
     return int(body)
 
 
@@ -45,6 +43,10 @@ def cfg_for(port: int, points: list[dict[str, Any]], **kw: Any) -> S7Config:
         "kind": "s7", "name": "cpu1", "host": "127.0.0.1", "port": port, "rack": 0, "slot": 1,
         "poll_period_s": 0.05, "retry": {"initial_delay_s": 0.05, "max_delay_s": 0.2},
         "timeouts": {"connect_s": 2, "request_s": 1}, "points": points, **kw})
+
+
+def holds(srv: S7Server, address: str, fmt: str, value: Any) -> bool:
+    return bool(struct.unpack_from(fmt, area(srv, address), offset(address))[0] == value)
 
 
 def good(seg: Segment, name: str, value: Any) -> bool:
@@ -67,9 +69,9 @@ def test_every_type_round_trips_both_ways(s7_server: S7Server, make_segment: Any
     with driver_process(cfg_for(s7_server.port, points), seg) as drv:
         drv.wait_state(ConnState.UP)
         for n, _, _, _, v, _ in POINTS:
-            wait_until(lambda n=n, v=v: good(seg, n, v), 10, f"read {n}")
+            wait_until(partial(good, seg, n, v), 10, f"read {n}")
         for n, _ in BITS:
-            wait_until(lambda n=n: good(seg, n, True), 10, f"read {n}")
+            wait_until(partial(good, seg, n, True), 10, f"read {n}")
         for n, _, _, _, _, w in POINTS:
             if w is not None:
                 seg.write(n, w)
@@ -77,8 +79,7 @@ def test_every_type_round_trips_both_ways(s7_server: S7Server, make_segment: Any
         seg.write("m.bit", False)
         for n, a, _, fmt, _, w in POINTS:
             if w is not None:
-                wait_until(lambda a=a, fmt=fmt, w=w: struct.unpack_from(
-                    fmt, area(s7_server, a), offset(a))[0] == w, 10, f"write {n}")
+                wait_until(partial(holds, s7_server, a, fmt, w), 10, f"write {n}")
         wait_until(lambda: s7_server.db1[0] == 0b1010_0000, 10, "DB bit write keeps neighbours")
         wait_until(lambda: s7_server.mk[10] == 0b0000_0001, 10, "M bit write keeps neighbours")
         assert drv.counter(DriverCounter.WRITE_FAILURES) == 0
