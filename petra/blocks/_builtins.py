@@ -110,7 +110,7 @@ def _tank_check(params: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _register_all() -> None:  # noqa: PLR0915 - one declaration per block type
+def _register_all() -> None:
     out_b = (Port("out", B),)
     out_n = (Port("out", N),)
     for name, doc in (

@@ -206,7 +206,9 @@ class _Builder:
             raise _err(block, f"signal index {idx} out of range 0..{self.n_signals - 1}", key)
         return int(idx)
 
-    def input(self, block: BlockInstance, spec: BlockSpec, port: Port, params: Mapping[str, Any]) -> int:
+    def input(
+        self, block: BlockInstance, spec: BlockSpec, port: Port, params: Mapping[str, Any]
+    ) -> int:
         src = block.inputs.get(port.name)
         if isinstance(src, Const):
             return self.const(float(src.value))
@@ -251,6 +253,7 @@ class Program:
         self,
         blocks: Sequence[BlockInstance],
         n_signals: int,
+        *,
         instructions: npt.NDArray[Any],
         params: npt.NDArray[np.float64],
         state: npt.NDArray[np.float64],
@@ -272,7 +275,7 @@ class Program:
         self._steps = steps
         self._c_slots = c_slots
         self._keepalive = keepalive  # the cdata the run pointers were derived from
-        self._fresh = bool(np.any(instructions["flags"] & FLAG_FRESH)) if len(instructions) else False
+        self._fresh = bool(np.any(instructions["flags"] & FLAG_FRESH))
         reads: set[int] = set()
         writes: set[int] = set()
         for b in blocks:
@@ -350,7 +353,7 @@ class Program:
                     raise RuntimeError(f"petra_blocks_run failed with {rc}")
             else:
                 assert isinstance(step, _CustomStep)
-                self._run_custom(step, img, quality, now_ns, dt_ns, first_scan)
+                self._run_custom(step, img, quality, (now_ns, dt_ns, first_scan))
         if self._fresh:
             flags = self.instructions["flags"]
             flags &= ~np.uint32(FLAG_FRESH)
@@ -361,10 +364,9 @@ class Program:
         step: _CustomStep,
         img: npt.NDArray[np.float64],
         quality: npt.NDArray[np.uint8],
-        now_ns: int,
-        dt_ns: int,
-        first_scan: bool,
+        clock: tuple[int, int, bool],
     ) -> None:
+        now_ns, dt_ns, first_scan = clock
         inputs = {n: float(img[i]) for n, i in zip(step.in_names, step.in_idx, strict=True)}
         quals = {n: int(quality[i]) for n, i in zip(step.in_names, step.in_idx, strict=True)}
         q_in = min(quals.values(), default=Q_GOOD)
@@ -409,26 +411,40 @@ def compile_program(
     Raises :class:`ConfigError` for what the config validator should already have
     caught (unknown type, port or parameter, value out of range, bad index).
     """
-    b = _Builder(n_signals)
-    rows: list[dict[str, Any]] = []
-    params: list[float] = []
-    state_size = 0
-    plan: list[tuple[str, Any]] = []  # ("c", row index) or ("py", _CustomStep)
-    c_slots: dict[str, tuple[tuple[Any, ...], int, int]] = {}
-    kept: list[tuple[int, int, int]] = []  # (new offset, old offset, size)
+    compiler = _Compiler(n_signals, previous)
     seen: set[str] = set()
-    prev_custom = _custom_steps(previous)
-    errors: dict[str, int] = {}
     for block in instances:
         if block.name in seen:
             raise _err(block, "duplicate block name")
         seen.add(block.name)
+        compiler.add(block)
+    return compiler.finish(instances)
+
+
+class _Compiler:
+    """Accumulates instructions, params, state layout and steps, block by block."""
+
+    def __init__(self, n_signals: int, previous: Program | None) -> None:
+        self.b = _Builder(n_signals)
+        self.n_signals = n_signals
+        self.previous = previous
+        self.prev_custom = _custom_steps(previous)
+        self.rows: list[dict[str, Any]] = []
+        self.params: list[float] = []
+        self.state_size = 0
+        self.plan: list[tuple[str, Any]] = []  # ("c", row index) or ("py", _CustomStep)
+        self.c_slots: dict[str, tuple[tuple[Any, ...], int, int]] = {}
+        self.kept: list[tuple[int, int, int]] = []  # (new offset, old offset, size)
+        self.errors: dict[str, int] = {}
+
+    def add(self, block: BlockInstance) -> None:
         try:
             spec = get_spec(block.type)
         except KeyError as exc:
             raise _err(block, str(exc.args[0]), "type") from None
         ports = _ports(block, spec)
         values = resolve_params(block, spec)
+        b = self.b
         outs = [
             b.signal(block, f"outputs.{p.name}", block.outputs[p.name])
             if p.name in block.outputs
@@ -438,33 +454,64 @@ def compile_program(
         ins = [b.input(block, spec, p, values) for p in ports]
         cls = custom_class(block.type)
         if cls is not None:
-            old = prev_custom.get(block.name)
-            if old is not None and old.block.definition() == block.definition():
-                obj, fresh = old.obj, False
-                if previous is not None and block.name in previous.errors:
-                    errors[block.name] = previous.errors[block.name]
-            else:
-                obj, fresh = cls(), True
-                obj.init(values)
-            errors.setdefault(block.name, 0)
-            plan.append(
-                ("py", _CustomStep(block, obj, values, tuple(p.name for p in ports), tuple(ins),
-                                   tuple(p.name for p in spec.outputs), tuple(outs), fresh))
-            )  # fmt: skip
-            continue
+            self._custom(block, cls=cls, spec=spec, values=values, ports=ports, ins=ins, outs=outs)
+        else:
+            self._builtin(block, spec, values, ins, outs)
+
+    def _custom(
+        self,
+        block: BlockInstance,
+        *,
+        cls: type[CustomBlock],
+        spec: BlockSpec,
+        values: dict[str, Any],
+        ports: list[Port],
+        ins: list[int],
+        outs: list[int],
+    ) -> None:
+        old = self.prev_custom.get(block.name)
+        if old is not None and old.block.definition() == block.definition():
+            obj, fresh = old.obj, False
+            assert self.previous is not None
+            self.errors[block.name] = self.previous.errors.get(block.name, 0)
+        else:
+            obj, fresh = cls(), True
+            obj.init(values)
+        self.errors.setdefault(block.name, 0)
+        step = _CustomStep(
+            block=block,
+            obj=obj,
+            params=values,
+            in_names=tuple(p.name for p in ports),
+            in_idx=tuple(ins),
+            out_names=tuple(p.name for p in spec.outputs),
+            out_idx=tuple(outs),
+            fresh=fresh,
+        )
+        self.plan.append(("py", step))
+
+    def _builtin(
+        self,
+        block: BlockInstance,
+        spec: BlockSpec,
+        values: dict[str, Any],
+        ins: list[int],
+        outs: list[int],
+    ) -> None:
         kernel = KERNELS.get(block.type)
         if kernel is None:
             raise _err(block, f"block type {block.type!r} has no implementation", "type")
         n_state = kernel.n_state + (2 * int(values["n"]) if block.type == "AVERAGE" else 0)
         assert n_state <= 2 + 2 * AVERAGE_MAX
         fresh = True
-        if previous is not None and block.name in previous._c_slots:
-            old_def, old_off, old_size = previous._c_slots[block.name]
+        prev = self.previous
+        if prev is not None and block.name in prev._c_slots:
+            old_def, old_off, old_size = prev._c_slots[block.name]
             if old_def == block.definition() and old_size == n_state:
-                kept.append((state_size, old_off, n_state))
+                self.kept.append((self.state_size, old_off, n_state))
                 fresh = False
-        c_slots[block.name] = (block.definition(), state_size, n_state)
-        rows.append(
+        self.c_slots[block.name] = (block.definition(), self.state_size, n_state)
+        self.rows.append(
             {
                 "op": kernel.op,
                 "n_in": len(ins),
@@ -472,62 +519,67 @@ def compile_program(
                 "flags": FLAG_FRESH if fresh else 0,
                 "in": ins,
                 "out": outs,
-                "state": state_size,
-                "param": len(params),
+                "state": self.state_size,
+                "param": len(self.params),
             }
         )
-        params.extend(_encode(p, values[p.name]) for p in spec.params)
-        state_size += n_state
-        plan.append(("c", len(rows) - 1))
+        self.params.extend(_encode(p, values[p.name]) for p in spec.params)
+        self.state_size += n_state
+        self.plan.append(("c", len(self.rows) - 1))
 
-    base = n_signals + len(b.constants)
-    image_size = base + b.n_scratch
-    instr = np.zeros(len(rows), dtype=INSTR_DTYPE)
-    for i, row in enumerate(rows):
-        instr[i]["op"] = row["op"]
-        instr[i]["n_in"] = row["n_in"]
-        instr[i]["n_out"] = row["n_out"]
-        instr[i]["flags"] = row["flags"]
-        instr[i]["in"][: len(row["in"])] = row["in"]
-        instr[i]["out"][: len(row["out"])] = [base - o - 1 if o < 0 else o for o in row["out"]]
-        instr[i]["state"] = row["state"]
-        instr[i]["param"] = row["param"]
-    params_arr = np.array(params, dtype=np.float64)
-    state_arr = np.zeros(state_size, dtype=np.float64)
-    if previous is not None:
-        for new_off, old_off, size in kept:
-            state_arr[new_off : new_off + size] = previous.state[old_off : old_off + size]
-    steps: list[_CRun | _CustomStep] = []
-    for kind, item in plan:
-        if kind == "py":
-            for pos, o in enumerate(item.out_idx):
-                if o < 0:
-                    item.out_idx = (*item.out_idx[:pos], base - o - 1, *item.out_idx[pos + 1 :])
-            steps.append(item)
-        elif steps and isinstance(steps[-1], _CRun):
-            steps[-1].count += 1
-        else:
-            steps.append(_CRun(item, 1, None))
-    if len(instr):
-        rc = lib.petra_blocks_check(
-            ffi.from_buffer("petra_instr_t[]", instr), len(instr), image_size,
-            len(state_arr), ffi.from_buffer("double[]", params_arr) if len(params_arr) else ffi.NULL,
-            len(params_arr),
-        )  # fmt: skip
-        if rc < 0:
-            bad = [blk for blk in instances if custom_class(blk.type) is None][-rc - 1]
-            raise _err(bad, "rejected by the kernel's program check")
-        base_ptr = ffi.from_buffer("petra_instr_t[]", instr)
-        for step in steps:
-            if isinstance(step, _CRun):
-                step.ptr = base_ptr + step.start
-    else:
+    def finish(self, instances: Sequence[BlockInstance]) -> Program:
+        base = self.n_signals + len(self.b.constants)
+        image_size = base + self.b.n_scratch
+
+        def slot(o: int) -> int:  # scratch slots were numbered -1, -2, ...
+            return base - o - 1 if o < 0 else o
+
+        instr = np.zeros(len(self.rows), dtype=INSTR_DTYPE)
+        for i, row in enumerate(self.rows):
+            for key in ("op", "n_in", "n_out", "flags", "state", "param"):
+                instr[i][key] = row[key]
+            instr[i]["in"][: len(row["in"])] = row["in"]
+            instr[i]["out"][: len(row["out"])] = [slot(o) for o in row["out"]]
+        params = np.array(self.params, dtype=np.float64)
+        state = np.zeros(self.state_size, dtype=np.float64)
+        if self.previous is not None:
+            for new_off, old_off, size in self.kept:
+                state[new_off : new_off + size] = self.previous.state[old_off : old_off + size]
+        steps: list[_CRun | _CustomStep] = []
+        for kind, item in self.plan:
+            if kind == "py":
+                item.out_idx = tuple(slot(o) for o in item.out_idx)
+                steps.append(item)
+            elif steps and isinstance(steps[-1], _CRun):
+                steps[-1].count += 1
+            else:
+                steps.append(_CRun(item, 1, None))
         base_ptr = None
-    program = Program(
-        instances, n_signals, instr, params_arr, state_arr,
-        np.array(b.constants, dtype=np.float64), image_size, steps, c_slots, errors, base_ptr,
-    )  # fmt: skip
-    return program
+        if len(instr):
+            base_ptr = ffi.from_buffer("petra_instr_t[]", instr)
+            params_ptr = ffi.from_buffer("double[]", params) if len(params) else ffi.NULL
+            rc = lib.petra_blocks_check(
+                base_ptr, len(instr), image_size, len(state), params_ptr, len(params)
+            )
+            if rc < 0:
+                bad = [blk for blk in instances if custom_class(blk.type) is None][-rc - 1]
+                raise _err(bad, "rejected by the kernel's program check")
+            for step in steps:
+                if isinstance(step, _CRun):
+                    step.ptr = base_ptr + step.start
+        return Program(
+            instances,
+            self.n_signals,
+            instructions=instr,
+            params=params,
+            state=state,
+            constants=np.array(self.b.constants, dtype=np.float64),
+            image_size=image_size,
+            steps=steps,
+            c_slots=self.c_slots,
+            errors=self.errors,
+            keepalive=base_ptr,
+        )
 
 
 def _custom_steps(program: Program | None) -> dict[str, _CustomStep]:

@@ -80,15 +80,15 @@ def param_values(draw: st.DrawFn, spec: pb.BlockSpec) -> dict[str, Any]:
                 hi = 6
             out[p.name] = draw(st.integers(lo, hi))
         else:
-            lo = p.min if p.min is not None else -1e6
+            flo = p.min if p.min is not None else -1e6
             v = draw(
                 st.one_of(
-                    st.floats(lo, 1e6, exclude_min=p.min_exclusive, allow_nan=False),
-                    st.sampled_from([lo + 1.0, lo + 0.25, 1e-3 + lo, 1e9 + lo]),
+                    st.floats(flo, 1e6, exclude_min=p.min_exclusive, allow_nan=False),
+                    st.sampled_from([flo + 1.0, flo + 0.25, 1e-3 + flo, 1e9 + flo]),
                 )
             )
-            if p.min_exclusive and v <= lo:
-                v = lo + 1.0
+            if p.min_exclusive and v <= flo:
+                v = flo + 1.0
             out[p.name] = v
     check = spec.extra.get("check")
     if check is not None and check(out):
@@ -114,7 +114,9 @@ def block(draw: st.DrawFn, type_name: str, n_signals: int, index: int) -> pb.Blo
     inputs: dict[str, int | pb.Const] = {}
     for port in spec.input_ports(n_var):
         optional = port.default is not None
-        choice = draw(st.sampled_from(["signal", "const", "none"] if optional else ["signal", "const"]))
+        choice = draw(
+            st.sampled_from(["signal", "const", "none"] if optional else ["signal", "const"])
+        )
         if choice == "signal":
             inputs[port.name] = draw(st.integers(0, n_signals - 1))
         elif choice == "const":
@@ -153,9 +155,7 @@ def drive(data: st.DataObject, blocks: list[pb.BlockInstance], n_signals: int, c
         first = data.draw(st.integers(0, 9)) == 0
         now = (now + max(dt, 0)) % 2**62
         program.run(img, quality, now, dt, first)
-        rc = reference_run(
-            ref_instr, ref_img, ref_q, ref_state, program.params, now, dt, first
-        )
+        rc = reference_run(ref_instr, ref_img, ref_q, ref_state, program.params, now, dt, first)
         ref_instr["flags"] &= ~np.uint32(1)
         assert rc == len(ref_instr)
         where = f"cycle {cycle}, dt {dt}, first {first}"

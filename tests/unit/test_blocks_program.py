@@ -44,8 +44,12 @@ def test_every_builtin_registered_with_a_kernel() -> None:
     assert not pb.get_spec("LAG").delay and not pb.get_spec("PID").delay
 
 
-def run_one(block: pb.BlockInstance, n: int, cycles: list[dict[int, tuple[float, int]]],
-            dt_ns: int = 100 * MS) -> list[tuple[list[float], list[int]]]:
+def run_one(
+    block: pb.BlockInstance,
+    n: int,
+    cycles: list[dict[int, tuple[float, int]]],
+    dt_ns: int = 100 * MS,
+) -> list[tuple[list[float], list[int]]]:
     """Run one block over a list of per-cycle inputs {index: (value, quality)}."""
     program = pb.compile_program([block], n)
     img, quality = program.new_image()
@@ -60,9 +64,9 @@ def run_one(block: pb.BlockInstance, n: int, cycles: list[dict[int, tuple[float,
 
 def test_quality_is_min_of_inputs() -> None:
     b = pb.BlockInstance("a", "AND", {"in1": 0, "in2": 1, "in3": 2}, {"out": 3})
-    (vals, quals), = run_one(b, 4, [{0: (1, GOOD), 1: (1, UNCERTAIN), 2: (1, GOOD)}])
+    ((vals, quals),) = run_one(b, 4, [{0: (1, GOOD), 1: (1, UNCERTAIN), 2: (1, GOOD)}])
     assert vals[3] == 1.0 and quals[3] == UNCERTAIN
-    (vals, quals), = run_one(b, 4, [{0: (1, GOOD), 1: (1, UNCERTAIN), 2: (0, BAD)}])
+    ((vals, quals),) = run_one(b, 4, [{0: (1, GOOD), 1: (1, UNCERTAIN), 2: (0, BAD)}])
     assert vals[3] == 0.0 and quals[3] == BAD
 
 
@@ -76,7 +80,7 @@ def test_div_by_zero_is_bad_and_keeps_value() -> None:
 
 def test_overflow_is_bad() -> None:
     b = pb.BlockInstance("m", "MUL", {"in1": 0, "in2": 1}, {"out": 2})
-    (vals, quals), = run_one(b, 3, [{0: (1e200, GOOD), 1: (1e200, GOOD)}])
+    ((vals, quals),) = run_one(b, 3, [{0: (1e200, GOOD), 1: (1e200, GOOD)}])
     assert vals[2] == math.inf and quals[2] == BAD
 
 
@@ -105,8 +109,13 @@ def test_tof_and_tp() -> None:
 
 def test_ctu_counts_rising_edges_and_resets() -> None:
     b = pb.BlockInstance("c", "CTU", {"cu": 0, "r": 1}, {"q": 2, "cv": 3}, {"pv": 2})
-    pulses = [{0: (1.0, GOOD), 1: (0.0, GOOD)}, {0: (0.0, GOOD)}, {0: (1.0, GOOD)}, {0: (1.0, GOOD)},
-              {1: (1.0, GOOD)}]
+    pulses = [
+        {0: (1.0, GOOD), 1: (0.0, GOOD)},
+        {0: (0.0, GOOD)},
+        {0: (1.0, GOOD)},
+        {0: (1.0, GOOD)},
+        {1: (1.0, GOOD)},
+    ]
     seen = run_one(b, 4, pulses)
     assert [s[0][3] for s in seen] == [1, 1, 2, 2, 0]
     assert [s[0][2] for s in seen] == [0, 0, 1, 1, 0]
@@ -143,8 +152,13 @@ def test_delay_and_tank_are_one_cycle_late() -> None:
     seen = run_one(d, 2, [{0: (1.0, GOOD)}, {0: (2.0, UNCERTAIN)}, {}])
     assert [s[0][1] for s in seen] == [7.0, 1.0, 2.0]
     assert [s[1][1] for s in seen] == [GOOD, GOOD, UNCERTAIN]
-    t = pb.BlockInstance("t", "TANK", {"inflow": 0}, {"level": 1, "full": 2},
-                         {"area": 2.0, "level_max": 1.0, "initial": 0.5})
+    t = pb.BlockInstance(
+        "t",
+        "TANK",
+        {"inflow": 0},
+        {"level": 1, "full": 2},
+        {"area": 2.0, "level_max": 1.0, "initial": 0.5},
+    )
     seen = run_one(t, 3, [{0: (1.0, GOOD)}, {}, {}], dt_ns=500 * MS)
     assert [s[0][1] for s in seen] == [0.5, 0.75, 1.0]
     assert seen[2][0][2] == 1.0
@@ -168,16 +182,23 @@ def test_average_ramp_lag_hysteresis() -> None:
 
 def test_mux_sel_and_signal_generator() -> None:
     mux = pb.BlockInstance("m", "MUX", {"in1": 0, "in2": 1, "k": 2}, {"out": 3})
-    seen = run_one(mux, 4, [{0: (10.0, GOOD), 1: (20.0, UNCERTAIN), 2: (2.0, GOOD)},
-                            {2: (3.0, GOOD)}])
+    seen = run_one(
+        mux, 4, [{0: (10.0, GOOD), 1: (20.0, UNCERTAIN), 2: (2.0, GOOD)}, {2: (3.0, GOOD)}]
+    )
     assert seen[0][0][3] == 20.0 and seen[0][1][3] == UNCERTAIN
     assert seen[1][0][3] == 20.0 and seen[1][1][3] == BAD
-    gen = pb.BlockInstance("g", "SIGNAL_GENERATOR", {}, {"out": 0},
-                           {"waveform": "square", "period": 1.0, "amplitude": 2.0})
+    gen = pb.BlockInstance(
+        "g",
+        "SIGNAL_GENERATOR",
+        {},
+        {"out": 0},
+        {"waveform": "square", "period": 1.0, "amplitude": 2.0},
+    )
     seen = run_one(gen, 1, [{}] * 10)
     assert [s[0][0] for s in seen] == [2.0] * 5 + [-2.0] * 5
-    rnd = pb.BlockInstance("g", "SIGNAL_GENERATOR", {}, {"out": 0},
-                           {"waveform": "random", "period": 0.1, "seed": 42})
+    rnd = pb.BlockInstance(
+        "g", "SIGNAL_GENERATOR", {}, {"out": 0}, {"waveform": "random", "period": 0.1, "seed": 42}
+    )
     a, b = run_one(rnd, 1, [{}] * 20), run_one(rnd, 1, [{}] * 20)
     assert a == b and len({s[0][0] for s in a}) > 10
     assert all(-1.0 <= s[0][0] < 1.0 for s in a)
@@ -207,12 +228,16 @@ def test_constants_defaults_and_signal_lists() -> None:
         (pb.BlockInstance("x", "AND", {"in1": 0}, {"out": 1}), "blocks.x.inputs"),
         (pb.BlockInstance("x", "LAG", {"in": 0}, {"out": 1}), "blocks.x.params.tau"),
         (pb.BlockInstance("x", "TON", {"in": 0}, {"q": 1}, {"pt": -1.0}), "blocks.x.params.pt"),
-        (pb.BlockInstance("x", "PID", {"sp": 0, "pv": 1}, {"out": 1}, {"kp": 0.0, "ti": 1.0}),
-         "blocks.x.params.kp"),
+        (
+            pb.BlockInstance("x", "PID", {"sp": 0, "pv": 1}, {"out": 1}, {"kp": 0.0, "ti": 1.0}),
+            "blocks.x.params.kp",
+        ),
         (pb.BlockInstance("x", "AVERAGE", {"in": 0}, {"out": 1}, {"n": 2000}), "blocks.x.params.n"),
         (pb.BlockInstance("x", "NOT", {"in": 9}, {"out": 1}), "blocks.x.inputs.in"),
-        (pb.BlockInstance("x", "HYSTERESIS", {"in": 0}, {"q": 1}, {"high": 1.0, "low": 2.0}),
-         "blocks.x.params"),
+        (
+            pb.BlockInstance("x", "HYSTERESIS", {"in": 0}, {"q": 1}, {"high": 1.0, "low": 2.0}),
+            "blocks.x.params",
+        ),
     ],
 )
 def test_compile_rejects(block: pb.BlockInstance, key: str) -> None:
@@ -320,4 +345,4 @@ def test_builtin_path_reuses_its_pointers() -> None:
     program.run(img, quality, MS, MS, False)
     assert program._img_ptr is ptr
     with pytest.raises(TypeError):
-        program.run(img.astype(np.float32), quality, MS, MS, False)  # type: ignore[arg-type]
+        program.run(img.astype(np.float32), quality, MS, MS, False)
