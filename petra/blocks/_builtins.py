@@ -9,14 +9,16 @@ Two hooks in ``BlockSpec.extra`` that the config validator may use:
 
 - ``extra["param_inputs"]``: ``{port: param}``; when the input port is left
   unconnected the compiler feeds it the parameter's value as a constant (timer
-  presets ``pt``, counter presets ``pv``). The port's ``default`` is only there so
-  that leaving it unconnected is valid.
+  presets ``pt``, counter presets ``pv``). The port's ``default`` is NaN, a sentinel
+  that only makes leaving it unconnected valid: a config loader that fills defaults
+  in passes ``Const(nan)``, which the compiler reads as "unconnected".
 - ``extra["check"]``: ``check(params) -> list[str]``, constraints across parameters
   (``low <= high``, ``out_min < out_max``...); each string is one error message.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -198,7 +200,7 @@ def _register_all() -> None:
         n_state=1,
     )
 
-    pt_port = Port("pt", N, 0.0, "preset in seconds; unconnected: the pt parameter")
+    pt_port = Port("pt", N, math.nan, "preset in seconds; unconnected: the pt parameter")
     pt_param = (Param("pt", float, 0.0, min=0.0, doc="preset in seconds (when pt is unconnected)"),)
     timer_out = (Port("q", B), Port("et", F, doc="elapsed time in seconds"))
     for name, doc in (
@@ -217,7 +219,7 @@ def _register_all() -> None:
             param_inputs={"pt": "pt"},
         )
 
-    pv_port = Port("pv", N, 0, "preset value; unconnected: the pv parameter")
+    pv_port = Port("pv", N, math.nan, "preset value; unconnected: the pv parameter")
     pv_param = (Param("pv", int, 0, doc="preset value (when pv is unconnected)"),)
     _reg(
         "CTU",

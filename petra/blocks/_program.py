@@ -210,13 +210,15 @@ class _Builder:
         self, block: BlockInstance, spec: BlockSpec, port: Port, params: Mapping[str, Any]
     ) -> int:
         src = block.inputs.get(port.name)
+        by_param = spec.extra.get("param_inputs", {}).get(port.name)
+        if by_param is not None and (
+            src is None or (isinstance(src, Const) and math.isnan(float(src.value)))
+        ):  # unconnected, or the NaN default a config loader filled in
+            return self.const(float(params[by_param]))
         if isinstance(src, Const):
             return self.const(float(src.value))
         if src is not None:
             return self.signal(block, f"inputs.{port.name}", src)
-        by_param = spec.extra.get("param_inputs", {}).get(port.name)
-        if by_param is not None:
-            return self.const(float(params[by_param]))
         if port.default is None:
             raise _err(block, f"input {port.name!r} is required", f"inputs.{port.name}")
         return self.const(float(port.default))

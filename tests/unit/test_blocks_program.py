@@ -98,6 +98,19 @@ def test_ton_on_fake_clock() -> None:
     assert [round(s[0][2], 9) for s in seen] == [0.0, 0.1, 0.2, 0.3, 0.3, 0.0]
 
 
+def test_preset_param_when_the_loader_filled_the_port_default() -> None:
+    """The config loader passes unconnected ports as Const(port.default): NaN means param."""
+    spec = pb.get_spec("TON")
+    default = next(p.default for p in spec.inputs if p.name == "pt")
+    assert isinstance(default, float) and math.isnan(default)
+    b = pb.BlockInstance("t", "TON", {"in": 0, "pt": pb.Const(default)}, {"q": 1}, {"pt": 0.2})
+    seen = run_one(b, 2, [{0: (1.0, GOOD)}, {}, {}])
+    assert [s[0][1] for s in seen] == [0, 0, 1]
+    wired = pb.BlockInstance("t", "TON", {"in": 0, "pt": pb.Const(0.1)}, {"q": 1}, {"pt": 5.0})
+    seen = run_one(wired, 2, [{0: (1.0, GOOD)}, {}])
+    assert [s[0][1] for s in seen] == [0, 1]
+
+
 def test_tof_and_tp() -> None:
     tof = pb.BlockInstance("t", "TOF", {"in": 0}, {"q": 1}, {"pt": 0.2})
     seen = run_one(tof, 2, [{0: (1.0, GOOD)}, {0: (0.0, GOOD)}, {}, {}, {}])
