@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
                    help="instance name (default: the plant's)")
     p.add_argument("--cpus", default=None,
                    help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=run)
 
 
@@ -31,4 +33,4 @@ def run(args: argparse.Namespace) -> int:
 
         instance = str(load_plant(args.plant).config.instance)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
-    return main(args.plant, instance, args.name, cpus)
+    return main(args.plant, instance, args.name, cpus, log_level=args.log_level)

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -59,12 +58,12 @@ def build_driver(cfg: AnyDriverConfig, segment: Segment,
     return MqttInDriver(cfg, segment, broker_default=broker_default)
 
 
-def setup_logging() -> None:
-    """One line per event on stderr, unless the host process configured logging."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def setup_logging(level: str = "info", role: str = "driver") -> None:
+    """One line per event on stderr (``petra.logs``), unless logging is configured."""
+    if not logging.getLogger().handlers:
+        from petra.logs import setup_logging as petra_logging
+
+        petra_logging(level, role)
 
 
 def set_cpus(cpus: Sequence[int] | None) -> None:
@@ -74,9 +73,9 @@ def set_cpus(cpus: Sequence[int] | None) -> None:
 
 
 def run_object(make: Callable[[Segment], Runnable], instance: str, role: str,
-               cpus: Sequence[int] | None = None) -> int:
+               cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
     """Attach, register the heartbeat, run until SIGTERM/SIGINT, clean up."""
-    setup_logging()
+    setup_logging(log_level, role)
     set_cpus(cpus)
     seg = Segment.attach(instance)
     hb: HeartbeatHandle | None = None
@@ -103,14 +102,16 @@ def run_object(make: Callable[[Segment], Runnable], instance: str, role: str,
 
 
 def run_standalone(cfg: AnyDriverConfig | MqttConfig, instance: str,
-                   cpus: Sequence[int] | None = None, broker_default: Any = None) -> int:
+                   cpus: Sequence[int] | None = None, broker_default: Any = None,
+                   log_level: str = "info") -> int:
     """Run one driver (or, for an :class:`MqttConfig`, the mqtt-out sink)."""
     if isinstance(cfg, MqttConfig):
         from petra.sinks.mqtt_out import MqttOutSink
 
-        return run_object(lambda seg: MqttOutSink(cfg, seg), instance, "sink:mqtt-out", cpus)
+        return run_object(lambda seg: MqttOutSink(cfg, seg), instance, "sink:mqtt-out", cpus,
+                          log_level)
     return run_object(lambda seg: build_driver(cfg, seg, broker_default), instance,
-                      f"driver:{cfg.name}", cpus)
+                      f"driver:{cfg.name}", cpus, log_level)
 
 
 def load_plant_sections(plant_path: str) -> tuple[list[AnyDriverConfig], MqttConfig | None]:
@@ -122,23 +123,24 @@ def load_plant_sections(plant_path: str) -> tuple[list[AnyDriverConfig], MqttCon
 
 
 def main(plant_path: str, instance: str, name: str,
-         cpus: Sequence[int] | None = None) -> int:
+         cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
     """Run the driver ``name`` (or ``mqtt-out``) of a plant against ``instance``."""
     try:
         drivers, mqtt = load_plant_sections(plant_path)
         if name in ("mqtt-out", "sink:mqtt-out"):
             if mqtt is None:
                 raise ConfigError("the plant has no mqtt: section", file=plant_path)
-            return run_standalone(mqtt, instance, cpus)
+            return run_standalone(mqtt, instance, cpus, log_level=log_level)
         for cfg in drivers:
             if cfg.name == name:
                 broker = mqtt.broker if mqtt is not None else None
-                return run_standalone(cfg, instance, cpus, broker_default=broker)
+                return run_standalone(cfg, instance, cpus, broker_default=broker,
+                                      log_level=log_level)
         names = ", ".join(d.name for d in drivers) or "none"
         raise ConfigError(f"no driver named {name!r} (drivers: {names}; or mqtt-out)",
                           file=plant_path, key_path="drivers")
     except PetraError as exc:
-        setup_logging()
+        setup_logging(log_level, f"driver:{name}")
         log.error("event=driver_failed name=%s error=%s", name, exc)
         return 1
 

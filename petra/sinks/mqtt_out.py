@@ -323,8 +323,9 @@ class MqttOutSink(DriverBase):
             self.link.publish(reply.topic, reply.payload, 1, False)
 
 
-def main(plant_path: str, instance: str, cpus: list[int] | None = None) -> int:
+def main(plant_path: str, instance: str, cpus: list[int] | None = None,
+         log_level: str = "info") -> int:
     """Run the plant's mqtt-out sink against ``instance`` until SIGTERM/SIGINT."""
     from petra.drivers._runner import main as run_main
 
-    return run_main(plant_path, instance, "mqtt-out", cpus)
+    return run_main(plant_path, instance, "mqtt-out", cpus, log_level)
