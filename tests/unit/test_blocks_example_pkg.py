@@ -1,14 +1,17 @@
 """The example custom block package installs, registers through its entry point and runs.
 
 The package is copied to a temporary directory (the build leaves egg-info and build/
-behind) and installed with pip into the running interpreter without network access
-(``--no-deps --no-build-isolation``: setuptools comes from this environment); it is
-uninstalled at the end whatever happens.
+behind) and installed with pip into the running interpreter with ``--no-deps``. When
+setuptools and wheel are importable here the build runs offline
+(``--no-build-isolation``); otherwise pip builds in an isolated environment and
+fetches them from the package index. The package is uninstalled at the end whatever
+happens.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -37,7 +40,9 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 def installed(tmp_path: Path) -> Iterator[None]:
     src = tmp_path / "pkg"
     shutil.copytree(EXAMPLE, src)
-    done = _pip("install", "--no-deps", "--no-build-isolation", str(src))
+    offline = all(importlib.util.find_spec(m) is not None for m in ("setuptools", "wheel"))
+    flags = ["--no-deps", "--no-build-isolation"] if offline else ["--no-deps"]
+    done = _pip("install", *flags, str(src))
     assert done.returncode == 0, done.stdout + done.stderr
     importlib.invalidate_caches()
     try:
