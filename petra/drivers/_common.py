@@ -37,7 +37,6 @@ from typing import Protocol
 from petra.config._drivers import RetryConfig, TimeoutConfig
 from petra.drivers._counters import ConnState, DriverCounter
 from petra.shm import HeartbeatHandle, JournalConsumer, ProcessState, Quality, Segment
-from petra.shm._core import lib, raise_for
 from petra.shm._types import SignalType, Substatus, Value
 
 log = logging.getLogger("petra.drivers")
@@ -216,14 +215,8 @@ class SignalPort:
 
 def write_status(seg: Segment, index: int, value: Value, quality: Quality,
                  substatus: Substatus, *, source_ts_ns: int = 0) -> None:
-    """Write a value with an explicit substatus (``Segment.write`` has no such
-    parameter yet; this uses the same C entry point with it)."""
-    info = seg.signals[index]
-    bits = seg.encode(index, value)
-    rc = lib.petra_write(seg.handle, index, int(info.type), bits, int(quality),
-                         int(substatus), source_ts_ns)
-    if rc:
-        raise_for(rc, f"signal {info.name!r}")
+    """Write a value with an explicit substatus (why the quality is what it is)."""
+    seg.write_index(index, value, quality, source_ts_ns, substatus)
 
 
 class WriteFollower:

@@ -38,13 +38,17 @@ class DriverCounter(enum.IntEnum):
 
 
 class SinkCounter(enum.IntEnum):
-    """Counter indices of the mqtt-out sink's heartbeat record."""
+    """Counter indices of the mqtt-out sink's heartbeat record.
+
+    Index 7 is the sink's journal cursor for every ``sink:*`` role: petra-top shows a
+    sink's lag as journal head minus this position (``petra.top.SINK_CURSOR_COUNTER``).
+    """
 
     STATE = 0  # ConnState
     PUBLISHED = 1  # messages handed to the broker connection
-    DROPPED = 2  # messages dropped from the full offline queue
+    DROPPED = 2  # messages dropped: full offline queue, or journal entries lost
     ERRORS = 3  # publish errors and connection losses
     RECONNECTS = 4  # connection attempts after the first
-    LAST_RTT_US = 5  # publish-to-ack time of the last QoS 1/2 message, microseconds
+    QUEUED = 5  # messages waiting (offline queue plus in-flight window)
     REJECTED = 6  # commands refused (unknown signal, not writable, bad request)
-    QUEUED = 7  # messages waiting (offline queue plus in-flight window)
+    JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)

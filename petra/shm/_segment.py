@@ -478,19 +478,26 @@ class Segment:
         return v == 1 if t == _BOOL else v
 
     def write(self, key: str | int, value: Value, quality: int = _GOOD,
-              source_ts_ns: int = 0) -> None:
-        """Write one signal by name or index; the change goes to the journal."""
-        self.write_index(self._resolve(key), value, quality, source_ts_ns)
+              source_ts_ns: int = 0, substatus: int = 0) -> None:
+        """Write one signal by name or index; the change goes to the journal.
+        ``substatus`` (a :class:`Substatus`) says why, e.g. NOT_CONNECTED with BAD."""
+        self.write_index(self._resolve(key), value, quality, source_ts_ns, substatus)
 
-    def write_index(self, index: int, value: Value, quality: int = _GOOD,
-                    source_ts_ns: int = 0) -> None:
+    def write_index(  # noqa: PLR0912  # one flat fast path per type, errors mapped once
+        self, index: int, value: Value, quality: int = _GOOD, source_ts_ns: int = 0,
+        substatus: int = 0,
+    ) -> None:
         """Write one signal by index. ``quality`` is a :class:`Quality` (or its int)."""
         try:
             t = self._types[index]
         except (TypeError, IndexError):
             self._bad_index(index)
         try:
-            if t == _FLOAT:
+            if substatus:
+                rc = lib.petra_write(self._h, index, t,
+                                     _encode(SignalType(t), value, self._infos[index].name),
+                                     quality, substatus, source_ts_ns)
+            elif t == _FLOAT:
                 if value.__class__ is not float:
                     value = coerce_value(SignalType.FLOAT, value, name=self._infos[index].name)
                 rc = _write_f64(self._h, index, value, quality, source_ts_ns)

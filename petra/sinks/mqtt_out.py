@@ -200,6 +200,7 @@ class MqttOutSink(DriverBase):
     def _consume(self) -> bool:
         batch = self.consumer.read()
         n = len(batch)
+        self.tm.set(SinkCounter.JOURNAL_POSITION, self.consumer.position)
         if self.consumer.lost != self._lost_seen:
             missed = self.consumer.lost - self._lost_seen
             self._lost_seen = self.consumer.lost
@@ -306,9 +307,7 @@ class MqttOutSink(DriverBase):
         return sent > 0
 
     def _on_publish(self, mid: int) -> None:
-        entry = self.inflight.pop(mid, None)
-        if entry is not None:
-            self.tm.set(SinkCounter.LAST_RTT_US, int((time.perf_counter() - entry[1]) * 1e6))
+        self.inflight.pop(mid, None)
 
     # ------------------------------------------------------------------ commands
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:

@@ -48,7 +48,7 @@ class RestartPolicy:
 class ChildSpec:
     """A role and the command that plays it."""
 
-    role: str                       # "scan", "driver:plc1", "sink:mqtt"
+    role: str                       # "scan", "driver:plc1", "sink:mqtt-out"
     argv: tuple[str, ...]
     cpus: frozenset[int] | None = None
     stop_order: int = 1             # lower stops first

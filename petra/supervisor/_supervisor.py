@@ -63,7 +63,7 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                           "--log-level", log_level),
                                cpus=others))
     if _mqtt_out_configured(plant):
-        specs.append(ChildSpec("sink:mqtt",
+        specs.append(ChildSpec("sink:mqtt-out",
                                petra_argv("driver", path, "mqtt-out", "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
