@@ -46,6 +46,19 @@ static inline int slot_copy(const petra_seg_t *seg, petra_slot_t *s, uint64_t *v
     return PETRA_EBUSY;
 }
 
+/* Copy one slot out as a float64 (bool and int converted). */
+static inline int slot_copy_f64(const petra_seg_t *seg, petra_slot_t *s, double *value,
+                                uint8_t *quality) {
+    uint64_t v;
+    int rc = slot_copy(seg, s, &v, quality, NULL, NULL, NULL, NULL);
+    if (rc) return rc;
+    if (s->type == PETRA_T_FLOAT)
+        memcpy(value, &v, sizeof(double));
+    else
+        *value = (double)(int64_t)v;
+    return PETRA_OK;
+}
+
 /* Enter a slot's write section. On success *seq_out holds the odd sequence. */
 static inline int slot_lock(const petra_seg_t *seg, petra_slot_t *s, uint64_t *seq_out) {
     for (uint32_t attempt = 0; attempt < seg->retry_limit; attempt++) {
@@ -221,17 +234,13 @@ int64_t petra_read_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t fir
     }
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx ? idx[i] : first + (uint32_t)i;
-        petra_slot_t *s = &seg->slots[k];
-        uint64_t v;
+        double v;
         uint8_t q;
-        if (slot_copy(seg, s, &v, &q, NULL, NULL, NULL, NULL)) {
+        if (slot_copy_f64(seg, &seg->slots[k], &v, &q)) {
             busy++;
             continue;
         }
-        if (s->type == PETRA_T_FLOAT)
-            memcpy(&values[i], &v, sizeof(double));
-        else
-            values[i] = (double)(int64_t)v;
+        values[i] = v;
         if (quality) quality[i] = q;
     }
     if (busy_out) *busy_out = busy;
@@ -280,16 +289,8 @@ int64_t petra_write_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t fi
     int64_t written = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx ? idx[i] : first + (uint32_t)i;
-        uint8_t t = seg->slots[k].type;
-        uint64_t bits;
-        if (t == PETRA_T_FLOAT)
-            memcpy(&bits, &values[i], sizeof bits);
-        else if (t == PETRA_T_BOOL)
-            bits = values[i] != 0.0;
-        else
-            bits = (uint64_t)(int64_t)values[i];
         uint8_t q = quality ? quality[i] : PETRA_Q_GOOD;
-        if (write_one(seg, k, bits, q, PETRA_SUB_NONE, 0, now) == PETRA_OK) written++;
+        if (petra__write_f64_at(seg, k, values[i], q, now) == PETRA_OK) written++;
     }
     return written;
 }
@@ -319,18 +320,7 @@ int64_t petra__read_scatter_f64(petra_seg_t *seg, const uint32_t *idx, size_t n,
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx[i];
         if (k >= seg->n_signals) return PETRA_ERANGE;
-        petra_slot_t *s = &seg->slots[k];
-        uint64_t v;
-        uint8_t q;
-        if (slot_copy(seg, s, &v, &q, NULL, NULL, NULL, NULL)) {
-            busy++;
-            continue;
-        }
-        if (s->type == PETRA_T_FLOAT)
-            memcpy(&img[k], &v, sizeof(double));
-        else
-            img[k] = (double)(int64_t)v;
-        quality[k] = q;
+        if (slot_copy_f64(seg, &seg->slots[k], &img[k], &quality[k])) busy++;
     }
     return busy;
 }
