@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
@@ -170,6 +171,15 @@ async def wait_or_stop(stop: asyncio.Event, delay_s: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def next_due(due: float, period: float, now: float) -> float:
+    """A poll group's next due time on its own grid, after ``now``: periods missed
+    while a slow device answered are skipped, never bursted."""
+    nxt = due + period
+    if nxt <= now:
+        nxt += (math.floor((now - nxt) / period) + 1) * period
+    return nxt
 
 
 def coerce_for(sig_type: SignalType, value: float | int | bool) -> Value:

@@ -200,6 +200,16 @@ class MqttLink:
                 await asyncio.wait_for(self.lost.wait(), MISC_PERIOD_S)
 
     # ------------------------------------------------------------------ use
+    async def hold(self, stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set; raise ConnectionError if the broker goes first."""
+        lost = asyncio.ensure_future(self.lost.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        stopping.cancel()
+        if not stop.is_set():
+            raise ConnectionError("broker connection lost")
+
     @property
     def write_blocked(self) -> bool:
         """True while paho holds unwritten bytes (the socket buffer is full)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from petra.config._drivers import ModbusRtuConfig, ModbusTcpConfig
-from petra.drivers._common import DriverBase, DriverLimits, wait_or_stop
+from petra.drivers._common import DriverBase, DriverLimits, next_due, wait_or_stop
 from petra.drivers._counters import DriverCounter
 from petra.drivers._modbus_codec import (
     CodecError,
@@ -144,14 +143,7 @@ class ModbusDriver(DriverBase):
                 now = self.clock()
                 if now >= due[group]:
                     await self._poll_group(group)
-                    period = self.periods[group]
-                    nxt = due[group] + period
-                    now = self.clock()
-                    if nxt <= now:  # missed periods are skipped, never bursted
-                        nxt += math.ceil((now - nxt) / period) * period
-                        if nxt <= now:
-                            nxt += period
-                    due[group] = nxt
+                    due[group] = next_due(due[group], self.periods[group], self.clock())
             wait = (min(due.values()) - self.clock()) if due else 1.0
             if self.follower.active:
                 wait = min(wait, self.limits.write_poll_s)

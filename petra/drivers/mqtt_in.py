@@ -166,13 +166,7 @@ class MqttInDriver(DriverBase):
 
     async def _session(self, stop: asyncio.Event) -> None:
         assert self.link is not None
-        lost = asyncio.ensure_future(self.link.lost.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        lost.cancel()
-        stopping.cancel()
-        if not stop.is_set():
-            raise ConnectionError("broker connection lost")
+        await self.link.hold(stop)
 
     def _handler(self, sub: MqttSubscription) -> Callable[[Any, Any, Any], None]:
         def on_message(client: Any, userdata: Any, msg: Any) -> None:

@@ -44,7 +44,13 @@ from snap7.error import S7ConnectionError, S7Error, S7TimeoutError
 from snap7.type import Area
 
 from petra.config._drivers import S7Config, S7Point
-from petra.drivers._common import DriverBase, DriverLimits, WriteFollower, wait_or_stop
+from petra.drivers._common import (
+    DriverBase,
+    DriverLimits,
+    WriteFollower,
+    next_due,
+    wait_or_stop,
+)
 from petra.drivers._counters import DriverCounter
 from petra.drivers._s7_address import S7Address, parse_s7_address
 from petra.shm import Segment
@@ -237,12 +243,7 @@ class S7Driver(DriverBase):
             for group in list(due):
                 if self.clock() >= due[group]:
                     await self._poll_group(group)
-                    period = self.periods[group]
-                    nxt = due[group] + period
-                    now = self.clock()
-                    if nxt <= now:
-                        nxt += (math.floor((now - nxt) / period) + 1) * period
-                    due[group] = nxt
+                    due[group] = next_due(due[group], self.periods[group], self.clock())
             wait = (min(due.values()) - self.clock()) if due else 1.0
             if self.follower.active:
                 wait = min(wait, self.limits.write_poll_s)

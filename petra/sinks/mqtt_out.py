@@ -160,14 +160,10 @@ class MqttOutSink(DriverBase):
 
     async def _session(self, stop: asyncio.Event) -> None:
         assert self.link is not None
-        lost = asyncio.ensure_future(self.link.lost.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        lost.cancel()
-        stopping.cancel()
-        self.connected = False
-        if not stop.is_set():
-            raise ConnectionError("broker connection lost")
+        try:
+            await self.link.hold(stop)
+        finally:
+            self.connected = False
 
     async def run(self, stop: asyncio.Event) -> None:
         pump = asyncio.create_task(self._pump(stop))
