@@ -65,6 +65,22 @@ class SegmentReadOnlyError(SegmentError):
     """A write was attempted through a read-only attachment."""
 
 
+class SegmentFullError(SegmentError):
+    """A fixed-size region of the segment (the heartbeat table) has no free record."""
+
+
+class InstanceRunningError(PetraError):
+    """Another live supervisor holds the instance name."""
+
+
+class RealTimeError(PetraError):
+    """A real-time requirement could not be met and the config demands it (rt mode)."""
+
+
+class ReloadError(PetraError):
+    """A reload was refused; the running plant continues unchanged."""
+
+
 class SignalError(PetraError):
     """A problem with one signal."""
 

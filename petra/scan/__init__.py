@@ -1,9 +1,10 @@
 """The scan: deterministic cycles of copy-in, blocks and copy-out on absolute deadlines."""
 
+from petra.errors import RealTimeError, ReloadError
 from petra.scan._clock import Clock, FakeClock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanCounters, ScanEngine, grid_base
-from petra.scan._process import ReloadError, ScanProcess, build_program, main
-from petra.scan._rt import RealTimeError, RtSettings, RtState, apply
+from petra.scan._process import ScanProcess, build_program, main
+from petra.scan._rt import RtSettings, RtState, apply
 
 __all__ = [
     "BlockProgram",

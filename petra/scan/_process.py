@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from petra.errors import PetraError
+from petra.errors import PetraError, ReloadError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
 from petra.scan._rt import RtSettings, RtState, apply
@@ -40,8 +40,6 @@ HB_WRITES = 3
 HB_CYCLES = 4
 
 
-class ReloadError(PetraError):
-    """A reload was refused; the running plant continues unchanged."""
 
 
 def build_program(plant: Any, segment: Segment, previous: BlockProgram | None = None

@@ -15,14 +15,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from petra.errors import PetraError
+from petra.errors import RealTimeError
 from petra.shm._core import lib
 
 log = logging.getLogger("petra.scan.rt")
-
-
-class RealTimeError(PetraError):
-    """A real-time requirement could not be met and the config demands it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 from petra import _native
 from petra.errors import (
     PetraError,
-    SegmentError,
+    SegmentFullError,
     SegmentLayoutError,
     SegmentReadOnlyError,
     SignalBusyError,
@@ -62,8 +62,6 @@ def raise_for(rc: int, what: str = "") -> NoReturn:
     raise PetraError(f"C core returned {rc}{suffix}")
 
 
-class SegmentFullError(SegmentError):
-    """Every heartbeat record of the segment is taken (create it with more)."""
 
 
 def check(rc: int, what: str = "") -> int:

@@ -1,7 +1,8 @@
 """The supervisor: ``petra run`` starts, watches and restarts a plant's processes."""
 
+from petra.errors import InstanceRunningError
 from petra.supervisor._children import Child, ChildSpec, ChildState, RestartPolicy
-from petra.supervisor._instance import InstanceLock, InstanceRunningError, read_state
+from petra.supervisor._instance import InstanceLock, read_state
 from petra.supervisor._supervisor import Supervisor, main, plan_children
 from petra.supervisor._systemd import Notifier
 

@@ -20,12 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from petra.errors import PetraError
+from petra.errors import InstanceRunningError, PetraError
 from petra.shm import list_instances, unlink_instance
-
-
-class InstanceRunningError(PetraError):
-    """Another live supervisor holds the instance name."""
 
 
 def runtime_dir() -> Path:
