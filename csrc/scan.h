@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "blocks.h"
+#include "petra.h"
 
 /* CFFI-BEGIN */
 typedef struct petra_seg petra_seg_t;
@@ -32,6 +33,15 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
                             const double *img, const uint8_t *quality, double *last,
                             uint8_t *last_quality, int force);
 
+/* Copy-in from the change journal: apply every entry since the cursor whose slot is
+ * an input (is_input[slot] != 0) to the image. When the ring lapped the cursor (loss),
+ * fall back to a full copy-in of in_idx. *full_out says which happened. Returns the
+ * busy count of a full copy-in (0 otherwise) or a negative error. */
+int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
+                                   const uint8_t *is_input, const uint32_t *in_idx,
+                                   size_t n_in, double *img, uint8_t *quality,
+                                   int64_t *applied_out, int *full_out);
+
 /* One whole cycle in C for a program made only of built-in blocks: the engine
  * fills the pointers once per program and calls petra_scan_cycle once per cycle. */
 typedef struct {
@@ -48,6 +58,8 @@ typedef struct {
     size_t n_prog;
     double *state;
     const double *params;
+    petra_cursor_t *cursor;  /* journal copy-in when set, else full copy-in */
+    const uint8_t *is_input;
     int64_t period_ns;
     int64_t spin_ns;
     int64_t base_ns;         /* deadline of cycle k is base_ns + k * period_ns */
@@ -62,6 +74,8 @@ typedef struct {
     uint64_t skipped;
     int64_t busy;
     int64_t written;
+    int64_t applied;         /* journal entries applied to the image */
+    int full;                /* 1 when the cycle did a full copy-in */
 } petra_cycle_t;
 
 int64_t petra_scan_cycle(petra_cycle_t *c);

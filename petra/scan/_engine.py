@@ -21,8 +21,11 @@ Process image
 ``img``/``quality`` are allocated once per program. Only the signals some block
 reads are copied in (consistent per slot, not across slots: the PLC contract), and
 only outputs that changed since their last write are copied out, so an idle plant
-makes no journal traffic. A program swap (hot reload) happens only here, between two
-cycles.
+makes no journal traffic. After one full copy-in, inputs are brought up to
+date from the change journal (every entry since the last cycle whose slot is an input),
+so copy-in costs what changed, not the size of the plant; if the ring lapped the
+scan, that cycle reads every input slot instead. A program swap (hot reload)
+happens only here, between two cycles.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from petra.shm._core import check, ffi, lib
 log = logging.getLogger("petra.scan")
 
 HEARTBEAT_INTERVAL_NS = 100_000_000
+STALL_TIMEOUT_NS = 250_000_000  # a journal entry unpublished this long is counted lost
 
 
 class BlockProgram(Protocol):
@@ -106,6 +110,13 @@ class _Image:
                 if j is not None:
                     self.last[i] = previous.last[j]
                     self.last_quality[i] = previous.last_quality[j]
+        # Journal copy-in: which slots are inputs, and where this image's reading of the
+        # change journal stands. Unprimed until its first full copy-in.
+        self.is_input = np.zeros(max(n_signals, 1), np.uint8)
+        self.is_input[self.inputs] = 1
+        self.cursor = ffi.new("petra_cursor_t *")
+        self.primed = False
+        self.p_mask = ffi.from_buffer("uint8_t[]", self.is_input)
         self.p_img = ffi.from_buffer("double[]", self.img)
         self.p_q = ffi.from_buffer("uint8_t[]", self.quality)
         self.p_in = ffi.from_buffer("uint32_t[]", self.inputs)
@@ -181,6 +192,9 @@ class ScanEngine:
         first = self._first_scan  # true only for the engine's very first cycle
         next_beat = 0
         copy_in = lib.petra_scan_copy_in
+        copy_in_journal = lib.petra_scan_copy_in_journal
+        applied = ffi.new("int64_t *")
+        full = ffi.new("int *")
         copy_out = lib.petra_scan_copy_out
         scan_cycle = lib.petra_scan_cycle
         record = lib.petra_stats_record if self._stats is not None else None
@@ -198,7 +212,7 @@ class ScanEngine:
             if self._pending is not None:
                 self._swap()
                 fast = None
-            if fast is None and real_clock and not first:
+            if fast is None and real_clock and self._bound.primed:
                 fast = self._fast_cycle(base, k, prev_wake)
             if fast is not None:
                 rc = scan_cycle(fast)
@@ -218,7 +232,13 @@ class ScanEngine:
                 deadline = base + k * period
                 woke = clock.wait_until(deadline)
                 b = self._bound
-                busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
+                if b.primed:
+                    busy = copy_in_journal(h, b.cursor, b.p_mask, b.p_in, b.n_in, b.p_img,
+                                           b.p_q, applied, full)
+                else:
+                    lib.petra_cursor_init(h, b.cursor, 0, STALL_TIMEOUT_NS)
+                    busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
+                    b.primed = True
                 if busy < 0:
                     check(busy, "copy-in")
                 c.busy_reads += busy
@@ -267,6 +287,7 @@ class ScanEngine:
         cyc.img, cyc.quality = b.p_img, b.p_q
         cyc.last, cyc.last_quality = b.p_last, b.p_last_q
         cyc.prog, cyc.n_prog, cyc.state, cyc.params = prog, count, state, params
+        cyc.cursor, cyc.is_input = b.cursor, b.p_mask
         cyc.period_ns = self.period_ns
         cyc.spin_ns = getattr(self.clock, "spin_ns", 0)
         cyc.base_ns, cyc.k, cyc.prev_wake_ns = base, k, prev_wake

@@ -187,3 +187,66 @@ def test_histogram_percentile_rank_is_exact_at_boundaries() -> None:
     assert hist_percentile_us(hist, 99.9) == 11.0
     assert hist_percentile_us(hist, 100.0) == float("inf")
     assert hist_percentile_us(hist, 50.0) == 11.0
+
+
+def test_inputs_follow_the_journal_and_a_lapped_ring_falls_back_to_the_slots() -> None:
+    name = f"t-scan-lap-{os.getpid()}"
+    unlink_instance(name)
+    seg = Segment.create(name, [SignalDef("x", SignalType.FLOAT),
+                                SignalDef("y", SignalType.FLOAT)], journal_capacity=64)
+    try:
+        prog = Program(len(seg), 0, 1)
+        eng = ScanEngine(seg, prog, 10 * MS, FakeClock(start_ns=0))
+        eng.run(lambda: False, max_cycles=1)  # primes: a full copy-in
+        for v in range(1000):  # laps the 64-entry ring many times over
+            seg.write("x", float(v))
+        eng.run(lambda: False, max_cycles=2)
+        assert seg.get("y") == 1998.0
+        seg.write("x", 5.0, quality=Quality.UNCERTAIN)  # a few entries: via the journal
+        seg.write("x", 5.0, quality=Quality.BAD)  # quality alone changes
+        eng.run(lambda: False, max_cycles=3)
+        s = seg.read("y")
+        assert (s.value, s.quality) == (10.0, Quality.BAD)
+    finally:
+        seg.close()
+        unlink_instance(name)
+
+
+def test_c_cycle_on_the_real_clock_follows_inputs(seg: Segment) -> None:
+    """Built-in-only programs run each cycle as one C call; inputs come from the journal."""
+    from petra.blocks import BlockInstance, Const, compile_program
+    from petra.scan import MonotonicClock
+
+    program = compile_program(
+        [BlockInstance("m", "MUL", {"in1": 0, "in2": Const(3.0)}, {"out": 1}, {})], len(seg))
+    eng = ScanEngine(seg, program, MS, MonotonicClock())
+    seg.write("x", 2.0)
+    eng.run(lambda: False, max_cycles=3)
+    assert seg.get("y") == 6.0
+    seg.write("x", 7.0)
+    eng.run(lambda: False, max_cycles=6)
+    assert seg.get("y") == 21.0
+    assert read_stats(seg).cycles == 6
+
+
+def test_lapped_journal_with_a_backlog_below_the_input_count_rereads_the_slots() -> None:
+    """80 changes on a 64-entry ring lap the scan even though 80 < 100 inputs: the
+    entries are lost, the loss is seen, and that cycle reads every input slot."""
+    name = f"t-scan-lap2-{os.getpid()}"
+    unlink_instance(name)
+    defs = [SignalDef(f"x{i}", SignalType.FLOAT) for i in range(100)]
+    defs.append(SignalDef("y", SignalType.FLOAT))
+    seg = Segment.create(name, defs, journal_capacity=64)
+    try:
+        prog = Program(len(seg), 1, 100)  # y = x1 * 2
+        prog.input_signals = np.arange(100, dtype=np.uint32)
+        eng = ScanEngine(seg, prog, 10 * MS, FakeClock(start_ns=0))
+        eng.run(lambda: False, max_cycles=1)
+        seg.write("x1", 21.0)  # this entry is lapped away by the writes below
+        for v in range(80):
+            seg.write("x0", float(v))
+        eng.run(lambda: False, max_cycles=2)
+        assert seg.get("y") == 42.0  # only a re-read of the slots can know x1
+    finally:
+        seg.close()
+        unlink_instance(name)

@@ -133,3 +133,38 @@ def test_rt_mode_needs_fifo() -> None:
 
     with pytest.raises(RealTimeError, match="policy: fifo"):
         apply(RtSettings(policy="other", require=True, lock_memory=False))
+
+
+def test_scan_process_writes_safe_values_on_stop(tmp_path: object) -> None:
+    """The scan process path end to end: attach, compile, cycle, stop, safe values."""
+    import threading
+    from pathlib import Path
+
+    from petra.scan import ScanProcess
+    from petra.shm import read_heartbeats
+
+    path = Path(str(tmp_path)) / "plant.yaml"
+    path.write_text(PLANT.replace("GAIN", "2.0"))
+    name = f"t-proc-{os.getpid()}"
+    unlink_instance(name)
+    p = load_plant_text(path.read_text(), str(path))
+    seg = Segment.create(name, p.signal_defs())
+    try:
+        proc = ScanProcess(path, instance=name, apply_rt=False)
+        ran: list[int] = []
+        t = threading.Thread(target=lambda: ran.append(proc.run()))
+        t.start()
+        deadline = 200
+        while seg.get("count") == 0 and deadline:  # the counter counts: cycles run
+            threading.Event().wait(0.05)
+            deadline -= 1
+        assert seg.get("count") != 0
+        assert any(hb.role == "scan" for hb in read_heartbeats(seg))
+        proc.request_stop()
+        t.join(timeout=30)
+        assert ran == [0]
+        assert seg.get("count") == -1  # its safe_value
+        assert not any(hb.role == "scan" for hb in read_heartbeats(seg))
+    finally:
+        seg.close()
+        unlink_instance(name)
