@@ -149,7 +149,9 @@ class ModbusPoint(_Model):
 
 
 class _ModbusCommon(_Model):
-    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+                      description="Driver name; at most 16 characters, so that the "
+                      "owner label driver:<name> fits the segment's 23-byte owner field")
     unit_id: int = Field(default=1, ge=0, le=255)
     poll_period_s: float = Field(default=1.0, gt=0, le=86400)
     groups: dict[str, PollGroup] = Field(default_factory=dict)
@@ -227,7 +229,9 @@ class S7Config(_Model):
     """A Siemens S7 CPU reached over ISO-on-TCP."""
 
     kind: Literal["s7"]
-    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+                      description="Driver name; at most 16 characters, so that the "
+                      "owner label driver:<name> fits the segment's 23-byte owner field")
     host: str = Field(min_length=1)
     port: int = Field(default=102, ge=1, le=65535)
     rack: int = Field(default=0, ge=0, le=7)
@@ -322,7 +326,9 @@ class MqttInConfig(_Model):
     """An MQTT subscriber driver: broker messages become signal values."""
 
     kind: Literal["mqtt"]
-    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+                      description="Driver name; at most 16 characters, so that the "
+                      "owner label driver:<name> fits the segment's 23-byte owner field")
     broker: BrokerConfig | None = Field(default=None, description="default: the mqtt: section's")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)

@@ -48,7 +48,6 @@ from petra.blocks import REQUIRED, BlockSpec, Param, Port, PortType
 from petra.config._drivers import signal_refs
 from petra.config._errors import Diagnostics, show, suggest
 from petra.config._models import (
-    OWNER_MAX_BYTES,
     BlockConfig,
     ScanConfig,
     SignalConfig,
@@ -62,7 +61,6 @@ Constant = bool | int | float
 # signal (widening); a scaled or float value does not fit an int signal.
 _DRIVER_FITS = {"bool": ("bool",), "int": ("int", "float"), "float": ("float",)}
 
-DRIVER_NAME_MAX = OWNER_MAX_BYTES - len("driver:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,12 +372,6 @@ class _Analyzer:
 
     def drivers(self) -> None:
         self._duplicates("drivers", self.part.driver_names, "driver")
-        for i, name in self.part.driver_names:
-            if len(name.encode()) > DRIVER_NAME_MAX:
-                self.diag.error(("drivers", i, "name"),
-                                f"driver name {name!r} is too long: the owner label "
-                                f"'driver:<name>' of its signals must fit {OWNER_MAX_BYTES} "
-                                f"bytes, so at most {DRIVER_NAME_MAX}")
         for i, drv in self.part.drivers:
             name = str(getattr(drv, "name", f"#{i}"))
             for ref in signal_refs(drv):
