@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from petra.shm import Segment, list_instances, read_heartbeats, read_stats
+from petra.shm import Segment, list_instances, read_heartbeats, read_stats, unlink_instance
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "demo-plant.yaml"
@@ -113,6 +113,7 @@ def stop(r: Running) -> None:
         except subprocess.TimeoutExpired:
             r.proc.kill()
             r.proc.wait()
+            unlink_instance(r.instance)  # a killed supervisor cannot clean up
 
 
 @pytest.fixture(scope="module")
@@ -254,4 +255,6 @@ def test_systemd_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+            unlink_instance(instance)  # a killed supervisor cannot clean up
         sock.close()
