@@ -31,9 +31,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from petra.config._drivers import RetryConfig, TimeoutConfig
 from petra.drivers._counters import ConnState, DriverCounter
@@ -373,6 +373,45 @@ class DriverBase:
             await self._close()
         except Exception as exc:
             self.log.debug("event=close_failed driver=%s error=%s", self.name, _describe(exc))
+
+
+class PolledDriver(DriverBase):
+    """A driver that polls groups of points, each on its own period, and carries
+    journal writes to the device between polls (Modbus, S7). Subclasses fill
+    ``plans``, ``periods``, ``follower`` and ``pending`` and say how to poll a group,
+    how to queue a write and how to send the queued ones."""
+
+    plans: Mapping[str, Any]
+    periods: Mapping[str, float]
+    follower: WriteFollower
+    pending: dict[int, Any]
+
+    def _queue_write(self, slot: int, value: Value) -> None:
+        raise NotImplementedError
+
+    async def _do_writes(self) -> None:
+        raise NotImplementedError
+
+    async def _poll_group(self, group: str) -> None:
+        raise NotImplementedError
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        due = dict.fromkeys(self.plans, self.clock())
+        while not stop.is_set():
+            if self.follower.active:
+                for slot, value in self.follower.poll().items():
+                    self._queue_write(slot, value)
+                if self.pending:
+                    await self._do_writes()
+            for group in list(due):
+                if self.clock() >= due[group]:
+                    await self._poll_group(group)
+                    due[group] = next_due(due[group], self.periods[group], self.clock())
+            wait = (min(due.values()) - self.clock()) if due else 1.0
+            if self.follower.active:
+                wait = min(wait, self.limits.write_poll_s)
+            if await wait_or_stop(stop, max(wait, 0.0005)):
+                return
 
 
 def _describe(exc: BaseException) -> str:

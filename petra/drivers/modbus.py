@@ -19,7 +19,6 @@ Failure classes, and what the driver does next (degrade, never crash):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -31,7 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from petra.config._drivers import ModbusRtuConfig, ModbusTcpConfig
-from petra.drivers._common import DriverBase, DriverLimits, next_due, wait_or_stop
+from petra.drivers._common import DriverLimits, PolledDriver
 from petra.drivers._counters import DriverCounter
 from petra.drivers._modbus_codec import (
     CodecError,
@@ -66,7 +65,7 @@ class _Pending:
         self.attempts = 0
 
 
-class ModbusDriver(DriverBase):
+class ModbusDriver(PolledDriver):
     """Polls and writes the points of one Modbus TCP or RTU connection."""
 
     def __init__(self, cfg: ModbusTcpConfig | ModbusRtuConfig, segment: Segment, *,
@@ -130,25 +129,8 @@ class ModbusDriver(DriverBase):
         if client is not None:
             client.close()
 
-    async def _session(self, stop: asyncio.Event) -> None:
-        start = self.clock()
-        due = dict.fromkeys(self.plans, start)
-        while not stop.is_set():
-            if self.follower.active:
-                for slot, value in self.follower.poll().items():
-                    self.pending[slot] = _Pending(value)
-                if self.pending:
-                    await self._do_writes()
-            for group in list(due):
-                now = self.clock()
-                if now >= due[group]:
-                    await self._poll_group(group)
-                    due[group] = next_due(due[group], self.periods[group], self.clock())
-            wait = (min(due.values()) - self.clock()) if due else 1.0
-            if self.follower.active:
-                wait = min(wait, self.limits.write_poll_s)
-            if await wait_or_stop(stop, max(wait, 0.0005)):
-                return
+    def _queue_write(self, slot: int, value: Value) -> None:
+        self.pending[slot] = _Pending(value)
 
     # ------------------------------------------------------------------ reads
     async def _poll_group(self, group: str) -> None:

@@ -44,13 +44,7 @@ from snap7.error import S7ConnectionError, S7Error, S7TimeoutError
 from snap7.type import Area
 
 from petra.config._drivers import S7Config, S7Point
-from petra.drivers._common import (
-    DriverBase,
-    DriverLimits,
-    WriteFollower,
-    next_due,
-    wait_or_stop,
-)
+from petra.drivers._common import DriverLimits, PolledDriver, WriteFollower
 from petra.drivers._counters import DriverCounter
 from petra.drivers._s7_address import S7Address, parse_s7_address
 from petra.shm import Segment
@@ -157,7 +151,7 @@ def encode_s7(value: int | float, addr: S7Address) -> bytearray:
     return buf
 
 
-class S7Driver(DriverBase):
+class S7Driver(PolledDriver):
     """Polls and writes the points of one S7 CPU."""
 
     def __init__(self, cfg: S7Config, segment: Segment, *,
@@ -232,23 +226,8 @@ class S7Driver(DriverBase):
         self.tm.set(DriverCounter.LAST_RTT_US, (time.perf_counter_ns() - t0) // 1000)
         return result
 
-    async def _session(self, stop: asyncio.Event) -> None:
-        due = dict.fromkeys(self.plans, self.clock())
-        while not stop.is_set():
-            if self.follower.active:
-                for slot, value in self.follower.poll().items():
-                    self.pending[slot] = [value, 0]
-                if self.pending:
-                    await self._do_writes()
-            for group in list(due):
-                if self.clock() >= due[group]:
-                    await self._poll_group(group)
-                    due[group] = next_due(due[group], self.periods[group], self.clock())
-            wait = (min(due.values()) - self.clock()) if due else 1.0
-            if self.follower.active:
-                wait = min(wait, self.limits.write_poll_s)
-            if await wait_or_stop(stop, max(wait, 0.0005)):
-                return
+    def _queue_write(self, slot: int, value: Value) -> None:
+        self.pending[slot] = [value, 0]
 
     async def _poll_group(self, group: str) -> None:
         plan: list[S7Block] = []
