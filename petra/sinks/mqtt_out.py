@@ -122,6 +122,7 @@ class MqttOutSink(DriverBase):
         self.link: MqttLink | None = None
         self.connected = False
         self.consumer = JournalConsumer(segment, batch=JOURNAL_BATCH)
+        self._types = [int(info.type) for info in segment.signals]
         self._lost_seen = 0
         self._dropped_logged = 0
 
@@ -203,17 +204,37 @@ class MqttOutSink(DriverBase):
             self.tm.inc(SinkCounter.DROPPED, missed)
             self.rlog(logging.WARNING, "journal_lost",
                       "event=journal_lost missed=%d total=%d", missed, self._lost_seen)
+            self._resync()
+            return True
         if n == 0:
             return False
-        slots = batch.slot.tolist()
-        types = batch.type.tolist()
-        vf = batch.value.view(np.float64).tolist()
-        vi = batch.value.view(np.int64).tolist()
-        quals = batch.quality.tolist()
-        ts = batch.source_ts_ns.tolist()
+        self._offer(batch.slot.tolist(), batch.type.tolist(),
+                    batch.value.view(np.float64).tolist(), batch.value.view(np.int64).tolist(),
+                    batch.quality.tolist(), batch.source_ts_ns.tolist(), changed_only=False)
+        return True
+
+    def _resync(self) -> None:
+        """After journal entries were lost, catch up from the slots themselves: every
+        routed signal whose value or quality differs from what was last published is
+        published again (the lost entries' batch is superseded by the snapshot)."""
+        snap = self.consumer.resync()
+        self.tm.set(SinkCounter.JOURNAL_POSITION, self.consumer.position)
+        before = len(self.queue) + len(self.batch_buf)
+        self._offer(list(range(len(snap.values))), self._types,
+                    snap.values.view(np.float64).tolist(), snap.values.view(np.int64).tolist(),
+                    snap.quality.tolist(), snap.source_ts_ns.tolist(), changed_only=True)
+        log.info("event=journal_resync republished=%d",
+                 len(self.queue) + len(self.batch_buf) - before)
+
+    def _offer(  # noqa: PLR0917  # the columns of one journal batch
+        self, slots: list[int], types: list[int], vf: list[float], vi: list[int],
+        quals: list[int], ts: list[int], *, changed_only: bool,
+    ) -> None:
+        """Publish what the rules let through: deadband, minimum interval, and with
+        ``changed_only`` nothing equal to what was last published."""
         routes = self.routes
         now = self.clock()
-        for k in range(n):
+        for k in range(len(slots)):
             route = routes[slots[k]]
             if route is None:
                 continue
@@ -221,6 +242,8 @@ class MqttOutSink(DriverBase):
             v: float | int | bool = (vf[k] if t == SignalType.FLOAT
                                      else vi[k] if t == SignalType.INT else vi[k] == 1)
             q = quals[k]
+            if changed_only and q == route.last_q and route.last_v == float(v):
+                continue
             if (route.deadband and q == route.last_q and route.last_v is not None
                     and abs(float(v) - route.last_v) < route.deadband):
                 continue
@@ -229,7 +252,6 @@ class MqttOutSink(DriverBase):
                 self.held.add(slots[k])
                 continue
             self._emit(route, v, q, ts[k], now)
-        return True
 
     def _emit(self, route: _Route, v: float | int | bool, q: int, ts: int, now: float) -> None:
         route.last_v = float(v)
