@@ -100,6 +100,7 @@ class ScanProcess:
     apply_rt: bool = True
     stop_event: threading.Event = field(default_factory=threading.Event)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    _reload_counts: dict[int, int] = field(default_factory=dict)
 
     def run(self, max_cycles: int | None = None,
             ready: Callable[[ScanEngine], None] | None = None) -> int:
@@ -193,13 +194,8 @@ class ScanProcess:
         self._engine.request_swap(program, on_swap=swapped)
 
     def _heartbeat_count(self, counter: int) -> None:
-        from petra.shm._core import lib
-
-        self._reload_counts = getattr(self, "_reload_counts", {})
         self._reload_counts[counter] = self._reload_counts.get(counter, 0) + 1
-        lib.petra_hb_set_counter(self._segment.handle, self._heartbeat.record, counter,
-                                 self._reload_counts[counter])
-
+        self._heartbeat.set_counter(counter, self._reload_counts[counter])
 
 def main(plant_path: str, instance: str | None = None, create: bool = False,
          max_cycles: int | None = None) -> int:
