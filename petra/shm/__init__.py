@@ -16,6 +16,7 @@ from petra.shm._monitor import (
     hist_percentile_us,
     read_heartbeats,
     read_stats,
+    release_heartbeat,
 )
 from petra.shm._segment import (
     BatchRead,
@@ -62,6 +63,7 @@ __all__ = [
     "list_instances",
     "read_heartbeats",
     "read_stats",
+    "release_heartbeat",
     "segment_name",
     "unlink_instance",
     "validate_instance_name",

@@ -163,6 +163,11 @@ def add_restart(segment: Segment, record: int) -> None:
     check(lib.petra_hb_add_restart(segment.handle, record), "heartbeat restart")
 
 
+def release_heartbeat(segment: Segment, record: int) -> None:
+    """Free the record of a process known to be dead (the supervisor does this)."""
+    check(lib.petra_hb_release(segment.handle, record), "heartbeat release")
+
+
 def read_heartbeats(segment: Segment) -> list[Heartbeat]:
     """Every claimed heartbeat record."""
     out = ffi.new("petra_hb_out_t *")

@@ -23,8 +23,16 @@ from typing import Any
 
 from petra.errors import PetraError
 from petra.scan._process import HB_RELOADS_FAILED, HB_RELOADS_OK
-from petra.shm import HeartbeatHandle, ProcessState, Segment, read_heartbeats, read_stats
-from petra.shm._core import lib
+from petra.shm import (
+    HeartbeatHandle,
+    ProcessState,
+    Segment,
+    add_restart,
+    read_heartbeats,
+    read_stats,
+    release_heartbeat,
+)
+from petra.shm._core import now_mono_ns
 from petra.supervisor._children import (
     Child,
     ChildSpec,
@@ -201,7 +209,7 @@ class Supervisor:
         repaired = self.segment.repair_writer(pid) if pid else 0
         for hb in read_heartbeats(self.segment):
             if hb.pid == pid:
-                lib.petra_hb_release(self.segment.handle, hb.record)
+                release_heartbeat(self.segment, hb.record)
         why = reason or describe_exit(code)
         if self._stop.is_set():
             child.proc = None
@@ -222,7 +230,7 @@ class Supervisor:
         while not self._stop.is_set():
             now = time.monotonic()
             beats = {hb.pid: hb for hb in read_heartbeats(self.segment)}
-            mono_ns = int(lib.petra_now_mono_ns())
+            mono_ns = now_mono_ns()
             for child in self.children:
                 if child.proc is not None and child.proc.returncode is not None:
                     self._reap(child)
@@ -241,7 +249,7 @@ class Supervisor:
                         self._kill(child, signal.SIGKILL)
                     continue
                 self._sync_restarts(child, hb.record)
-                age_s = (mono_ns - hb.last_beat_ns) / 1e9
+                age_s = hb.age_ns(mono_ns) / 1e9
                 if hb.state == ProcessState.RUNNING and age_s > self.policy.heartbeat_timeout_s:
                     log.error("event=child_hung role=%s pid=%d heartbeat_age_s=%.1f",
                               child.role, child.pid, age_s)
@@ -270,7 +278,7 @@ class Supervisor:
             child.hb_record = record
             child.hb_restarts_written = 0
         while child.hb_restarts_written < child.restarts:
-            lib.petra_hb_add_restart(self.segment.handle, record)
+            add_restart(self.segment, record)
             child.hb_restarts_written += 1
 
     async def _shutdown(self) -> None:
