@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from driver_peers import wait_until as _wait_until
 
 from petra.shm import Segment, list_instances, read_heartbeats, read_stats, unlink_instance
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "demo-plant.yaml"
 
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+# process start-up waits get the longer default these tests always had
+wait_until = functools.partial(_wait_until, timeout=20.0)
 
 
 def alive(pid: int) -> bool:
@@ -99,9 +93,9 @@ def start(tmp_path: Path, instance: str, plant: Path = DEMO) -> Running:
         except (FileNotFoundError, ValueError):
             return False
 
-    wait_for(lambda: ours() or proc.poll() is not None, what="the supervisor's state file")
+    wait_until(lambda: ours() or proc.poll() is not None, what="the supervisor's state file")
     assert proc.poll() is None, log.read_text()
-    wait_for(lambda: r.cycles() > 0, what="the first scan cycle")
+    wait_until(lambda: r.cycles() > 0, what="the first scan cycle")
     return r
 
 
@@ -137,10 +131,10 @@ def top_json(r: Running) -> dict[str, Any]:
 def test_plant_runs_and_petra_top_sees_it_move(demo: Running) -> None:
     with Segment.attach(demo.instance) as seg:
         seg.write("plant.start", True)
-        wait_for(lambda: seg.get("plant.running"), what="the start/stop latch")
+        wait_until(lambda: seg.get("plant.running"), what="the start/stop latch")
         seg.write("plant.start", False)
     first = top_json(demo)
-    wait_for(lambda: top_json(demo)["signals"]["run.seconds"]["value"] >
+    wait_until(lambda: top_json(demo)["signals"]["run.seconds"]["value"] >
              first["signals"]["run.seconds"]["value"], what="run.seconds to count")
     second = top_json(demo)
     assert second["instance"] == demo.instance
@@ -165,13 +159,13 @@ def test_health_and_metrics_answer(demo: Running) -> None:
 
 
 def test_killed_scan_is_restarted_and_the_plant_continues(demo: Running) -> None:
-    pid = wait_for(demo.scan_pid, what="the scan's heartbeat")
+    pid = wait_until(demo.scan_pid, what="the scan's heartbeat")
     os.kill(pid, signal.SIGKILL)
-    new_pid = wait_for(lambda: (p := demo.scan_pid()) and p != pid and p, timeout=30,
+    new_pid = wait_until(lambda: (p := demo.scan_pid()) and p != pid and p, timeout=30,
                        what="a new scan process")
     assert new_pid != pid
     before = demo.cycles()
-    wait_for(lambda: demo.cycles() > before + 10, what="cycles after the restart")
+    wait_until(lambda: demo.cycles() > before + 10, what="cycles after the restart")
     procs = {p["role"]: p for p in top_json(demo)["processes"]}
     assert procs["scan"]["restarts"] == 1
     log = demo.log.read_text()
@@ -190,7 +184,7 @@ def test_reload_valid_then_invalid(demo: Running) -> None:
     assert bad.returncode == 1
     assert "PIDD" in bad.stderr and "plant.yaml:" in bad.stderr
     before = demo.cycles()
-    wait_for(lambda: demo.cycles() > before + 5, what="the plant to keep running")
+    wait_until(lambda: demo.cycles() > before + 5, what="the plant to keep running")
     demo.plant.write_text(text)
 
 
@@ -203,7 +197,7 @@ def test_second_supervisor_for_the_same_instance_is_refused(demo: Running) -> No
 
 def test_sigterm_leaves_no_segment_and_no_process(tmp_path: Path) -> None:
     r = start(tmp_path, f"e2e-stop-{os.getpid()}")
-    scan = wait_for(r.scan_pid, what="the scan")
+    scan = wait_until(r.scan_pid, what="the scan")
     stop(r)
     assert r.proc.returncode == 0, r.log.read_text()
     assert r.instance not in list_instances()
@@ -214,10 +208,10 @@ def test_sigterm_leaves_no_segment_and_no_process(tmp_path: Path) -> None:
 
 def test_stale_segment_of_a_killed_supervisor_is_replaced(tmp_path: Path) -> None:
     r = start(tmp_path, f"e2e-stale-{os.getpid()}")
-    scan = wait_for(r.scan_pid, what="the scan")
+    scan = wait_until(r.scan_pid, what="the scan")
     r.proc.kill()  # SIGKILL: no cleanup at all
     r.proc.wait()
-    wait_for(lambda: not alive(scan), what="the orphaned scan to follow its parent")
+    wait_until(lambda: not alive(scan), what="the orphaned scan to follow its parent")
     assert r.instance in list_instances()  # the stale segment is still there
     r2 = start(tmp_path, r.instance)
     try:
