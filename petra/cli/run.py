@@ -25,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from petra.config import load_plant
     from petra.supervisor import main
 
-    level = args.log_level
-    if level is None:
-        level = getattr(load_plant(args.plant).config, "log_level", "info")
+    plant = load_plant(args.plant)
+    level = args.log_level or plant.config.log_level
     setup_logging(level, role="supervisor")
     health = None if args.health == "off" else args.health
-    return main(args.plant, instance=args.instance, health=health, log_level=level)
+    return main(args.plant, instance=args.instance, health=health, log_level=level,
+                plant=plant)

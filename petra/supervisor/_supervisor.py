@@ -90,8 +90,9 @@ def _mqtt_out_configured(plant: Any) -> bool:
 class Supervisor:
     def __init__(self, plant_path: Path, *, instance: str | None = None,
                  health: str | None = "127.0.0.1:9120", log_level: str = "info",
-                 policy: RestartPolicy | None = None) -> None:
+                 policy: RestartPolicy | None = None, plant: Any = None) -> None:
         self.plant_path = plant_path
+        self._loaded = plant  # already validated by the caller, or None
         self.instance_override = instance
         self.health_addr = health
         self.log_level = log_level
@@ -109,7 +110,7 @@ class Supervisor:
     async def run(self) -> int:
         from petra.config import load_plant
 
-        plant = load_plant(self.plant_path)
+        plant = self._loaded if self._loaded is not None else load_plant(self.plant_path)
         self.plant = plant
         self.instance = self.instance_override or plant.config.instance
         self.lock = InstanceLock(self.instance)
@@ -390,6 +391,8 @@ class Supervisor:
 
 
 def main(plant_path: str, instance: str | None = None, health: str | None = "127.0.0.1:9120",
-         log_level: str = "info") -> int:
-    sup = Supervisor(Path(plant_path), instance=instance, health=health, log_level=log_level)
+         log_level: str = "info", plant: Any = None) -> int:
+    """Run a plant until SIGTERM/SIGINT; ``plant`` skips loading the file again."""
+    sup = Supervisor(Path(plant_path), instance=instance, health=health, log_level=log_level,
+                     plant=plant)
     return asyncio.run(sup.run())
