@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, median, print_table, write_json
 
 import petra.blocks as pb
-from petra.shm._core import ffi, lib
+from petra._core import ffi, lib
 
 N_SIGNALS = 10_000
 DT_NS = 1_000_000

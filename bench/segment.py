@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, median, print_table, write_json
 
+from petra._core import ffi, lib
 from petra.shm import JournalConsumer, Segment, SignalDef, SignalType
-from petra.shm._core import ffi, lib
 
 CTX = mp.get_context("fork")
 SCHEMA = 1

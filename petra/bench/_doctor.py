@@ -132,11 +132,11 @@ class SystemProbe:
 
 def _child_trial(priority: int) -> dict[str, Any]:
     """In the forked child: the same calls the scan makes (``petra.scan._rt``)."""
-    from petra.shm._core import lib  # only the child needs the C core
+    from petra import _core  # only the child needs the C core
 
     out: dict[str, Any] = {}
     # Timer slack first: once SCHED_FIFO, the kernel reports 0 whatever was asked.
-    lib.petra_rt_set_timerslack(1)
+    _core.set_timerslack(1)
     try:
         out["timer_slack_ns"] = int(Path("/proc/self/timerslack_ns").read_text())
     except (OSError, ValueError):
@@ -146,9 +146,11 @@ def _child_trial(priority: int) -> dict[str, Any]:
         out["fifo"], out["fifo_error"] = True, ""
     except OSError as exc:
         out["fifo"], out["fifo_error"] = False, exc.strerror or str(exc)
-    rc = int(lib.petra_rt_mlockall())
-    out["mlockall"] = rc == 0
-    out["mlockall_error"] = "" if rc == 0 else os.strerror(-rc)
+    try:
+        _core.mlockall()
+        out["mlockall"], out["mlockall_error"] = True, ""
+    except OSError as exc:
+        out["mlockall"], out["mlockall_error"] = False, exc.strerror or str(exc)
     return out
 
 

@@ -3,7 +3,14 @@
 Importing this package registers every built-in block type, so :func:`all_specs` is
 complete; custom blocks from installed packages join through :func:`load_entry_points`.
 See ``docs/blocks.md`` for the semantics of each block.
+
+The catalogue (specs, parameters, custom-block registration) is pure Python, so the
+config layer and ``petra check`` use it without the C core. The compiler and runtime
+(:func:`compile_program`, :class:`Program`) need the C kernel and are imported on
+first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from petra.blocks import _builtins  # noqa: F401 - registers the built-in specs
 from petra.blocks._custom import (
@@ -13,13 +20,6 @@ from petra.blocks._custom import (
     custom_class,
     load_entry_points,
     register_custom,
-)
-from petra.blocks._program import (
-    BlockInstance,
-    Const,
-    Program,
-    compile_program,
-    resolve_params,
 )
 from petra.blocks._spec import (
     REQUIRED,
@@ -31,6 +31,27 @@ from petra.blocks._spec import (
     get_spec,
     register_spec,
 )
+
+if TYPE_CHECKING:
+    from petra.blocks._program import (
+        BlockInstance,
+        Const,
+        Program,
+        compile_program,
+        resolve_params,
+    )
+
+_RUNTIME = frozenset({"BlockInstance", "Const", "Program", "compile_program", "resolve_params"})
+
+
+def __getattr__(name: str) -> Any:
+    """The compiler and runtime names, imported (with the C core) on first use."""
+    if name in _RUNTIME:
+        from petra.blocks import _program
+
+        return getattr(_program, name)
+    raise AttributeError(f"module 'petra.blocks' has no attribute {name!r}")
+
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from petra.blocks._spec import REQUIRED, BlockSpec, Param, Port, PortType, register_spec
-from petra.shm._core import lib
 
 B, INT, F, N, ANY = PortType.BOOL, PortType.INT, PortType.FLOAT, PortType.NUM, PortType.ANY
 
@@ -36,9 +35,11 @@ WAVEFORMS = ("sine", "square", "ramp", "random")
 
 @dataclass(frozen=True, slots=True)
 class Kernel:
-    """How a built-in type runs in C: op code and state size (AVERAGE adds 2*n)."""
+    """How a built-in type runs in C: the kernel's op name and state size (AVERAGE adds
+    2*n). The op code itself is looked up by the compiler (``petra._core.op_code``), so
+    the catalogue loads without the C core."""
 
-    op: int
+    op_name: str
     n_state: int
 
 
@@ -83,7 +84,7 @@ def _reg(
             extra=extra,
         )
     )
-    KERNELS[name] = Kernel(int(getattr(lib, f"PETRA_OP_{name}")), n_state)
+    KERNELS[name] = Kernel(name, n_state)
 
 
 def _ordered(lo: str, hi: str, strict: bool) -> Check:

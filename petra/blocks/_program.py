@@ -39,14 +39,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from petra import _core
+from petra._core import ffi, lib
 from petra.blocks._builtins import AVERAGE_MAX, KERNELS
 from petra.blocks._custom import CustomBlock, StepContext, custom_class, log
 from petra.blocks._spec import REQUIRED, BlockSpec, Param, Port, get_spec
 from petra.errors import ConfigError
-from petra.shm._core import ffi, lib
+from petra.types import Quality
 
-Q_BAD, Q_UNCERTAIN, Q_GOOD = 0, 1, 2
-FLAG_FRESH = int(lib.PETRA_BF_FRESH)
+Q_BAD, Q_UNCERTAIN, Q_GOOD = int(Quality.BAD), int(Quality.UNCERTAIN), int(Quality.GOOD)
+FLAG_FRESH = _core.BLOCK_FLAG_FRESH
 MAX_IN, MAX_OUT = 8, 4
 LOG_INTERVAL_NS = 10_000_000_000
 
@@ -62,7 +64,7 @@ INSTR_DTYPE = np.dtype(
         ("param", "<u4"),
     ]
 )
-assert INSTR_DTYPE.itemsize == ffi.sizeof("petra_instr_t") == lib.petra_blocks_instr_size()
+assert INSTR_DTYPE.itemsize == ffi.sizeof("petra_instr_t") == _core.instr_size()
 for _name in INSTR_DTYPE.names or ():
     assert INSTR_DTYPE.fields is not None
     assert INSTR_DTYPE.fields[_name][1] == ffi.offsetof("petra_instr_t", _name), _name
@@ -515,7 +517,7 @@ class _Compiler:
         self.c_slots[block.name] = (block.definition(), self.state_size, n_state)
         self.rows.append(
             {
-                "op": kernel.op,
+                "op": _core.op_code(kernel.op_name),
                 "n_in": len(ins),
                 "n_out": len(outs),
                 "flags": FLAG_FRESH if fresh else 0,

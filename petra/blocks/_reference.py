@@ -24,15 +24,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from petra import _core
 from petra.blocks._builtins import KERNELS
+from petra.types import Quality
 
-Q_BAD, Q_UNCERTAIN, Q_GOOD = 0, 1, 2
+Q_BAD, Q_UNCERTAIN, Q_GOOD = int(Quality.BAD), int(Quality.UNCERTAIN), int(Quality.GOOD)
 CMAX, CMIN = 2147483647.0, -2147483648.0
 TWO_PI = 6.283185307179586
 TWO_POW_53 = 9007199254740992.0
 MASK64 = (1 << 64) - 1
 
-OP = {name: k.op for name, k in KERNELS.items()}
+OP = {name: _core.op_code(k.op_name) for name, k in KERNELS.items()}
 
 
 def _b(x: bool) -> float:

@@ -9,8 +9,6 @@ import sys
 import time
 from typing import Any
 
-from petra.shm import list_instances
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -21,6 +19,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petra.shm import list_instances
     from petra.supervisor import read_state
 
     instance = args.instance

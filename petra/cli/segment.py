@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from petra.shm import Segment, list_instances, unlink_instance
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -18,6 +16,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petra.shm import Segment, list_instances, unlink_instance
+
     if args.action == "list":
         for name in list_instances():
             print(name)

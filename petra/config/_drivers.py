@@ -202,7 +202,7 @@ class S7Point(_Model):
     @field_validator("address")
     @classmethod
     def _parse(cls, v: str) -> str:
-        from petra.drivers._s7_address import parse_s7_address
+        from petra.config._s7_address import parse_s7_address
 
         parse_s7_address(v)  # raises ValueError naming the column
         return v
@@ -215,7 +215,7 @@ class S7Point(_Model):
 
     @property
     def type_hint(self) -> str:
-        from petra.drivers._s7_address import parse_s7_address
+        from petra.config._s7_address import parse_s7_address
 
         t = parse_s7_address(self.address).type
         if t == "BOOL":

@@ -29,7 +29,7 @@ from pydantic import (
 
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.errors import InvalidNameError
-from petra.shm import validate_instance_name, validate_signal_name
+from petra.types import validate_instance_name, validate_signal_name
 
 NS_PER_UNIT = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ns|us|ms|s)\s*$")

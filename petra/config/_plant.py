@@ -24,7 +24,7 @@ from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalCon
 from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
 from petra.config._yaml import YamlError, dump_yaml, parse_yaml
 from petra.errors import ConfigError
-from petra.shm import Quality, SignalDef, SignalType
+from petra.types import DRIVER_PREFIX, Quality, SignalDef, SignalType, role_kind
 
 _DRIVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(DriverConfig)  # works for a model or a union
 _entry_points_loaded = False
@@ -76,7 +76,7 @@ class Plant:
             owner = self.owners.get(sig.name, "")
             # A configured value is known until its writer says otherwise, except a
             # device's: that stays UNCERTAIN until the driver has read it once.
-            quality = Quality.UNCERTAIN if owner.startswith("driver:") else Quality.GOOD
+            quality = Quality.UNCERTAIN if role_kind(owner) == DRIVER_PREFIX else Quality.GOOD
             out.append(SignalDef(
                 sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
                 writable=sig.writable, initial=initial, initial_quality=quality))

@@ -54,6 +54,7 @@ from petra.config._models import (
     format_duration,
 )
 from petra.config._yaml import Path
+from petra.types import ROLE_SCAN, driver_role
 
 Constant = bool | int | float
 
@@ -302,7 +303,8 @@ class _Analyzer:
                 self.diag.error(path, f"output {key!r} of {spec.name} gives "
                                       f"{_port_kind(port.type)}, but signal {signal!r} "
                                       f"is {sig_type}")
-            self._add_writer(signal, _Writer(f"block {blk.name!r}", "scan", path, blk.name, True))
+            self._add_writer(signal, _Writer(f"block {blk.name!r}", ROLE_SCAN, path, blk.name,
+                                             True))
         return outputs
 
     @staticmethod
@@ -384,7 +386,7 @@ class _Analyzer:
                                           f"{ref.signal!r} is {sig_type}")
                 if ref.direction in ("read", "readwrite"):
                     self._add_writer(ref.signal, _Writer(
-                        f"driver {name!r}", f"driver:{name}", path, name, False))
+                        f"driver {name!r}", driver_role(name), path, name, False))
                 if ref.direction in ("write", "readwrite"):
                     self.readers.setdefault(ref.signal, []).append(f"driver {name!r}")
 

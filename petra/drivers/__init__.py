@@ -6,10 +6,10 @@ entry and a :class:`petra.shm.Segment`, so they run without a plant file too. Se
 ``docs/drivers.md``.
 """
 
+from petra.config._s7_address import S7Address, S7AddressError, parse_s7_address
 from petra.drivers._common import Backoff, DriverLimits
-from petra.drivers._counters import ConnState, DriverCounter, SinkCounter
 from petra.drivers._runner import build_driver, main, run_standalone
-from petra.drivers._s7_address import S7Address, S7AddressError, parse_s7_address
+from petra.types import ConnState, DriverCounter, SinkCounter
 
 __all__ = [
     "Backoff",

@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from petra.config._drivers import RetryConfig, TimeoutConfig
-from petra.drivers._counters import ConnState, DriverCounter
 from petra.shm import HeartbeatHandle, JournalConsumer, ProcessState, Quality, Segment
-from petra.shm._types import SignalType, Substatus, Value
+from petra.types import ConnState, DriverCounter, SignalType, Substatus, Value
 
 log = logging.getLogger("petra.drivers")
 

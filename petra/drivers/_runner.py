@@ -28,6 +28,7 @@ from petra.config._drivers import (
 )
 from petra.errors import ConfigError, PetraError
 from petra.shm import HeartbeatHandle, Segment
+from petra.types import SINK_MQTT_OUT, driver_role, sink_role
 
 log = logging.getLogger("petra.drivers")
 
@@ -108,10 +109,10 @@ def run_standalone(cfg: AnyDriverConfig | MqttConfig, instance: str,
     if isinstance(cfg, MqttConfig):
         from petra.sinks.mqtt_out import MqttOutSink
 
-        return run_object(lambda seg: MqttOutSink(cfg, seg), instance, "sink:mqtt-out", cpus,
-                          log_level)
+        return run_object(lambda seg: MqttOutSink(cfg, seg), instance,
+                          sink_role(SINK_MQTT_OUT), cpus, log_level)
     return run_object(lambda seg: build_driver(cfg, seg, broker_default), instance,
-                      f"driver:{cfg.name}", cpus, log_level)
+                      driver_role(cfg.name), cpus, log_level)
 
 
 def load_plant_sections(plant_path: str) -> tuple[list[AnyDriverConfig], MqttConfig | None]:
@@ -127,7 +128,7 @@ def main(plant_path: str, instance: str, name: str,
     """Run the driver ``name`` (or ``mqtt-out``) of a plant against ``instance``."""
     try:
         drivers, mqtt = load_plant_sections(plant_path)
-        if name in ("mqtt-out", "sink:mqtt-out"):
+        if name in (SINK_MQTT_OUT, sink_role(SINK_MQTT_OUT)):
             if mqtt is None:
                 raise ConfigError("the plant has no mqtt: section", file=plant_path)
             return run_standalone(mqtt, instance, cpus, log_level=log_level)
@@ -140,7 +141,7 @@ def main(plant_path: str, instance: str, name: str,
         raise ConfigError(f"no driver named {name!r} (drivers: {names}; or mqtt-out)",
                           file=plant_path, key_path="drivers")
     except PetraError as exc:
-        setup_logging(log_level, f"driver:{name}")
+        setup_logging(log_level, driver_role(name))
         log.error("event=driver_failed name=%s error=%s", name, exc)
         return 1
 

@@ -31,7 +31,6 @@ from pymodbus.framer import FramerType
 
 from petra.config._drivers import ModbusRtuConfig, ModbusTcpConfig
 from petra.drivers._common import DriverLimits, PolledDriver
-from petra.drivers._counters import DriverCounter
 from petra.drivers._modbus_codec import (
     CodecError,
     decode,
@@ -43,7 +42,7 @@ from petra.drivers._modbus_codec import (
 )
 from petra.drivers._modbus_plan import BIT_TABLES, PlannedPoint, ReadBlock, plan_reads, split_block
 from petra.shm import Segment
-from petra.shm._types import Substatus, Value
+from petra.types import DriverCounter, Substatus, Value
 
 EXC_ILLEGAL_ADDRESS = 2
 EXC_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",

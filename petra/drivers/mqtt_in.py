@@ -25,11 +25,10 @@ from typing import Any
 
 from petra.config._drivers import BrokerConfig, MqttInConfig, MqttSubscription
 from petra.drivers._common import DriverBase, DriverLimits
-from petra.drivers._counters import DriverCounter
 from petra.drivers._mqtt_conn import MqttLink
 from petra.errors import ConfigError, SignalError
 from petra.shm import Segment
-from petra.shm._types import SignalType, Value, coerce_value
+from petra.types import DriverCounter, SignalType, Value, coerce_value
 
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no"}

@@ -44,11 +44,10 @@ from snap7.error import S7ConnectionError, S7Error, S7TimeoutError
 from snap7.type import Area
 
 from petra.config._drivers import S7Config, S7Point
+from petra.config._s7_address import S7Address, parse_s7_address
 from petra.drivers._common import DriverLimits, PolledDriver, WriteFollower
-from petra.drivers._counters import DriverCounter
-from petra.drivers._s7_address import S7Address, parse_s7_address
 from petra.shm import Segment
-from petra.shm._types import Substatus, Value
+from petra.types import DriverCounter, Substatus, Value
 
 logging.getLogger("snap7").setLevel(logging.CRITICAL)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from petra.shm._core import lib
+from petra import _core
 
 
 class Clock(Protocol):
@@ -27,8 +27,8 @@ class MonotonicClock:
 
     def __init__(self, spin_ns: int = 0) -> None:
         self.spin_ns = spin_ns
-        self._wait = lib.petra_wait_until
-        self._now = lib.petra_now_mono_ns
+        self._wait = _core.wait_until_raw
+        self._now = _core.now_mono_raw
 
     def now_ns(self) -> int:
         return int(self._now())

@@ -39,10 +39,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from petra._core import check, ffi, lib
 from petra.errors import PetraError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
-from petra.shm._core import check, ffi, lib
 
 log = logging.getLogger("petra.scan")
 

@@ -26,18 +26,19 @@ from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
 from petra.scan._rt import RtSettings, RtState, apply
 from petra.shm import HeartbeatHandle, ProcessState, Segment
+from petra.types import ROLE_SCAN, ScanCounter
 
 if TYPE_CHECKING:
     from petra.blocks import Program
 
 log = logging.getLogger("petra.scan")
 
-# Heartbeat counters of the scan record.
-HB_RELOADS_OK = 0
-HB_RELOADS_FAILED = 1
-HB_BUSY_READS = 2
-HB_WRITES = 3
-HB_CYCLES = 4
+# Heartbeat counters of the scan record (petra.types.ScanCounter).
+HB_RELOADS_OK = ScanCounter.RELOADS_OK
+HB_RELOADS_FAILED = ScanCounter.RELOADS_FAILED
+HB_BUSY_READS = ScanCounter.BUSY_READS
+HB_WRITES = ScanCounter.WRITES
+HB_CYCLES = ScanCounter.CYCLES
 
 
 
@@ -115,7 +116,7 @@ class ScanProcess:
             segment = Segment.attach(instance)
             check_same_signals(plant, segment)
         rt_state: RtState | None = None
-        heartbeat = HeartbeatHandle(segment, "scan", os.getpid(), plant.config.scan.cpu or 0)
+        heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.config.scan.cpu or 0)
         try:
             heartbeat.beat(ProcessState.STARTING)
             program = build_program(plant, segment)

@@ -15,8 +15,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from petra import _core
 from petra.errors import RealTimeError
-from petra.shm._core import lib
 
 log = logging.getLogger("petra.scan.rt")
 
@@ -43,7 +43,7 @@ class RtState:
 
     def release(self) -> None:
         if self.dma_fd >= 0:
-            lib.petra_rt_dma_latency_release(self.dma_fd)
+            _core.dma_latency_release(self.dma_fd)
             self.dma_fd = -1
         gc.unfreeze()
         gc.enable()
@@ -75,21 +75,23 @@ def apply(settings: RtSettings) -> RtState:
                           "grant rtprio to the petra user (limits.conf) or run as root")
     elif settings.require:
         raise RealTimeError("real-time mode needs scan.policy: fifo")
-    lib.petra_rt_set_timerslack(1)
+    try:
+        _core.set_timerslack(1)
+    except OSError as exc:
+        state.notes.append(f"timer slack not set ({exc.strerror})")
     if settings.lock_memory:
-        rc = lib.petra_rt_mlockall()
-        if rc == 0:
+        try:
+            _core.mlockall()
             state.mlocked = True
-        else:
+        except OSError as exc:
             _fail_or_note(state, settings.require,
-                          f"mlockall failed (errno {-rc}); raise RLIMIT_MEMLOCK for petra")
-    lib.petra_rt_prefault_stack(256 * 1024)
+                          f"mlockall failed ({exc.strerror}); raise RLIMIT_MEMLOCK for petra")
+    _core.prefault_stack(256 * 1024)
     if settings.cpu_dma_latency:
-        fd = int(lib.petra_rt_dma_latency_hold())
-        if fd >= 0:
-            state.dma_fd = fd
-        else:
-            state.notes.append(f"/dev/cpu_dma_latency not held (errno {-fd})")
+        try:
+            state.dma_fd = _core.dma_latency_hold()
+        except OSError as exc:
+            state.notes.append(f"/dev/cpu_dma_latency not held ({exc.strerror})")
     gc.collect()
     gc.freeze()
     gc.disable()

@@ -9,7 +9,6 @@ from petra.shm._journal import JournalBatch, JournalConsumer
 from petra.shm._monitor import (
     Heartbeat,
     HeartbeatHandle,
-    ProcessState,
     ScanStats,
     StatsWriter,
     add_restart,
@@ -28,7 +27,8 @@ from petra.shm._segment import (
     segment_name,
     unlink_instance,
 )
-from petra.shm._types import (
+from petra.types import (
+    ProcessState,
     Quality,
     Sample,
     SignalDef,

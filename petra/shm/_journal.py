@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from petra._core import ffi, lib
 from petra.errors import ValueOutOfRangeError
-from petra.shm._core import ffi, lib
 from petra.shm._segment import BatchRead, Segment
-from petra.shm._types import SignalType
+from petra.types import SignalType
 
 DEFAULT_BATCH = 8192
 

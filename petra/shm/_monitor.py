@@ -6,30 +6,20 @@ record. Readers never block either.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from petra._core import check, ffi, lib, now_mono_ns
 from petra.errors import ValueOutOfRangeError
-from petra.shm._core import check, ffi, lib, now_mono_ns
 from petra.shm._segment import Segment
+from petra.types import HB_COUNTERS, ProcessState
 
 HIST_BUCKETS = 1000  # 1 us wide, plus one overflow bucket
-HB_COUNTERS = 8
 
 
-class ProcessState(enum.IntEnum):
-    """What a process says about itself in its heartbeat record."""
-
-    STARTING = 0
-    RUNNING = 1
-    DEGRADED = 2
-    STOPPING = 3
-    STOPPED = 4
-    FAILED = 5
 
 
 @dataclass(frozen=True, slots=True)

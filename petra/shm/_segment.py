@@ -42,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 import posix_ipc
 
+from petra import _core
+from petra._core import check, ffi, lib, raise_for
 from petra.errors import (
     NoSuchSegmentError,
     PetraError,
@@ -53,9 +55,7 @@ from petra.errors import (
     UnknownSignalError,
     ValueOutOfRangeError,
 )
-from petra.shm import _core
-from petra.shm._core import check, ffi, lib, raise_for
-from petra.shm._types import (
+from petra.types import (
     FLAG_WRITABLE,
     QUALITIES,
     SUBSTATUSES,

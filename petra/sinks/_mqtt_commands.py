@@ -27,7 +27,7 @@ from typing import Any
 
 from petra.errors import SignalError
 from petra.shm import Segment
-from petra.shm._types import coerce_value
+from petra.types import coerce_value
 
 MAX_REQUEST_BYTES = 64 * 1024
 

@@ -42,14 +42,13 @@ import numpy as np
 
 from petra.config._drivers import MqttConfig, PublishRule
 from petra.drivers._common import DriverBase, DriverLimits, wait_or_stop
-from petra.drivers._counters import SinkCounter
 from petra.drivers._mqtt_conn import MqttLink
 from petra.shm import JournalConsumer, Segment
-from petra.shm._types import SignalType
 from petra.sinks._mqtt_commands import handle_command
+from petra.types import QUALITIES, SignalType, SinkCounter
 
 log = logging.getLogger("petra.sinks.mqtt_out")
-QUALITY_NAMES = ("BAD", "UNCERTAIN", "GOOD")
+QUALITY_NAMES = tuple(q.name for q in QUALITIES)
 IDLE_POLL_S = 0.002
 JOURNAL_BATCH = 4096
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from petra._core import now_mono_ns
 from petra.errors import PetraError
-from petra.scan._process import HB_RELOADS_FAILED, HB_RELOADS_OK
 from petra.shm import (
     HeartbeatHandle,
     ProcessState,
@@ -32,7 +32,6 @@ from petra.shm import (
     read_stats,
     release_heartbeat,
 )
-from petra.shm._core import now_mono_ns
 from petra.supervisor._children import (
     Child,
     ChildSpec,
@@ -45,6 +44,14 @@ from petra.supervisor._children import (
 from petra.supervisor._health import HealthServer
 from petra.supervisor._instance import InstanceLock
 from petra.supervisor._systemd import Notifier
+from petra.types import (
+    ROLE_SCAN,
+    ROLE_SUPERVISOR,
+    SINK_MQTT_OUT,
+    ScanCounter,
+    driver_role,
+    sink_role,
+)
 
 log = logging.getLogger("petra.supervisor")
 
@@ -61,17 +68,17 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
     scan_cpu = plant.config.scan.cpu
     all_cpus = frozenset(os.sched_getaffinity(0))
     others = all_cpus - {scan_cpu} if scan_cpu is not None and len(all_cpus) > 1 else None
-    specs = [ChildSpec("scan", petra_argv("scan", path, "--attach", "--instance", instance,
+    specs = [ChildSpec(ROLE_SCAN, petra_argv("scan", path, "--attach", "--instance", instance,
                                           "--log-level", log_level),
                        cpus=frozenset({scan_cpu}) if scan_cpu is not None else None,
                        stop_order=0)]
     for drv in getattr(plant.config, "drivers", None) or []:
-        specs.append(ChildSpec(f"driver:{drv.name}",
+        specs.append(ChildSpec(driver_role(drv.name),
                                petra_argv("driver", path, drv.name, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
     if _mqtt_out_configured(plant):
-        specs.append(ChildSpec("sink:mqtt-out",
+        specs.append(ChildSpec(sink_role(SINK_MQTT_OUT),
                                petra_argv("driver", path, "mqtt-out", "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
@@ -123,7 +130,7 @@ class Supervisor:
         except BaseException:
             self.lock.release()
             raise
-        self.hb = HeartbeatHandle(self.segment, "supervisor", os.getpid())
+        self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
         self.notifier = Notifier()
         health: HealthServer | None = None
         try:
@@ -328,7 +335,7 @@ class Supervisor:
         except PetraError as exc:
             self._finish_reload(seq, False, [str(exc)])
             return
-        scan = next((c for c in self.children if c.role == "scan"), None)
+        scan = next((c for c in self.children if c.role == ROLE_SCAN), None)
         if scan is None or scan.proc is None or scan.hb_record is None:
             self._finish_reload(seq, False, ["the scan is not running"])
             return
@@ -350,7 +357,7 @@ class Supervisor:
     def _scan_reload_counters(self, scan: Child) -> tuple[int, int]:
         for hb in read_heartbeats(self.segment):
             if hb.pid == scan.pid:
-                return hb.counters[HB_RELOADS_OK], hb.counters[HB_RELOADS_FAILED]
+                return hb.counters[ScanCounter.RELOADS_OK], hb.counters[ScanCounter.RELOADS_FAILED]
         return 0, 0
 
     def _finish_reload(self, seq: int, ok: bool, errors: list[str]) -> None:
@@ -377,7 +384,7 @@ class Supervisor:
                 reasons.append(f"{c.role} failed: {c.last_reason}")
             elif c.state is ChildState.BACKOFF:
                 reasons.append(f"{c.role} restarting after {c.last_reason}")
-        if any(c.state is ChildState.FAILED and c.role == "scan" for c in self.children):
+        if any(c.state is ChildState.FAILED and c.role == ROLE_SCAN for c in self.children):
             status = "failed"
         elif reasons:
             status = "degraded"

@@ -66,8 +66,9 @@ from petra.top._snapshot import (
     SignalView,
     Snapshot,
 )
+from petra.types import SINK_PREFIX, SinkCounter, role_kind
 
-SINK_CURSOR_COUNTER = 7
+SINK_CURSOR_COUNTER = int(SinkCounter.JOURNAL_POSITION)
 """Heartbeat counter in which a ``sink:*`` process publishes its journal cursor."""
 DEFAULT_HISTORY = 120
 
@@ -278,6 +279,6 @@ class Sampler:
             ConsumerLag(role=hb.role, position=hb.counters[SINK_CURSOR_COUNTER],
                         lag=max(0, head - hb.counters[SINK_CURSOR_COUNTER]))
             for hb in beats
-            if hb.role.startswith("sink:") and hb.counters[SINK_CURSOR_COUNTER] > 0)
+            if role_kind(hb.role) == SINK_PREFIX and hb.counters[SINK_CURSOR_COUNTER] > 0)
         return JournalView(head=head, capacity=self._capacity, producer_drops=drops,
                            rate_per_s=rate, consumers=consumers)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from petra._core import ffi, lib
 from petra.errors import PetraError, SegmentError, ValueOutOfRangeError
 from petra.shm import (
     HeartbeatHandle,
@@ -29,7 +30,6 @@ from petra.shm import (
     read_stats,
     unlink_instance,
 )
-from petra.shm._core import ffi, lib
 
 SIGNALS = [SignalDef("f", SignalType.FLOAT), SignalDef("i", SignalType.INT),
            SignalDef("b", SignalType.BOOL)]

@@ -1,4 +1,12 @@
-"""Value types, qualities and the signal definition shared by every process role."""
+"""Petra's vocabulary: what every process role, tool and the config agree on.
+
+Signal types, qualities and substatus codes, the name and size rules of the shared
+segment, process and connection states, role names and the meaning of each role's
+heartbeat counters. Pure Python: importing this module loads no C, numpy or YAML, so
+``petra check`` and any tool can use it. The numeric values mirror ``csrc/petra.h``
+and ``csrc/layout.h``; ``tests/unit/test_types_mirror.py`` compares them so the two
+cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +26,9 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 # Signal names: dotted identifiers ("tank1.level", "pump_2.run"); UTF-8 letters allowed.
-_NAME_RE = re.compile(r"^[^\W\d][\w]*(?:[.\-/][\w]+)*$", re.UNICODE)
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# fullmatch, never `$`: "$" also matches before a trailing newline.
+_NAME_RE = re.compile(r"[^\W\d][\w]*(?:[.\-/][\w]+)*", re.UNICODE)
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class SignalType(enum.IntEnum):
@@ -134,7 +143,7 @@ def validate_signal_name(name: str) -> None:
         raise InvalidNameError(
             f"signal name {name!r} is longer than {NAME_MAX_BYTES} bytes in UTF-8"
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"signal name {name!r} is invalid: use letters, digits and _ in parts "
             "joined by '.', '-' or '/', starting with a letter"
@@ -143,7 +152,7 @@ def validate_signal_name(name: str) -> None:
 
 def validate_instance_name(name: str) -> None:
     """Raise :class:`InvalidNameError` unless ``name`` can name a segment."""
-    if not isinstance(name, str) or not _INSTANCE_RE.match(name) or len(name) > INSTANCE_MAX:
+    if not isinstance(name, str) or not _INSTANCE_RE.fullmatch(name) or len(name) > INSTANCE_MAX:
         raise InvalidNameError(
             f"instance name {name!r} is invalid: 1-{INSTANCE_MAX} characters of "
             "A-Z a-z 0-9 _ -, starting with a letter or digit"
@@ -173,3 +182,113 @@ def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Valu
     if isinstance(value, int):
         raise ValueOutOfRangeError(f"{label} is bool; {value} is not 0 or 1")
     raise SignalTypeError(f"{label} is bool; got {type(value).__name__} {value!r}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class ProcessState(enum.IntEnum):
+    """What a process says about itself in its heartbeat record."""
+
+    STARTING = 0
+    RUNNING = 1
+    DEGRADED = 2
+    STOPPING = 3
+    STOPPED = 4
+    FAILED = 5
+
+
+class ConnState(enum.IntEnum):
+    """Connection state machine of a connected I/O process (a driver or a sink).
+
+    DISCONNECTED -> CONNECTING -> UP; a failure goes to BACKOFF, which waits (never
+    zero: exponential with jitter) and goes back to CONNECTING."""
+
+    DISCONNECTED = 0
+    CONNECTING = 1
+    UP = 2
+    BACKOFF = 3
+
+
+# Role names, as written into heartbeat records and used by the supervisor, petra-top
+# and the logs. A driver's or sink's role is its prefix, a colon and its name.
+ROLE_SCAN = "scan"
+ROLE_SUPERVISOR = "supervisor"
+DRIVER_PREFIX = "driver"
+SINK_PREFIX = "sink"
+SINK_MQTT_OUT = "mqtt-out"
+ROLE_MAX_BYTES = 47
+DRIVER_NAME_MAX = 16
+
+
+def driver_role(name: str) -> str:
+    """``driver:<name>``, the role of the driver process called ``name``."""
+    return f"{DRIVER_PREFIX}:{name}"
+
+
+def sink_role(name: str) -> str:
+    """``sink:<name>``, the role of a sink process (``sink:mqtt-out``)."""
+    return f"{SINK_PREFIX}:{name}"
+
+
+def role_kind(role: str) -> str:
+    """The part before the colon: ``scan``, ``supervisor``, ``driver`` or ``sink``."""
+    return role.split(":", 1)[0]
+
+
+# --------------------------------------------------------------------------- heartbeat counters
+# Every heartbeat record has HB_COUNTERS free-use u64 counters; what each index means
+# depends on the role. These enums are the one place that says so.
+
+HB_COUNTERS = 8
+
+
+class ScanCounter(enum.IntEnum):
+    """Counter indices of the scan's heartbeat record."""
+
+    RELOADS_OK = 0  # hot reloads applied
+    RELOADS_FAILED = 1  # hot reloads refused (the running program continues)
+    BUSY_READS = 2  # copy-in reads that found a slot busy and kept the last value
+    WRITES = 3  # outputs written by copy-out
+    CYCLES = 4  # cycles run by this process
+
+
+class DriverCounter(enum.IntEnum):
+    """Counter indices of a field driver's heartbeat record."""
+
+    STATE = 0  # ConnState
+    READS = 1  # successful read requests (Modbus/S7) or accepted messages (MQTT in)
+    WRITES = 2  # successful device writes
+    ERRORS = 3  # failed requests: timeouts, exception replies, connection losses
+    RECONNECTS = 4  # connection attempts after the first
+    LAST_RTT_US = 5  # round-trip time of the last request, microseconds
+    REJECTED = 6  # malformed/unexpected replies or bad payloads, never written
+    WRITE_FAILURES = 7  # device writes given up after the retry policy
+
+
+class SinkCounter(enum.IntEnum):
+    """Counter indices of a sink's heartbeat record.
+
+    Index 7 is the sink's journal cursor for every ``sink:*`` role: petra-top shows a
+    sink's lag as journal head minus this position."""
+
+    STATE = 0  # ConnState
+    PUBLISHED = 1  # messages handed to the broker connection
+    DROPPED = 2  # messages dropped: full offline queue, or journal entries lost
+    ERRORS = 3  # publish errors and connection losses
+    RECONNECTS = 4  # connection attempts after the first
+    QUEUED = 5  # messages waiting (offline queue plus in-flight window)
+    REJECTED = 6  # commands refused (unknown signal, not writable, bad request)
+    JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
+
+
+def counter_schema(role: str) -> type[enum.IntEnum] | None:
+    """The counter enum of a role, or None for roles whose counters are unused."""
+    kind = role_kind(role)
+    if kind == ROLE_SCAN:
+        return ScanCounter
+    if kind == DRIVER_PREFIX:
+        return DriverCounter
+    if kind == SINK_PREFIX:
+        return SinkCounter
+    return None
