@@ -34,7 +34,7 @@ import os
 import struct
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -94,6 +94,11 @@ _I64_MIN = -(2**63)
 _F_SAMPLE = struct.Struct("=dqqIBBB").unpack_from
 _I_SAMPLE = struct.Struct("=qqqIBBB").unpack_from
 _live_handles: weakref.WeakSet[Segment] = weakref.WeakSet()
+_HOLDER_STATES = {
+    int(lib.PETRA_HOLDER_ALIVE): "alive",
+    int(lib.PETRA_HOLDER_STOPPED): "stopped",
+    int(lib.PETRA_HOLDER_DEAD): "dead, awaiting repair",
+}
 
 
 def segment_name(instance: str) -> str:
@@ -166,15 +171,69 @@ class SegmentInfo:
     creator_pid: int
 
 
+_NO_INDICES: npt.NDArray[np.uint32] = np.zeros(0, np.uint32)
+_NO_INDICES.flags.writeable = False
+
+
 @dataclass(slots=True)
 class BatchRead:
     """The result of a batch read. ``values`` holds raw 64-bit patterns; see
-    :meth:`Segment.decode` or use :meth:`Segment.read_batch_f64` for floats."""
+    :meth:`Segment.decode` or use :meth:`Segment.read_batch_f64` for floats.
+    ``busy_indices`` lists the slot indices counted in ``busy`` (their entries in the
+    arrays were left as they were)."""
 
     values: npt.NDArray[np.uint64]
     quality: npt.NDArray[np.uint8]
     source_ts_ns: npt.NDArray[np.int64]
     busy: int
+    busy_indices: npt.NDArray[np.uint32] = field(default_factory=lambda: _NO_INDICES)
+
+
+class BatchWrite(int):
+    """The result of a batch write: an ``int``, the number of slots written (so
+    ``seg.write_batch(...) == n`` reads as before), with ``failed``: the slot indices
+    that were not written, because their lock was held by a dead or stopped writer
+    (or a live one past the wait budget; see :meth:`Segment.lock_stats`)."""
+
+    failed: npt.NDArray[np.uint32]
+
+    def __new__(cls, written: int, failed: npt.NDArray[np.uint32]) -> BatchWrite:
+        self = super().__new__(cls, written)
+        self.failed = failed
+        return self
+
+    @property
+    def written(self) -> int:
+        return int(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    """What :meth:`Segment.repair_dead` found a dead writer holding and finished."""
+
+    slots: int  # slot locks freed
+    slots_torn: int  # of those, slots it died inside: now BAD/WRITER_DIED, journalled
+    entries: int  # journal entries freed (ones it died inside published as VOID: lost)
+    stats: int  # 1 when it held the stats block
+    heartbeats: int  # heartbeat records freed (CLAIMING ones included)
+
+    @property
+    def total(self) -> int:
+        return self.slots + self.entries + self.stats + self.heartbeats
+
+
+@dataclass(frozen=True, slots=True)
+class LockStats:
+    """Why this handle's writes gave up (each a :class:`~petra.errors.SignalBusyError`
+    or a slot in :attr:`BatchWrite.failed`), and how often a write had to wait for a
+    live holder. ``busy_live`` is the one that should stay 0: a live, running holder
+    outlasting the wait budget."""
+
+    waits: int
+    busy_dead: int
+    busy_stopped: int
+    busy_live: int
+    busy_nowait: int
 
 
 if (ffi.offsetof("petra_sample_t", "writer"), ffi.offsetof("petra_sample_t", "quality")) != (
@@ -189,6 +248,34 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _out_array(arr: object, dtype: np.dtype[Any], n: int, what: str) -> npt.NDArray[Any]:
+    """Check a caller's output array before C writes ``n`` entries into it: exactly
+    ``dtype`` (native byte order), one-dimensional, C-contiguous, writable and at
+    least ``n`` long. Anything else is refused (TypeError / ValueError): C writes
+    ``n * itemsize`` bytes from the array's start and must never pass its end."""
+    if (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.ndim == 1
+            and arr.flags.c_contiguous and arr.flags.writeable and len(arr) >= n):
+        return arr  # the fast path: one line of checks per batch call
+    name = dtype.name  # slow in numpy 2 (microseconds): only on the way to an error
+    if not isinstance(arr, np.ndarray):
+        raise SignalTypeError(f"{what} must be a numpy array of {name}, "
+                              f"got {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise SignalTypeError(f"{what} must be a numpy array of {name}, got {arr.dtype}")
+    if arr.ndim != 1:
+        raise SignalTypeError(f"{what} must be one-dimensional, got {arr.ndim} dimensions")
+    if not arr.flags.c_contiguous:
+        raise SignalTypeError(f"{what} must be contiguous (a strided view cannot be "
+                              "written through)")
+    if not arr.flags.writeable:
+        raise SignalTypeError(f"{what} is read-only")
+    raise ValueOutOfRangeError(f"{what} holds {len(arr)} entries, {n} needed")
+
+
+_U64, _U8, _I64, _F64 = (np.dtype(np.uint64), np.dtype(np.uint8), np.dtype(np.int64),
+                         np.dtype(np.float64))
 
 
 def _as_array(arr: Any, dtype: type[np.generic], what: str,
@@ -240,6 +327,9 @@ class Segment:
         self._sample = ffi.new("petra_sample_t *")
         self._sbuf = ffi.buffer(self._sample)
         self._rc = ffi.new("int *")
+        self._busy_n = ffi.new("uint32_t *")
+        self._scratch: npt.NDArray[np.uint32] = np.zeros(0, np.uint32)
+        self._scratch_ptr: Any = ffi.NULL
         n = int(lib.petra_n_signals(self._h))
         self._infos: list[SignalInfo] = []
         entry = ffi.new("petra_sigdef_t *")
@@ -465,7 +555,7 @@ class Segment:
         except (TypeError, OverflowError):
             self._bad_index(index)
         if rc:
-            raise_for(rc, self._label(index))
+            self._fail(rc, index)
         t = self._types[index]
         v, sts, wts, writer, _, q, sub = (_F_SAMPLE if t == _FLOAT else _I_SAMPLE)(self._sbuf)
         if t == _BOOL:
@@ -490,10 +580,10 @@ class Segment:
             self._bad_index(index)
         if t == _FLOAT:
             if v != v and rcp[0]:  # noqa: PLR0124  # NaN test, cheaper than isnan
-                raise_for(rcp[0], self._label(index))
+                self._fail(rcp[0], index)
             return v
         if v == _I64_MIN and rcp[0]:
-            raise_for(rcp[0], self._label(index))
+            self._fail(rcp[0], index)
         return v == 1 if t == _BOOL else v
 
     def write(self, key: str | int, value: Value, quality: int = _GOOD,
@@ -541,7 +631,7 @@ class Segment:
         if rc:
             if self._readonly:
                 raise SegmentReadOnlyError(f"{self._label(index)}: segment attached read-only")
-            raise_for(rc, self._label(index))
+            self._fail(rc, index)
 
     def write_checked(self, key: str | int, value: object, *, quality: int = _GOOD,
                       source_ts_ns: int = 0) -> None:
@@ -588,21 +678,25 @@ class Segment:
                    count: int | None = None, out: BatchRead | None = None) -> BatchRead:
         """Read many slots at once (the fast path). ``indices`` or a range
         ``first..first+count``. Busy slots keep the value already in ``out`` (the last
-        good value) and are counted in ``busy``."""
+        good value) and are counted in ``busy`` and listed in ``busy_indices``. ``out``
+        arrays must be uint64 / uint8 / int64, contiguous, writable and long enough."""
         idx, n = self._batch_args(indices, first, count)
         if out is None:
             out = BatchRead(np.zeros(n, np.uint64), np.zeros(n, np.uint8),
                             np.zeros(n, np.int64), 0)
-        elif len(out.values) < n or len(out.quality) < n or len(out.source_ts_ns) < n:
-            raise ValueOutOfRangeError(f"output arrays hold fewer than {n} entries")
-        busy = ffi.new("uint32_t *")
+        else:
+            _out_array(out.values, _U64, n, "out.values")
+            _out_array(out.quality, _U8, n, "out.quality")
+            _out_array(out.source_ts_ns, _I64, n, "out.source_ts_ns")
+        busy, busy_idx = self._busy_buffers(n)
         check(lib.petra_read_batch(
             self._live(), _ptr("uint32_t[]", idx), first, n,
             ffi.from_buffer("uint64_t[]", out.values, require_writable=True),
             ffi.from_buffer("uint8_t[]", out.quality, require_writable=True),
-            ffi.from_buffer("int64_t[]", out.source_ts_ns, require_writable=True), busy),
-            "batch read")
+            ffi.from_buffer("int64_t[]", out.source_ts_ns, require_writable=True), busy,
+            busy_idx), "batch read")
         out.busy = int(busy[0])
+        out.busy_indices = self._busy_list(out.busy)
         return out
 
     def read_batch_f64(self, indices: npt.ArrayLike | None = None, *, first: int = 0,
@@ -610,25 +704,29 @@ class Segment:
                        values: npt.NDArray[np.float64] | None = None,
                        quality: npt.NDArray[np.uint8] | None = None,
                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8], int]:
-        """Batch read converted to float64 (bool -> 0/1); returns (values, quality, busy)."""
+        """Batch read converted to float64 (bool -> 0/1); returns (values, quality, busy).
+        ``values``/``quality``, when given, must be float64/uint8, contiguous, writable
+        and long enough."""
         idx, n = self._batch_args(indices, first, count)
-        values = np.zeros(n, np.float64) if values is None else values
-        quality = np.zeros(n, np.uint8) if quality is None else quality
-        if len(values) < n or len(quality) < n:
-            raise ValueOutOfRangeError(f"output arrays hold fewer than {n} entries")
-        busy = ffi.new("uint32_t *")
+        values = np.zeros(n, np.float64) if values is None else _out_array(
+            values, _F64, n, "values")
+        quality = np.zeros(n, np.uint8) if quality is None else _out_array(
+            quality, _U8, n, "quality")
+        busy, busy_idx = self._busy_buffers(n)
         check(lib.petra_read_batch_f64(
             self._live(), _ptr("uint32_t[]", idx), first, n,
             ffi.from_buffer("double[]", values, require_writable=True),
-            ffi.from_buffer("uint8_t[]", quality, require_writable=True), busy),
+            ffi.from_buffer("uint8_t[]", quality, require_writable=True), busy, busy_idx),
             "batch read")
         return values, quality, int(busy[0])
 
     def write_batch(self, indices: npt.ArrayLike | None, values: npt.ArrayLike,
                     quality: npt.ArrayLike | None = None, *, first: int = 0,
-                    source_ts_ns: npt.ArrayLike | None = None) -> int:
-        """Write raw 64-bit patterns (see :meth:`encode`) to many slots; returns how many
-        were written (a slot held by a stuck writer is skipped)."""
+                    source_ts_ns: npt.ArrayLike | None = None) -> BatchWrite:
+        """Write raw 64-bit patterns (see :meth:`encode`) to many slots. Returns a
+        :class:`BatchWrite`: the number written (an int) and ``failed``, the slots held
+        by a dead or stopped writer. Invalid input (a bool pattern > 1, a quality > 2)
+        refuses the whole batch before anything is written."""
         vals = _as_array(values, np.uint64, "values")
         idx, n = self._batch_args(indices, first, len(vals))
         q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
@@ -636,22 +734,30 @@ class Segment:
                                                                "iu")
         self._check_lengths(n, q, ts)
         self._writable("batch write")
-        return check(lib.petra_write_batch(
+        failed = self._failed_buffer(n)
+        written = check(lib.petra_write_batch(
             self._live(), _ptr("uint32_t[]", idx), first, n, ffi.from_buffer("uint64_t[]", vals),
-            _ptr("uint8_t[]", q), _ptr("int64_t[]", ts)), "batch write (bool must be 0/1)")
+            _ptr("uint8_t[]", q), _ptr("int64_t[]", ts), failed),
+            "batch write (bool must be 0/1)")
+        return self._batch_result(written, n)
 
     def write_batch_f64(self, indices: npt.ArrayLike | None, values: npt.ArrayLike,
-                        quality: npt.ArrayLike | None = None, *, first: int = 0) -> int:
+                        quality: npt.ArrayLike | None = None, *,
+                        first: int = 0) -> BatchWrite:
         """Write float64 values converted to each slot's type; NaN, inf or out-of-range
-        values for int slots are refused before anything is written."""
+        values for int slots are refused before anything is written. Returns a
+        :class:`BatchWrite` as :meth:`write_batch` does."""
         vals = _as_array(values, np.float64, "values", convert="iub")
         idx, n = self._batch_args(indices, first, len(vals))
         q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
         self._check_lengths(n, q, None)
         self._writable("batch write")
-        return check(lib.petra_write_batch_f64(
+        failed = self._failed_buffer(n)
+        written = check(lib.petra_write_batch_f64(
             self._live(), _ptr("uint32_t[]", idx), first, n, ffi.from_buffer("double[]", vals),
-            _ptr("uint8_t[]", q)), "batch write (NaN/inf/out of int64 range for an int slot)")
+            _ptr("uint8_t[]", q), failed),
+            "batch write (NaN/inf/out of int64 range for an int slot)")
+        return self._batch_result(written, n)
 
     def encode(self, key: str | int, value: Value) -> int:
         """The raw 64-bit pattern a slot stores for ``value``."""
@@ -663,20 +769,60 @@ class Segment:
         return decode_bits(self._infos[self._resolve(key)].type, bits)
 
     # ---------------------------------------------------------------- maintenance
-    def repair_writer(self, writer_pid: int) -> int:
-        """Finish the write sections a dead writer left open (slots go BAD with
-        substatus WRITER_DIED); returns how many slots were repaired. Call only for a
-        process known to be dead."""
+    def repair_dead(self, pid: int) -> RepairReport:
+        """Finish everything a dead process was inside of: slots (those it died inside
+        go BAD with substatus WRITER_DIED, journalled), journal entries (published as
+        VOID, which consumers count lost at once), the stats block, and its heartbeat
+        records (a half-claimed one included). Every such object's lock word names
+        its holder, so nothing is missed. Call only for a process known to be dead:
+        the supervisor calls it for every child it reaps."""
         self._writable("repair")
-        return check(lib.petra_repair_writer(self._live(), writer_pid), "repair")
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+            raise ValueOutOfRangeError(f"repair: {pid!r} is not a pid")
+        out = ffi.new("petra_repair_t *")
+        check(lib.petra_repair_dead(self._live(), pid, out), "repair")
+        return RepairReport(slots=int(out.slots), slots_torn=int(out.slots_torn),
+                            entries=int(out.entries), stats=int(out.stats),
+                            heartbeats=int(out.heartbeats))
+
+    def repair_writer(self, writer_pid: int) -> int:
+        """:meth:`repair_dead` under its older name; returns how many slots it freed."""
+        return self.repair_dead(writer_pid).slots
+
+    def slot_holder(self, key: str | int) -> int:
+        """The pid whose lock word holds a slot right now, 0 when free (a snapshot)."""
+        return int(lib.petra_slot_holder(self._live(), self._resolve(key)))
 
     def set_retry_limit(self, retries: int) -> None:
-        """Bound on seqlock retries before a read or write reports busy."""
+        """Bound on seqlock retries before a read reports busy (and on a writer's spin
+        before it looks at the holder)."""
         lib.petra_set_retry_limit(self._live(), max(1, int(retries)))
+
+    def set_write_wait(self, seconds: float) -> None:
+        """How long a write waits for a slot held by another live, running writer
+        (default 1 s). A dead or stopped holder is never waited for; 0 never waits."""
+        if not seconds >= 0:
+            raise ValueOutOfRangeError(f"write wait must be >= 0 s, got {seconds!r}")
+        lib.petra_set_wait(self._live(), int(seconds * 1e9))
+
+    def lock_stats(self) -> LockStats:
+        """Why this handle's writes gave up since it was opened (see :class:`LockStats`)."""
+        out = ffi.new("petra_lock_stats_t *")
+        lib.petra_lock_stats(self._live(), out)
+        return LockStats(waits=int(out.waits), busy_dead=int(out.busy_dead),
+                         busy_stopped=int(out.busy_stopped), busy_live=int(out.busy_live),
+                         busy_nowait=int(out.busy_nowait))
 
     def _debug_begin_write(self, key: str | int) -> None:
         """Test hook: enter a slot's write section and never leave it."""
         check(lib.petra_debug_begin_write(self._live(), self._resolve(key)), "debug write")
+
+    def _debug_stage(self, kind: int, stage: int, key: str | int = 0) -> int:
+        """Test hook: stop half-way inside an object (``lib.PETRA_DBG_*``) at a stage
+        (``lib.PETRA_STAGE_*``), holding its lock word. Returns the C result (the
+        heartbeat record index for PETRA_DBG_HB)."""
+        index = self._resolve(key) if kind == lib.PETRA_DBG_SLOT else 0
+        return check(lib.petra_debug_stage(self._live(), kind, index, stage), "debug stage")
 
     # ---------------------------------------------------------------- internals
     @property
@@ -719,6 +865,17 @@ class Segment:
             return f"signal {self._infos[index].name!r}"
         return f"index {index}"
 
+    def _fail(self, rc: int, index: int) -> NoReturn:
+        """Raise for a failed single read or write; a busy slot names its holder (the
+        lock word says who) and what state that process is in."""
+        what = self._label(index)
+        if rc == _core.EBUSY and not self._closed:
+            holder = int(lib.petra_slot_holder(self._h, index))
+            if holder:
+                state = _HOLDER_STATES.get(int(lib.petra_holder_state(holder)), "?")
+                what += f" (held by pid {holder}, {state})"
+        raise_for(rc, what)
+
     def _bad_index(self, index: object) -> NoReturn:
         self._live()
         self._resolve(index)  # type: ignore[arg-type]  # raises the precise error
@@ -726,6 +883,10 @@ class Segment:
 
     def _batch_args(self, indices: npt.ArrayLike | None, first: int,
                     count: int | None) -> tuple[npt.NDArray[np.uint32] | None, int]:
+        if first.__class__ is not int or not (count is None or count.__class__ is int):
+            for what, v in (("first", first), ("count", count)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                    raise SignalTypeError(f"{what} must be an int, got {type(v).__name__}")
         if indices is None:
             n = len(self._infos) - first if count is None else count
             if first < 0 or n < 0 or first + n > len(self._infos):
@@ -743,6 +904,22 @@ class Segment:
         if count is not None and count != len(idx):
             raise ValueOutOfRangeError(f"{count} values for {len(idx)} indices")
         return idx, len(idx)
+
+    def _busy_buffers(self, n: int) -> tuple[Any, Any]:
+        """The busy counter and a scratch list of busy slot indices (per handle)."""
+        if len(self._scratch) < n:
+            self._scratch = np.zeros(n, np.uint32)
+            self._scratch_ptr = ffi.from_buffer("uint32_t[]", self._scratch)
+        return self._busy_n, self._scratch_ptr
+
+    def _busy_list(self, busy: int) -> npt.NDArray[np.uint32]:
+        return self._scratch[:busy].copy() if busy else _NO_INDICES
+
+    def _failed_buffer(self, n: int) -> Any:
+        return self._busy_buffers(n)[1]
+
+    def _batch_result(self, written: int, n: int) -> BatchWrite:
+        return BatchWrite(written, self._busy_list(n - written))
 
     @staticmethod
     def _check_lengths(n: int, q: npt.NDArray[Any] | None, ts: npt.NDArray[Any] | None) -> None:
@@ -827,6 +1004,9 @@ def _give_to_petra_group(fd: int) -> None:
 
 __all__ = [
     "BatchRead",
+    "BatchWrite",
+    "LockStats",
+    "RepairReport",
     "Segment",
     "SegmentInfo",
     "SignalInfo",
