@@ -157,7 +157,8 @@ int64_t petra_repair_writer(petra_seg_t *seg, uint32_t dead_writer) {
 
 int petra_debug_stage(petra_seg_t *seg, int kind, uint32_t index, int stage) {
     if (seg->readonly) return PETRA_EINVAL;
-    if (stage < PETRA_STAGE_LOCKED || stage > PETRA_STAGE_EVEN) return PETRA_EINVAL;
+    if (stage < PETRA_STAGE_LOCKED || stage > PETRA_STAGE_LEAVE) return PETRA_EINVAL;
+    if (stage == PETRA_STAGE_LEAVE && kind != PETRA_DBG_SLOT) return PETRA_EINVAL;
     switch (kind) {
     case PETRA_DBG_SLOT: return petra__debug_slot(seg, index, stage);
     case PETRA_DBG_ENTRY: return petra__debug_entry(seg, stage);

@@ -163,7 +163,8 @@ typedef enum {
 typedef enum {
     PETRA_STAGE_LOCKED = 1,  /* lock word taken, seq still even */
     PETRA_STAGE_ODD = 2,     /* seq odd, fields half written */
-    PETRA_STAGE_EVEN = 3     /* seq even again, lock word not yet freed */
+    PETRA_STAGE_EVEN = 3,    /* seq even again, lock word not yet freed */
+    PETRA_STAGE_LEAVE = 4    /* slots only: finish a section this handle left open */
 } petra_debug_stage_t;
 
 typedef struct {

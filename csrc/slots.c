@@ -462,6 +462,14 @@ int petra__debug_slot(petra_seg_t *seg, uint32_t index, int stage) {
     int rc = check_write(seg, index, PETRA_Q_GOOD);
     if (rc) return rc;
     petra_slot_t *s = &seg->slots[index];
+    if (stage == PETRA_STAGE_LEAVE) {
+        if (atomic_load_explicit(&s->lock, memory_order_relaxed) != seg->writer)
+            return PETRA_EINVAL;
+        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+        if (seq & 1) slot_leave(s, seq);
+        else petra__unlock(&s->lock);
+        return PETRA_OK;
+    }
     rc = petra__lock(seg, &s->lock, 0);
     if (rc) return rc;
     if (stage == PETRA_STAGE_LOCKED) return PETRA_OK;
