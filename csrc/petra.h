@@ -259,6 +259,8 @@ uint32_t petra_slot_holder(const petra_seg_t *seg, uint32_t index);
 int petra_holder_state(uint32_t pid);
 int petra_debug_begin_write(petra_seg_t *seg, uint32_t index);
 int petra_debug_stage(petra_seg_t *seg, int kind, uint32_t index, int stage);
+int64_t petra_debug_hammer(petra_seg_t *seg, uint32_t wid, uint64_t counter0,
+                           uint64_t iterations, int mode);
 
 /* Change journal. */
 void petra_cursor_init(const petra_seg_t *seg, petra_cursor_t *cur, int from_start,
