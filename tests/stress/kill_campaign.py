@@ -4,7 +4,8 @@ poisoned. Used by ``test_shm_kill_campaign.py`` and by ``bench/segment.py``.
 
 Processes:
 
-- two *supervisors* fork victims one after another, let each run a random 0.2-3 ms,
+- four *supervisors* fork victims one after another (four, because a kill cycle is
+  mostly waiting: for the victim to run, to die, to be reaped), let each run a random 0.2-3 ms,
   sometimes SIGSTOP it for a few ms and SIGCONT it, then SIGKILL it, reap it and call
   ``Segment.repair_dead(pid)``: what ``petra run``'s supervisor does for every child;
 - victims of every kind: single writes, batch writes and bare journal appends (tight C
@@ -61,6 +62,7 @@ STALL_TIMEOUT_S = 0.05
 HONEST_WID = 1
 CHECK_WID = 2
 WID_SPACE = 8000  # victim writer ids 100..8099 (value bits: 13 of id, 40 of counter)
+SUPERVISORS = 4
 
 
 @dataclass
@@ -150,10 +152,10 @@ def _supervisor(instance: str, zid: int, plan: _Plan, start: Any, out: Any) -> N
         if elapsed >= plan.max_seconds or (elapsed >= plan.seconds
                                            and sum(kills.values()) >= plan.min_kills):
             break
-        kind = KINDS[(serial // 2) % len(KINDS)]
+        kind = KINDS[(serial // SUPERVISORS) % len(KINDS)]
         wid = 100 + serial % WID_SPACE
         counter0 = (serial // WID_SPACE) << 32
-        serial += 2
+        serial += SUPERVISORS
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the victim
             try:
@@ -317,13 +319,13 @@ def run_campaign(instance: str, *, seconds: float, min_kills: int,
         done = int(lib.petra_debug_hammer(seg.handle, CHECK_WID, 0, 4 * N_SLOTS, 0))
         assert done == 4 * N_SLOTS  # every slot starts with a checksummed value
         head0 = seg.info().journal_head
-        start = CTX.Barrier(4)
+        start = CTX.Barrier(SUPERVISORS + 2)
         stop = CTX.Event()
         out: Any = CTX.Queue()
         head_after: Any = CTX.Queue()
-        plan = _Plan(seconds, min_kills // 2, max_seconds)
+        plan = _Plan(seconds, -(-min_kills // SUPERVISORS), max_seconds)
         sups = [CTX.Process(target=_supervisor, args=(instance, z, plan, start, out))
-                for z in range(2)]
+                for z in range(SUPERVISORS)]
         others = [CTX.Process(target=_honest, args=(instance, stop, start, out)),
                   CTX.Process(target=_checker, args=(instance, stop, start, head_after, out))]
         t0 = time.monotonic()
@@ -332,8 +334,10 @@ def run_campaign(instance: str, *, seconds: float, min_kills: int,
         results = [out.get(timeout=max_seconds + 120) for _ in sups]
         res.seconds = time.monotonic() - t0
         stop.set()
-        head_after.put(seg.info().journal_head)
-        results += [out.get(timeout=120) for _ in others]
+        results.append(out.get(timeout=120))  # the honest writer (the checker waits)
+        assert results[-1][0] == "honest"
+        head_after.put(seg.info().journal_head)  # no writer left: the final head
+        results.append(out.get(timeout=120))
         for p in sups + others:
             p.join(timeout=60)
             if p.exitcode != 0:
