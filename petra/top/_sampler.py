@@ -54,6 +54,8 @@ wants its lag shown publishes its cursor position in heartbeat counter
 from __future__ import annotations
 
 import collections
+import functools
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +109,18 @@ def _limit(info: SignalInfo, which: str, meta: SignalMeta | None) -> float | Non
     if value is None and meta is not None:
         value = getattr(meta, which)
     return None if value is None else float(value)
+
+
+@functools.cache
+def hist_top_us(n_buckets: int) -> float:
+    """Upper edge (us) of the last finite bucket of an ``n_buckets`` histogram (the
+    last bucket is the overflow): asked of :func:`hist_percentile_us` itself, so it
+    stays right whatever bucket layout the stats block uses."""
+    if n_buckets < 2:
+        return math.inf
+    probe = np.zeros(n_buckets, np.uint64)
+    probe[n_buckets - 2] = 1
+    return hist_percentile_us(probe, 100.0)
 
 
 class Clock(Protocol):
@@ -290,7 +304,7 @@ class Sampler:
             running_s=max(0.0, (real_ns - st.started_ns) / 1e9) if st.started_ns else 0.0,
             cycles_per_s=rate,
             history=tuple(self._history),
-            hist_top_us=float(len(hist) - 1),  # 1-us buckets, the last one the overflow
+            hist_top_us=hist_top_us(len(hist)),
         )
 
     def _processes(self, beats: list[Heartbeat], mono_ns: int) -> tuple[ProcessView, ...]:
