@@ -19,6 +19,7 @@ from petra.top._columns import (
     render_detail,
     render_text,
     select_rows,
+    spark_label,
     spark_values,
     sparkline,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "render_detail",
     "render_text",
     "select_rows",
+    "spark_label",
     "spark_values",
     "sparkline",
 ]

@@ -13,8 +13,11 @@ the selected signal (writable ones only: type a value, Enter, then ``y`` to conf
 ``p`` pause, ``q`` quit.
 
 Nothing the source hands over may crash the view: non-finite numbers are formatted
-(``_columns.py``), the sparkline gets finite data only, and a sample that fails (the
-segment unreadable) is shown in the header while the last good snapshot stays up.
+(``_columns.py``), the latency line is drawn from finite data scaled from zero (an
+interval beyond the histogram is a full bar; textual's Sparkline both rejected inf
+and scaled from the minimum, so a flat line of overflows looked like silence), and a
+sample that fails (the segment unreadable) is shown in the header while the last good
+snapshot stays up.
 
 A signal whose value changed since the previous refresh is drawn highlighted for
 that refresh. Tables are rebuilt on each refresh (simple and cheap at display sizes);
@@ -34,17 +37,19 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Sparkline, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from petra.top._columns import (
     HEADER_METERS,
     PROCESS_PANEL,
     SIGNAL_PANEL,
     Panel,
+    fmt_limit,
     fmt_value,
     render_detail,
     select_rows,
-    spark_values,
+    spark_label,
+    spark_text,
 )
 from petra.top._snapshot import SignalDetail, SignalView, Snapshot
 
@@ -75,18 +80,22 @@ class WriteScreen(ModalScreen[str | None]):
         Binding("n", "cancel", "No", show=False),
     ]
 
-    def __init__(self, signal: SignalView, check: Callable[[str], str | None]) -> None:
-        """``check`` returns an error message for text that is no value, else None."""
+    def __init__(self, signal: SignalView, check: Callable[[str], str | None],
+                 limits: str = "") -> None:
+        """``check`` returns an error message for text that is no value, else None;
+        ``limits`` is shown in the prompt (``0 .. 5``) when known."""
         super().__init__()
         self.signal = signal
         self._check = check
+        self._limits = limits
         self.text: str | None = None
 
     def compose(self) -> ComposeResult:
         s = self.signal
         unit = f" {s.unit}" if s.unit else ""
+        about = ", ".join(x for x in (s.type, s.unit, self._limits) if x)
         with Vertical(id="dialog"):
-            yield Static(f"Write {s.name} ({s.type}{unit}), now {fmt_value(s.value)}{unit}",
+            yield Static(f"Write {s.name} ({about}), now {fmt_value(s.value)}{unit}",
                          markup=False)
             yield Input(placeholder="new value, e.g. 2.5 or true", id="value")
             yield Static("Enter: next   Esc: cancel", id="confirm", markup=False)
@@ -120,7 +129,7 @@ class TopApp(App[None]):
     TITLE = "petra-top"
     CSS = """
     #header { height: auto; padding: 0 1; }
-    #spark { height: 2; margin: 0 1; }
+    #spark { height: 1; padding: 0 1; }
     .title { height: 1; padding: 0 1; background: $boost; text-style: bold; }
     #processes { height: auto; max-height: 12; }
     #signals { height: 1fr; }
@@ -175,7 +184,7 @@ class TopApp(App[None]):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Static(id="header")
-        yield Sparkline([], id="spark", summary_function=max)
+        yield Static(id="spark")
         with Vertical():
             yield Static(PROCESS_PANEL.title, id="processes-title", classes="title")
             yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
@@ -236,7 +245,7 @@ class TopApp(App[None]):
             self._draw_error_only()
             return
         self._draw_header(snap)
-        self.query_one("#spark", Sparkline).data = spark_values(snap.scan.history) or [0.0]
+        self._draw_spark(snap)
         self._fill(PROCESS_PANEL, "#processes", list(snap.processes), self._process_style)
         rows = self.signal_rows()
         shown = rows[:MAX_SIGNAL_ROWS]
@@ -292,6 +301,18 @@ class TopApp(App[None]):
         if self.error:
             text.append(f"\ncannot read the segment: {self.error}", style="bold red")
         self.query_one("#header", Static).update(text)
+
+    def _draw_spark(self, snap: Snapshot) -> None:
+        """Wake-up p99 of each refresh interval, bars from zero to the largest (an
+        interval beyond the histogram is a full bar and the scale says so)."""
+        spark = self.query_one("#spark", Static)
+        label = spark_label(snap)
+        width = (spark.size.width or self.size.width) - len(label) - 4
+        bars = spark_text(snap, max(8, width))
+        text = Text()
+        text.append(label + "  ", style="bold")
+        text.append(bars, style="green")
+        spark.update(text)
 
     def _draw_error_only(self) -> None:
         if self.error:
@@ -442,7 +463,13 @@ class TopApp(App[None]):
             if text is not None:
                 self.do_write(name, text)
 
-        self.push_screen(WriteScreen(sig, check), done)
+        limits = ""
+        if self._detail is not None:
+            with contextlib.suppress(Exception):  # the prompt only loses its limits
+                d = self._detail(name)
+                if d.minimum is not None or d.maximum is not None:
+                    limits = f"{fmt_limit(d.minimum)} .. {fmt_limit(d.maximum)}"
+        self.push_screen(WriteScreen(sig, check, limits), done)
 
     def do_write(self, name: str, text: str) -> None:
         """Write through the writer and say how it went (a refusal is a message)."""

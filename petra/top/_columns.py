@@ -179,6 +179,27 @@ def sparkline(values: Sequence[float], width: int, *, top: float | None = None) 
     return "".join(SPARK_CHARS[min(last, max(0, round(v / hi * last)))] for v in data)
 
 
+def spark_top(snap: Snapshot) -> float | None:
+    """The latency line's full bar: the histogram's top edge when an interval went
+    beyond it (finite intervals then scale against it too), else None (the largest)."""
+    over = any(math.isinf(v) and v > 0 for v in snap.scan.history)
+    return snap.scan.hist_top_us if over else None
+
+
+def spark_label(snap: Snapshot) -> str:
+    """What the latency line's full bar stands for: ``p99/refresh 0..250 us``."""
+    top = spark_top(snap)
+    if top is not None:
+        return f"p99/refresh 0..{fmt_percentile(math.inf, top)}"
+    finite = [v for v in snap.scan.history if math.isfinite(v)]
+    return f"p99/refresh 0..{fmt_us(max(finite, default=0.0))}"
+
+
+def spark_text(snap: Snapshot, width: int) -> str:
+    """The latency line itself (``-`` before the first interval)."""
+    return sparkline(snap.scan.history, width, top=spark_top(snap)) or "-"
+
+
 # ---------------------------------------------------------------------- registry
 @dataclass(frozen=True, slots=True)
 class Column(Generic[R]):
@@ -395,8 +416,8 @@ def render_text(snapshot: Snapshot, *, pattern: str = "", spark_width: int = 60)
     """The whole screen as plain text (``petra-top --once`` without ``--json``)."""
     width = max(len(m.label) for m in HEADER_METERS)
     lines = [f"{m.label.ljust(width)}  {m.fmt(m.get(snapshot))}" for m in HEADER_METERS]
-    spark = sparkline(snapshot.scan.history, spark_width)
-    lines.append(f"{'Latency'.ljust(width)}  {spark or '-'}  (wake-up p99 per refresh)")
+    lines.append(f"{'Latency'.ljust(width)}  {spark_text(snapshot, spark_width)}  (wake-up "
+                 f"{spark_label(snapshot)})")
     lines.append("")
     lines += _table(PROCESS_PANEL, list(snapshot.processes))
     lines.append("")

@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -352,6 +353,7 @@ class Sampler:
         sample = self._seg.read(info.index)
         real = self._clock.time_ns()
         roles = {hb.pid: hb.role for hb in read_heartbeats(self._seg)}
+        roles.setdefault(os.getpid(), "this process")  # petra-top's own write key
         meta = self._meta.get(name)
         return SignalDetail(
             name=info.name, type=info.type.name.lower(), unit=info.unit, owner=info.owner,

@@ -36,6 +36,7 @@ from petra.top._columns import (
     fmt_value,
     matches,
     render_detail,
+    spark_label,
     spark_values,
 )
 from petra.top._snapshot import ConsumerLag, JournalView, SignalDetail
@@ -285,3 +286,12 @@ def test_public_exports() -> None:
     assert sorted(top.__all__) == sorted(set(top.__all__))
     for name in top.__all__:
         assert hasattr(top, name), name
+
+
+def test_spark_label_names_the_full_bar() -> None:
+    snap = snapshot()  # history (10, 20, 40)
+    assert spark_label(snap) == "p99/refresh 0..40.0 us"
+    over = replace(snap, scan=scan_view(history=(10.0, math.inf)))
+    assert spark_label(over) == "p99/refresh 0..>1 ms"
+    assert "▁█" in render_text(over)  # 10 us against the 1 ms top; beyond it: full
+    assert spark_label(replace(snap, scan=scan_view(history=()))) == "p99/refresh 0..0.00 us"

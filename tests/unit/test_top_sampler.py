@@ -299,7 +299,16 @@ def test_detail_reads_one_slot_in_full(seg: Segment) -> None:
     assert (sp.minimum, sp.maximum) == (0.0, 5.0)
     assert sp.to_json()["min"] == 0.0
     drv.release()
-    assert sampler.detail("pump.starts").writer_role is None  # not a live process
+    # no heartbeat names the pid any more: it is this test process itself
+    assert sampler.detail("pump.starts").writer_role == "this process"
+    # written by a process that has exited (a `petra write`): its pid, no role
+    code = ("import os, sys; from petra.shm import Segment\n"
+            "with Segment.attach(sys.argv[1]) as s: s.write('pump.starts', 8)\n"
+            "print(os.getpid())")
+    other = subprocess.run([sys.executable, "-c", code, seg.instance],
+                           capture_output=True, text=True, check=True, timeout=60)
+    gone = sampler.detail("pump.starts")
+    assert (gone.value, gone.writer_pid, gone.writer_role) == (8, int(other.stdout), None)
     with pytest.raises(UnknownSignalError):
         sampler.detail("nope")
 
