@@ -22,13 +22,14 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 
-cat <<EOF
-demo: starting examples/demo-plant.yaml as instance '$instance' (Ctrl-C stops it).
-demo: the plant starts stopped. In another terminal, in $(pwd):
-        .venv/bin/petra-top                                    # watch it live (q quits, w writes)
-        .venv/bin/petra write $instance plant.start=true           # start the pump: the level rises
-        .venv/bin/petra write $instance tank.level_sp=4            # move the setpoint (0..5 m)
-        .venv/bin/petra read $instance 'tank.*'                    # read values once
-      (or '. .venv/bin/activate' once, then plain petra / petra-top)
-EOF
+say() { printf '        %-52s # %s\n' "$1" "$2"; }
+echo "demo: starting examples/demo-plant.yaml as instance '$instance' (Ctrl-C stops it)."
+echo "demo: the plant starts stopped. In another terminal, in $(pwd):"
+top=".venv/bin/petra-top"
+[ "$instance" = demo ] || top="$top -i $instance"
+say "$top" "watch it live (q quits, w writes)"
+say ".venv/bin/petra write $instance plant.start=true" "start the pump: the level rises"
+say ".venv/bin/petra write $instance tank.level_sp=4" "move the setpoint (0..5 m)"
+say ".venv/bin/petra read $instance 'tank.*'" "read values once"
+echo "      (or '. .venv/bin/activate' once, then plain petra and petra-top)"
 exec petra run examples/demo-plant.yaml "$@"
