@@ -50,6 +50,8 @@ def fmt_percentile(us: float | None, top_us: float) -> str:
     """A histogram percentile: beyond the histogram (``inf``) it reads ``>`` the top
     edge (``>1 ms`` with 1-us buckets up to 1 ms), since only that much is known."""
     if us is not None and math.isinf(us) and us > 0:
+        if not math.isfinite(top_us):
+            return "overflow"  # a histogram whose top edge is unknown
         return ">" + fmt_us(top_us).replace(".00 ", " ").replace(".0 ", " ")
     return fmt_us(us)
 
