@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 
 from petra.errors import SegmentLayoutError, UnknownSignalError, ValueOutOfRangeError
 from petra.shm import HeartbeatHandle, ProcessState, Segment, SignalDef, SignalType, StatsWriter
-from petra.top import Sampler, SignalDetail, Snapshot
+from petra.top import Sampler, SignalDetail, SignalWriter, Snapshot
 from petra.top._app import CHANGED_STYLE, TopApp, WriteScreen
 
 NEVER = 3600.0
@@ -453,3 +453,40 @@ def test_without_a_writer_the_view_is_read_only() -> None:
         assert app.last_write == "this view is read-only (no writer)"
 
     run(app, body)
+
+
+def test_write_key_goes_through_the_checked_path_of_a_real_segment() -> None:
+    seg = Segment.create(f"topwrite-{uuid.uuid4().hex[:8]}", [
+        SignalDef("tank.sp", SignalType.FLOAT, unit="m", writable=True, minimum=0.0,
+                  maximum=5.0, initial=2.5),
+        SignalDef("tank.level", SignalType.FLOAT, unit="m"),
+    ], heartbeats=2)
+    try:
+        writer = SignalWriter(seg.instance)
+        with Sampler.attach(seg.instance) as sampler:
+            app = TopApp(sampler.sample, interval_s=NEVER, detail=sampler.detail,
+                         write=writer.write, check=lambda n, t: None)
+
+            async def body(pilot: Any) -> None:
+                assert app.selected_signal() is not None
+                await pilot.press("w", *"9", "enter", "y")  # above max: refused
+                await pilot.pause()
+                assert app.last_write == ("not written: signal 'tank.sp': 9.0 is outside "
+                                          "its limits [0, 5]")
+                await pilot.press("w", *"nan", "enter", "y")
+                await pilot.pause()
+                assert app.last_write is not None and "not a finite number" in app.last_write
+                await pilot.press("w", *"4.25", "enter", "y")
+                await pilot.pause()
+                assert app.last_write == "tank.sp = 4.25 written"
+                assert table_rows(app, "#signals")[0][1] == "4.25"
+                await pilot.press("down", "w")  # tank.level: read-only
+                await pilot.pause()
+                assert app.last_write is not None and "read-only" in app.last_write
+
+            run(app, body)
+        assert seg.get("tank.sp") == 4.25
+        assert seg.read("tank.sp").writer == os.getpid()
+    finally:
+        seg.unlink()
+        seg.close()

@@ -141,7 +141,8 @@ def test_spark_values_are_always_drawable() -> None:
 
 @pytest.mark.parametrize(("us", "top", "text"), [
     (math.inf, 1000.0, ">1 ms"), (math.inf, 1_000_000.0, ">1 s"),
-    (math.inf, 250.0, ">250 us"), (math.inf, math.inf, "overflow"), (61.0, 1000.0, "61.0 us"), (math.nan, 1000.0, "-"),
+    (math.inf, 250.0, ">250 us"), (math.inf, math.inf, "overflow"),
+    (61.0, 1000.0, "61.0 us"), (math.nan, 1000.0, "-"),
     (0.0, 1000.0, "0.00 us")])
 def test_fmt_percentile(us: float, top: float, text: str) -> None:
     assert fmt_percentile(us, top) == text
