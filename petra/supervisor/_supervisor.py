@@ -7,7 +7,8 @@ heartbeat age in the segment. A dead child's half-finished slot writes are repai
 and restarted. Stop order matters for a PLC: the scan stops first and writes its
 safe values, the drivers get a moment to carry them to the devices, and only then
 are drivers and sinks stopped (and given time to flush). A second SIGTERM/SIGINT
-skips the courtesy and kills everything at once.
+skips the courtesy and kills everything at once, unless it comes within
+``REPEAT_SIGNAL_S`` of the first (one Ctrl-C delivered twice is not a second request).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from petra._core import now_mono_ns
 from petra.errors import PetraError
+from petra.io import cancel_and_wait
 from petra.shm import (
     HeartbeatHandle,
     ProcessState,
@@ -59,6 +61,8 @@ TICK_S = 0.1
 STOP_TIMEOUT_S = 10.0
 DRIVER_SETTLE_S = 0.5
 RELOAD_TIMEOUT_S = 15.0
+REPEAT_SIGNAL_S = 1.0
+"""A second stop signal sooner than this after the first is the same request (no force)."""
 
 
 def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
@@ -79,7 +83,7 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                cpus=others))
     if _mqtt_out_configured(plant):
         specs.append(ChildSpec(sink_role(SINK_MQTT_OUT),
-                               petra_argv("driver", path, "mqtt-out", "--instance", instance,
+                               petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
     return specs
@@ -107,7 +111,9 @@ class Supervisor:
         self.children: list[Child] = []
         self._stop = asyncio.Event()
         self._force = False
+        self._stop_signal_mono = 0.0
         self._reload_requested = False
+        self._reload_task: asyncio.Task[None] | None = None
         self._ready = False
         self._t0 = time.monotonic()
         self._reload_seq = 0
@@ -176,6 +182,13 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
+        now = time.monotonic()
+        if self._stop.is_set() and now - self._stop_signal_mono < REPEAT_SIGNAL_S:
+            # One keypress can arrive twice (a terminal's Ctrl-C reaches both
+            # `timeout --foreground` and us): not a request to skip the safe values.
+            log.info("event=stop_signal_repeated signal=%s detail='already stopping; "
+                     "send it again after %.0f s to force'", sig.name, REPEAT_SIGNAL_S)
+            return
         if self._stop.is_set():
             self._force = True
             log.warning("event=stop_forced signal=%s", sig.name)
@@ -183,6 +196,7 @@ class Supervisor:
                 self._kill(child, signal.SIGKILL)
             return
         log.info("event=stop_requested signal=%s", sig.name)
+        self._stop_signal_mono = now
         self._stop.set()
 
     def _on_hup(self) -> None:
@@ -274,9 +288,11 @@ class Supervisor:
                     and self.health()["status"] != "failed":
                 self.notifier.watchdog()
                 last_watchdog = now
-            if self._reload_requested:
+            self._reap_reload()
+            if self._reload_requested and self._reload_task is None:
+                # One reload at a time, owned here: reaped above, cancelled on stop.
                 self._reload_requested = False
-                asyncio.get_running_loop().create_task(self._reload())
+                self._reload_task = asyncio.get_running_loop().create_task(self._reload())
             self.hb.beat(ProcessState.RUNNING)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
@@ -289,7 +305,20 @@ class Supervisor:
             add_restart(self.segment, record)
             child.hb_restarts_written += 1
 
+    def _reap_reload(self) -> None:
+        """Collect a finished reload task; a crash in it is a failed reload, reported."""
+        task = self._reload_task
+        if task is None or not task.done():
+            return
+        self._reload_task = None
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("event=reload_crashed error=%s: %s", type(exc).__name__, exc)
+            self._finish_reload(self._reload_seq, False, [f"reload crashed: {exc}"])
+
     async def _shutdown(self) -> None:
+        task, self._reload_task = self._reload_task, None
+        await cancel_and_wait(task, "reload")
         self.notifier.stopping()
         self.hb.beat(ProcessState.STOPPING)
         for order in sorted({c.spec.stop_order for c in self.children}):
@@ -316,7 +345,9 @@ class Supervisor:
                     log.warning("event=child_stop_timeout role=%s pid=%d action=SIGKILL",
                                 child.role, child.pid)
                     self._kill(child, signal.SIGKILL)
-            await asyncio.wait(pending, timeout=5.0)
+            _, still = await asyncio.wait(pending, timeout=5.0)
+            for waiter in still:
+                waiter.cancel()
 
     # ------------------------------------------------------------------ reload
     async def _reload(self) -> None:
