@@ -89,7 +89,7 @@ int64_t petra_journal_read(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
             cur->next = pos + 1;
             cur->stall_since_ns = 0;
             uint8_t t = (uint8_t)tqs;
-            if (t == PETRA_T_VOID) { /* a dead producer's entry, published by repair */
+            if (t == PETRA_ENTRY_VOID) { /* a dead producer's entry, published by repair */
                 cur->lost++;
                 continue;
             }
@@ -148,7 +148,7 @@ uint64_t petra__repair_journal(petra_seg_t *seg, uint32_t dead) {
             /* Release fence: as in petra__journal_put (our load of the odd seq is
              * ordered before the stores below). */
             atomic_thread_fence(memory_order_release);
-            atomic_store_explicit(&e->tqs, PETRA_TQS(PETRA_T_VOID, PETRA_Q_BAD, 0),
+            atomic_store_explicit(&e->tqs, PETRA_TQS(PETRA_ENTRY_VOID, PETRA_Q_BAD, 0),
                                   memory_order_relaxed);
             atomic_store_explicit(&e->slot_writer, UINT32_MAX | (uint64_t)seg->writer << 32,
                                   memory_order_relaxed);

@@ -31,11 +31,16 @@ typedef enum {
 } petra_rc_t;
 
 typedef enum {
-    PETRA_T_VOID = 0,        /* journal entries only: a dead producer's, counted lost */
     PETRA_T_BOOL = 1,
     PETRA_T_INT = 2,
     PETRA_T_FLOAT = 3
 } petra_type_t;
+
+/* The type byte of a journal entry that carries no change: a producer killed inside it,
+ * published by repair. Consumers count it lost. Not a signal type. */
+typedef enum {
+    PETRA_ENTRY_VOID = 0
+} petra_entry_kind_t;
 
 typedef enum {
     PETRA_Q_BAD = 0,
