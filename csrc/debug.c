@@ -39,8 +39,9 @@ static inline uint32_t next_rand(uint64_t *state) {
     return (uint32_t)((*state * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-/* Test hook (tests/stress, tests/c). mode 0: single writes; 1: batch writes of up to 16 slots (random order, maybe
- * repeated); 2: journal appends only. Returns the writes that succeeded. */
+/* Test hook (tests/stress, tests/c). mode 0: single writes; 1: batch writes of up to
+ * 16 slots (random order, maybe repeated); 2: journal appends only. Returns the writes
+ * that succeeded. */
 int64_t petra_debug_hammer(petra_seg_t *seg, uint32_t wid, uint64_t counter0,
                            uint64_t iterations, int mode) {
     if (seg->readonly || seg->n_signals == 0 || mode < 0 || mode > 2) return PETRA_EINVAL;
