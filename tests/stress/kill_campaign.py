@@ -4,10 +4,11 @@ poisoned. Used by ``test_shm_kill_campaign.py`` and by ``bench/segment.py``.
 
 Processes:
 
-- four *supervisors* fork victims one after another (four, because a kill cycle is
-  mostly waiting: for the victim to run, to die, to be reaped), let each run a random 0.2-3 ms,
-  sometimes SIGSTOP it for a few ms and SIGCONT it, then SIGKILL it, reap it and call
-  ``Segment.repair_dead(pid)``: what ``petra run``'s supervisor does for every child;
+- four *supervisors* (fresh interpreters; four, because a kill cycle is mostly waiting
+  for the victim to run, to die, to be reaped) fork victims one after another, let each
+  run a random 0.1-2 ms, sometimes SIGSTOP it for a few ms and SIGCONT it, then SIGKILL
+  it, reap it and call ``Segment.repair_dead(pid)``: what ``petra run``'s supervisor
+  does for every child;
 - victims of every kind: single writes, batch writes and bare journal appends (tight C
   loops, ``petra_debug_hammer``, so a kill lands inside a write section most of the
   time), scan statistics, heartbeat claims and Python single writes;
@@ -28,6 +29,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import random
+import select
 import signal
 import time
 from collections import Counter
@@ -52,6 +54,10 @@ from petra.shm import (
 )
 
 CTX = mp.get_context("fork")
+# Supervisors start as fresh interpreters: every victim is forked from one, and a fork
+# copies the page tables of its parent (a test runner that imported the whole suite
+# forks several times slower than a process that imported only this module).
+SPAWN = mp.get_context("spawn")
 N_SLOTS = 48
 CAPACITY = 4096
 HEARTBEATS = 8
@@ -102,17 +108,29 @@ def _values(wid: int, counter: int, ks: list[int]) -> tuple[np.ndarray[Any, Any]
 
 
 # ------------------------------------------------------------------ victims (forked)
-def _victim(seg: Segment, kind: str, wid: int, counter0: int) -> None:  # pragma: no cover
-    """Runs until SIGKILLed. Any other way out is a failure the supervisor reports."""
+def _victim(seg: Segment, kind: str, wid: int, counter0: int,
+            ready: int) -> None:  # pragma: no cover
+    """Runs until SIGKILLed. Any other way out is a failure the supervisor reports.
+    Writes one byte to ``ready`` as it enters its loop, so the kill lands in the loop."""
     h = seg.handle
     if kind in HAMMER_MODE:
+        os.write(ready, b"r")
         while True:
             lib.petra_debug_hammer(h, wid, counter0, 1 << 40, HAMMER_MODE[kind])
     rng = random.Random(wid)
     if kind == "stats":
-        w = StatsWriter(seg, 10_000_000)
+        while True:  # another stats victim may be stopped inside the block: retry
+            try:
+                StatsWriter(seg, 10_000_000)
+                break
+            except SignalBusyError:
+                time.sleep(0.001)
+        record = lib.petra_stats_record  # bound: most of each turn is spent in C
+        os.write(ready, b"r")
         while True:
-            w.record(rng.randrange(1, 10**7), rng.randrange(1, 10**6))
+            record(h, 5_000, 1_000, 0, 0)
+            record(h, 7_000_000, 2_000, 1, 1)
+    os.write(ready, b"r")
     if kind == "heartbeat":
         while True:
             hb = HeartbeatHandle(seg, "victim", os.getpid())
@@ -137,6 +155,33 @@ class _Plan:
     max_seconds: float  # ...but stop here whatever the count
 
 
+def _one_victim(seg: Segment, kind: str, wid: int, counter0: int,
+                rng: random.Random) -> tuple[int, int, int]:
+    """Fork one victim, let it run, maybe stop and continue it, kill it, reap it.
+    Returns its pid, its wait status and whether it was stopped."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the victim
+        try:
+            os.close(r)
+            _victim(seg, kind, wid, counter0, w)
+        finally:
+            os._exit(3)
+    os.close(w)
+    select.select([r], [], [], 2.0)  # until it runs its loop (a bound, not a wait)
+    os.close(r)
+    time.sleep(rng.uniform(0.0001, 0.002))
+    stopped = rng.random() < 0.1
+    if stopped:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(rng.uniform(0.001, 0.01))
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(rng.uniform(0.0, 0.001))
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return pid, status, int(stopped)
+
+
 def _supervisor(instance: str, zid: int, plan: _Plan, start: Any, out: Any) -> None:
     seg = Segment.attach(instance)
     rng = random.Random(1000 + zid)
@@ -145,6 +190,7 @@ def _supervisor(instance: str, zid: int, plan: _Plan, start: Any, out: Any) -> N
     problems: list[str] = []
     stops = 0
     serial = zid
+    count = 0
     start.wait()
     t0 = time.monotonic()
     while True:
@@ -152,25 +198,13 @@ def _supervisor(instance: str, zid: int, plan: _Plan, start: Any, out: Any) -> N
         if elapsed >= plan.max_seconds or (elapsed >= plan.seconds
                                            and sum(kills.values()) >= plan.min_kills):
             break
-        kind = KINDS[(serial // SUPERVISORS) % len(KINDS)]
+        kind = KINDS[(zid + count) % len(KINDS)]  # supervisors run different kinds at once
+        count += 1
         wid = 100 + serial % WID_SPACE
         counter0 = (serial // WID_SPACE) << 32
         serial += SUPERVISORS
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the victim
-            try:
-                _victim(seg, kind, wid, counter0)
-            finally:
-                os._exit(3)
-        time.sleep(rng.uniform(0.0002, 0.003))
-        if rng.random() < 0.1:
-            os.kill(pid, signal.SIGSTOP)
-            stops += 1
-            time.sleep(rng.uniform(0.002, 0.02))
-            os.kill(pid, signal.SIGCONT)
-            time.sleep(rng.uniform(0.0, 0.002))
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        pid, status, stopped = _one_victim(seg, kind, wid, counter0, rng)
+        stops += stopped
         if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
             problems.append(f"{kind} victim {pid} ended with status {status}, not SIGKILL")
         rep = seg.repair_dead(pid)  # the supervisor's side, as petra run does on reap
@@ -319,12 +353,12 @@ def run_campaign(instance: str, *, seconds: float, min_kills: int,
         done = int(lib.petra_debug_hammer(seg.handle, CHECK_WID, 0, 4 * N_SLOTS, 0))
         assert done == 4 * N_SLOTS  # every slot starts with a checksummed value
         head0 = seg.info().journal_head
-        start = CTX.Barrier(SUPERVISORS + 2)
-        stop = CTX.Event()
-        out: Any = CTX.Queue()
-        head_after: Any = CTX.Queue()
+        start = SPAWN.Barrier(SUPERVISORS + 2)
+        stop = SPAWN.Event()
+        out: Any = SPAWN.Queue()
+        head_after: Any = SPAWN.Queue()
         plan = _Plan(seconds, -(-min_kills // SUPERVISORS), max_seconds)
-        sups = [CTX.Process(target=_supervisor, args=(instance, z, plan, start, out))
+        sups = [SPAWN.Process(target=_supervisor, args=(instance, z, plan, start, out))
                 for z in range(SUPERVISORS)]
         others = [CTX.Process(target=_honest, args=(instance, stop, start, out)),
                   CTX.Process(target=_checker, args=(instance, stop, start, head_after, out))]
