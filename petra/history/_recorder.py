@@ -120,15 +120,23 @@ class Recorder:
         self._start_periods(now_ns)
 
     def snapshot(self, values: npt.NDArray[np.uint64], quality: npt.NDArray[np.uint8],
-                 source_ts: npt.NDArray[np.int64], now_ns: int) -> Samples:
-        """Samples of every recorded signal whose value or quality differs from what
-        was last recorded (all of them on a fresh start; after lost journal entries,
-        the ones that changed meanwhile). ``ts`` is each slot's source timestamp."""
+                 source_ts: npt.NDArray[np.int64], now_ns: int,
+                 only: npt.NDArray[np.bool_] | None = None) -> Samples:
+        """Samples of every recorded signal (or of those in the mask ``only``) whose
+        value or quality differs from what was last recorded: all of them on a fresh
+        start; after lost journal entries, the ones that changed meanwhile. ``ts`` is
+        each slot's source timestamp."""
         n = len(self.mode)
         idx = np.arange(n, dtype=np.uint32)
         sub = np.where(quality == int(Quality.GOOD), 0, self.cur_s).astype(np.uint8)
         changed = ~self.has_rec | (self.rec_v != values) | (self.rec_q != quality)
         keep = self.recorded & changed
+        if only is not None:
+            keep &= only
+            values = np.where(only, values, self.cur_v)
+            quality = np.where(only, quality, self.cur_q).astype(np.uint8)
+            source_ts = np.where(only, source_ts, self.cur_w)
+            sub = np.where(only, sub, self.cur_s).astype(np.uint8)
         self.cur_v[:] = values
         self.cur_q[:] = quality
         self.cur_s[:] = sub

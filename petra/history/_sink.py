@@ -195,17 +195,43 @@ class HistorySink(ConnectedProcess):
         now = self.wall_ns()
         snap = self.seg.read_batch()
         last = rec.last_table
-        if last is not None and rec.last_jpos and last.segment_created_ns == (
+        if last is not None and last.segment_created_ns == (
                 self.table.segment_created_ns) and last.same_signals(self.table):
             self.consumer.seek(min(rec.last_jpos, self.seg.info().journal_head))
             self.recorder.seed(snap.values, snap.quality, snap.source_ts_ns, now)
             log.info("event=history_resume next_seq=%d journal_position=%d torn_bytes=%d",
                      rec.next_seq, rec.last_jpos, rec.torn_bytes)
+        elif self._journal_complete():
+            # A segment this log has not seen, whose journal still holds every write
+            # since its creation: record all of them, then the initial value of every
+            # slot nobody wrote (initial values do not go through the journal).
+            self.consumer = JournalConsumer(self.seg, from_start=True, batch=JOURNAL_BATCH)
+            seen = np.zeros(len(self.table.names), np.bool_)
+            while True:
+                batch = self.consumer.read()
+                if not len(batch):
+                    break
+                seen[batch.slot] = True
+                sub = self._substatus(batch.slot, batch.quality, batch.write_ts_ns)
+                self._append(self.recorder.offer(batch.slot, batch.value, batch.quality, sub,
+                                                 batch.source_ts_ns, batch.write_ts_ns, now),
+                             self.consumer.position)
+            snap = self.seg.read_batch()
+            first = self.recorder.snapshot(snap.values, snap.quality, snap.source_ts_ns, now,
+                                           only=~seen)
+            self._append(first, self.consumer.position)
+            log.info("event=history_start next_seq=%d from=segment_creation journal=%d "
+                     "initial=%d", rec.next_seq, self.consumer.position, len(first))
         else:
             first = self.recorder.snapshot(snap.values, snap.quality, snap.source_ts_ns, now)
             self._append(first, self.consumer.position)
             log.info("event=history_start next_seq=%d snapshot=%d segments=%d",
                      rec.next_seq, len(first), rec.segments)
+
+    def _journal_complete(self) -> bool:
+        """Whether the journal still holds every write since the segment was created."""
+        info = self.seg.info()
+        return info.journal_head <= info.journal_capacity
 
     async def _close(self) -> None:
         self.wal.close()
