@@ -104,13 +104,7 @@ def replay(plant: Any, recording: Any, t_from: int, t_to: int, *, atol: float = 
            keep_series: bool = False) -> tuple[ReplayResult, dict[str, Any]]:
     """Replay ``plant`` over ``recording`` (an Arrow table from
     :func:`petra.history._query.read_samples` covering the window and a lookback)."""
-    import os
-
     import numpy as np
-
-    from petra.history._query import format_ts
-    from petra.scan import FakeClock, ScanEngine, build_program
-    from petra.shm import Segment
 
     writers = set(plant.block_writers)
     outputs = [s.name for s in plant.config.signals if s.name in writers]
@@ -126,49 +120,68 @@ def replay(plant: Any, recording: Any, t_from: int, t_to: int, *, atol: float = 
                default=t0)
     t_end = min(t_to, last + period)  # compare only where there is a recording
     n_cycles = max(0, (t_end - t0) // period)
+    series, n_events, wall = _run(plant, rec_in, outputs, t0, period=period,
+                                  n_cycles=n_cycles, speed=speed)
+    cyc_t = t0 + np.arange(n_cycles, dtype=np.int64) * period
+    diffs = [_compare(name, series[:, j], cyc_t, rec_out[name], period=period, atol=atol,
+                      rtol=rtol)
+             for j, name in enumerate(outputs)]
+    window = n_cycles * period / 1e9
+    result = ReplayResult(int(n_cycles), period / 1e9, window, wall,
+                          window / wall if wall > 0 else 0.0, len(inputs), n_events, diffs)
+    extra = {"t": cyc_t, "series": series, "outputs": outputs, "recorded": rec_out} \
+        if keep_series else {}
+    return result, extra
+
+
+def _run(plant: Any, rec_in: dict[str, tuple[Any, Any]], outputs: list[str], t0: int, *,
+         period: int, n_cycles: int, speed: float | None) -> tuple[Any, int, float]:
+    """Run the scan engine on a private segment and a fake clock; the outputs after each
+    cycle (rows), the number of input samples applied, and the wall time."""
+    import os
+
+    import numpy as np
+
+    from petra.scan import FakeClock, ScanEngine, build_program
+    from petra.shm import Segment
+
     instance = f"replay-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
     seg = Segment.create(instance, plant.signal_defs(), journal_capacity=1 << 16)
     try:
-        idx = {name: seg.index(name) for name in inputs + outputs}
-        # inputs: value at t0, then the events inside the window, in time order
-        ev_t: list[Any] = []
-        ev_slot: list[Any] = []
-        ev_val: list[Any] = []
+        types = [info.type for info in seg.signals]
+        # inputs: their value at t0, then the samples inside the window, in time order
+        ev: list[tuple[Any, Any, Any]] = []
         for name, (ts, val) in rec_in.items():
+            slot = seg.index(name)
             k = int(np.searchsorted(ts, t0, side="right"))
             if k > 0:
-                seg.write_index(idx[name], _typed(seg, idx[name], float(val[k - 1])))
-            ev_t.append(ts[k:])
-            ev_slot.append(np.full(len(ts) - k, idx[name], np.int64))
-            ev_val.append(val[k:])
-        et = np.concatenate(ev_t) if ev_t else np.zeros(0, np.int64)
+                seg.write_index(slot, _cast(types[slot], float(val[k - 1])))
+            ev.append((ts[k:], np.full(len(ts) - k, slot, np.int64), val[k:]))
+        et = np.concatenate([e[0] for e in ev]) if ev else np.zeros(0, np.int64)
         order = np.argsort(et, kind="stable")
         et = et[order]
-        es = (np.concatenate(ev_slot) if ev_slot else np.zeros(0, np.int64))[order]
-        ev = (np.concatenate(ev_val) if ev_val else np.zeros(0))[order]
-        out_idx = np.asarray([idx[n] for n in outputs], np.uint32)
+        es = (np.concatenate([e[1] for e in ev]) if ev else np.zeros(0, np.int64))[order]
+        evv = (np.concatenate([e[2] for e in ev]) if ev else np.zeros(0))[order]
+        out_idx = np.asarray([seg.index(n) for n in outputs], np.uint32)
         series = np.zeros((n_cycles, len(outputs)), np.float64)
-        clock = FakeClock(start_ns=t0 - period)
-        engine = ScanEngine(seg, build_program(plant, seg), period, clock, offset_ns=t0 % period,
+        engine = ScanEngine(seg, build_program(plant, seg), period,
+                            FakeClock(start_ns=t0 - period), offset_ns=t0 % period,
                             record_stats=False)
-        state = {"k": 0, "e": 0}
+        state = [0, 0]  # next cycle, next input sample
         wall0 = time.perf_counter()
-        types = [seg.info_of(int(i)).type for i in range(len(seg))]
 
         def before_cycle() -> bool:
-            k = state["k"]
-            if k > 0:  # the previous cycle's outputs
-                series[k - 1] = seg.read_batch_f64(out_idx)[0] if len(out_idx) else 0
+            k, e = state
+            if k > 0 and len(out_idx):  # the previous cycle's outputs
+                series[k - 1] = seg.read_batch_f64(out_idx)[0]
             if k >= n_cycles:
                 return True
             t = t0 + k * period
-            e = state["e"]
             while e < len(et) and et[e] <= t:
                 slot = int(es[e])
-                seg.write_index(slot, _cast(types[slot], float(ev[e])))
+                seg.write_index(slot, _cast(types[slot], float(evv[e])))
                 e += 1
-            state["e"] = e
-            state["k"] = k + 1
+            state[0], state[1] = k + 1, e
             if speed:
                 ahead = (k * period / 1e9) / speed - (time.perf_counter() - wall0)
                 if ahead > 0:
@@ -176,46 +189,41 @@ def replay(plant: Any, recording: Any, t_from: int, t_to: int, *, atol: float = 
             return False
 
         engine.run(before_cycle)
-        wall = time.perf_counter() - wall0
+        return series, len(et), time.perf_counter() - wall0
     finally:
         seg.close()
         seg.unlink()
-    cyc_t = t0 + np.arange(n_cycles, dtype=np.int64) * period
-    diffs: list[OutputDiff] = []
-    for j, name in enumerate(outputs):
-        rts, rval = rec_out[name]
-        got = series[:, j]
-        if len(rts) == 0 or n_cycles == 0:
-            diffs.append(OutputDiff(name, 0, 0, None, None, None, 0.0))
-            continue
-        best = np.full(n_cycles, np.inf)
-        at_t = None
-        for shift in (-period, 0, period):
-            k = np.searchsorted(rts, cyc_t + shift, side="right") - 1
-            have = k >= 0
-            ref = np.where(have, rval[np.clip(k, 0, None)], np.nan)
-            dev = np.abs(got - ref)
-            dev = np.where(np.isnan(ref), np.inf, dev)
-            if shift == 0:
-                at_t = ref
-            tol = atol + rtol * np.abs(np.nan_to_num(ref))
-            best = np.minimum(best, np.where(dev <= tol, 0.0, dev))
-        valid = np.isfinite(best)
-        bad = np.flatnonzero(valid & (best > 0))
-        first = int(bad[0]) if len(bad) else None
-        assert at_t is not None
-        diffs.append(OutputDiff(
-            name, int(valid.sum()), len(bad),
-            format_ts(int(cyc_t[first])) if first is not None else None,
-            float(got[first]) if first is not None else None,
-            float(at_t[first]) if first is not None else None,
-            float(best[valid].max()) if valid.any() else 0.0))
-    window = n_cycles * period / 1e9
-    result = ReplayResult(int(n_cycles), period / 1e9, window, wall,
-                          window / wall if wall > 0 else 0.0, len(inputs), int(len(et)), diffs)
-    extra = {"t": cyc_t, "series": series, "outputs": outputs, "recorded": rec_out} \
-        if keep_series else {}
-    return result, extra
+
+
+def _compare(name: str, got: Any, cyc_t: Any, rec: tuple[Any, Any], *, period: int,
+             atol: float, rtol: float) -> OutputDiff:
+    """Replayed values (one per cycle) against the recorded step function, allowing the
+    recorded value of one period before or after (the real scan's grid and jitter)."""
+    import numpy as np
+
+    from petra.history._query import format_ts
+
+    rts, rval = rec
+    n = len(cyc_t)
+    if len(rts) == 0 or n == 0:
+        return OutputDiff(name, 0, 0, None, None, None, 0.0)
+    best = np.full(n, np.inf)
+    at_t = np.full(n, np.nan)
+    for shift in (-period, 0, period):
+        k = np.searchsorted(rts, cyc_t + shift, side="right") - 1
+        ref = np.where(k >= 0, rval[np.clip(k, 0, None)], np.nan)
+        if shift == 0:
+            at_t = ref
+        dev = np.where(np.isnan(ref), np.inf, np.abs(got - ref))
+        tol = atol + rtol * np.abs(np.nan_to_num(ref))
+        best = np.minimum(best, np.where(dev <= tol, 0.0, dev))
+    valid = np.isfinite(best)
+    bad = np.flatnonzero(valid & (best > 0))
+    if not len(bad):
+        return OutputDiff(name, int(valid.sum()), 0, None, None, None, 0.0)
+    first = int(bad[0])
+    return OutputDiff(name, int(valid.sum()), len(bad), format_ts(int(cyc_t[first])),
+                      float(got[first]), float(at_t[first]), float(best[valid].max()))
 
 
 def _first_cycle(rec_out: dict[str, tuple[Any, Any]], t_from: int) -> int:
@@ -247,10 +255,6 @@ def _cast(t: Any, v: float) -> bool | int | float:
     if t == SignalType.INT:
         return int(v)
     return v
-
-
-def _typed(seg: Any, index: int, v: float) -> bool | int | float:
-    return _cast(seg.info_of(index).type, v)
 
 
 def run(args: argparse.Namespace) -> int:
