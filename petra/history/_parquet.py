@@ -398,9 +398,15 @@ class ParquetDestination:
             tables = [pq.read_table(f) for f in files]
             import pyarrow as pa
 
+            import pyarrow.compute as pc
+
             table = pa.concat_tables(tables, promote_options="permissive")
-            # unify dictionaries and keep the sort order: signal, then time
+            # keep the sort order (signal, then time) and one dictionary for the names
+            col = table.schema.get_field_index("signal")
+            table = table.set_column(col, "signal", pc.cast(table.column(col), pa.string()))
             table = table.sort_by([("signal", "ascending"), ("ts", "ascending")])
+            table = table.combine_chunks()
+            table = table.set_column(col, "signal", pc.dictionary_encode(table.column(col)))
             first = min(int(t.schema.metadata[b"petra.wal_first_seq"]) for t in tables)
             end = max(int(t.schema.metadata[b"petra.wal_end_seq"]) for t in tables)
             name = f"part-{first:016d}-{end:016d}.parquet"

@@ -186,7 +186,9 @@ class SegmentScan:
 
     @property
     def bad_bytes(self) -> int:
-        return self.file_size - self.end_offset
+        """Bytes after the last valid record (a file cut inside the header's padding
+        has none)."""
+        return max(0, self.file_size - self.end_offset)
 
 
 def read_header(fd: int, path: Path) -> tuple[SignalTable, int, int] | None:
@@ -568,6 +570,7 @@ class Wal:
         (released, dropped by the quota) the read starts at the oldest one: compare
         ``first_seq`` of the result. None when nothing durable is there yet."""
         limit = self._synced_seq
+        from_seq = max(from_seq, self.first_seq)  # released or dropped: from the oldest
         if from_seq >= limit:
             return None
         got = self._from_cache(from_seq, max_samples, limit)
