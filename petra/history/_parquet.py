@@ -397,7 +397,6 @@ class ParquetDestination:
                 continue
             tables = [pq.read_table(f) for f in files]
             import pyarrow as pa
-
             import pyarrow.compute as pc
 
             table = pa.concat_tables(tables, promote_options="permissive")

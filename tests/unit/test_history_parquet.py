@@ -4,6 +4,7 @@ partitions, retention, compaction; reading it back (query, aggregate, CLI)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,37 +95,37 @@ def test_a_crash_at_any_step_of_a_flush_leaves_every_sample_exactly_once(
     dest = ParquetDestination(tmp_path / "pq", cfg())
     dest.open()
     real_write, real_json, real_replace = (dest._write_file, parquet_mod.write_json_atomic,
-                                           parquet_mod.os.replace)
+                                           os.replace)
     calls = {"write": 0, "json": 0}
 
-    class Crash(Exception):
+    class CrashError(Exception):
         pass
 
     def write_file(*a: Any) -> None:
         calls["write"] += 1
         if crash_at == "write" and calls["write"] == 2:
-            raise Crash  # the second partition's file
+            raise CrashError  # the second partition's file
         real_write(*a)
 
     def write_json(path: Path, doc: Any, **kw: Any) -> None:
         calls["json"] += 1
         if crash_at == "commit" and calls["json"] == 1:
             real_json(path, doc, **kw)
-            raise Crash  # committed, then died before renaming
+            raise CrashError  # committed, then died before renaming
         if crash_at == "final_state" and calls["json"] == 2:
-            raise Crash
+            raise CrashError
         real_json(path, doc, **kw)
 
     def replace(src: Any, dst: Any) -> None:
         if crash_at == "rename" and str(dst).endswith(".parquet"):
             real_replace(src, dst)
-            raise Crash  # one file renamed, the other not
+            raise CrashError  # one file renamed, the other not
         real_replace(src, dst)
 
     monkeypatch.setattr(dest, "_write_file", write_file)
     monkeypatch.setattr(parquet_mod, "write_json_atomic", write_json)
-    monkeypatch.setattr(parquet_mod.os, "replace", replace)
-    with pytest.raises(Crash):
+    monkeypatch.setattr(os, "replace", replace)  # what the module calls
+    with pytest.raises(CrashError):
         pump(dest, wal)
     monkeypatch.undo()
     # a new process: recover, then carry on from the confirmed position

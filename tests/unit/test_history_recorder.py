@@ -17,7 +17,7 @@ def bits(values: list[float]) -> np.ndarray:
     return np.asarray(values, np.float64).view(np.uint64)
 
 
-def offer(rec: Recorder, slots: list[int], values: list[float], now: int,
+def offer(rec: Recorder, slots: list[int], values: list[float], now: int, *,
           quality: list[int] | None = None, substatus: list[int] | None = None) -> Samples:
     n = len(slots)
     v = np.asarray([np.float64(x).view(np.uint64) if TABLE.types[s] == 3
@@ -30,7 +30,7 @@ def offer(rec: Recorder, slots: list[int], values: list[float], now: int,
 
 
 def fvals(s: Samples) -> list[float]:
-    return s.value.view(np.float64).tolist()
+    return [float(x) for x in s.value.view(np.float64)]
 
 
 def test_a_value_written_again_unchanged_is_not_a_sample() -> None:
@@ -65,8 +65,8 @@ def test_vectorised_change_detection_equals_the_sequential_rule(
         got.extend(zip(out.sig.tolist(), vals, out.quality.tolist(), strict=True))
     last: dict[int, tuple[float, int]] = {}
     want = []
-    for s, v, q in entries:
-        v = float(v if TABLE.types[s] == 3 else int(v))
+    for s, raw, q in entries:
+        v = float(raw if TABLE.types[s] == 3 else int(raw))
         if last.get(s) != (v, q):
             want.append((s, v, q))
             last[s] = (v, q)

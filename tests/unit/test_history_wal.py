@@ -54,7 +54,8 @@ def test_crc32c_is_castagnoli() -> None:
 batches = st.lists(st.integers(1, 300), min_size=1, max_size=12)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=batches, seg_kib=st.sampled_from([64, 128]), cache=st.sampled_from([0, 500]))
 def test_round_trip(tmp_path: Path, sizes: list[int], seg_kib: int, cache: int) -> None:
     d = tmp_path / f"w{len(sizes)}-{seg_kib}-{cache}-{sum(sizes)}"
@@ -102,7 +103,7 @@ def _segment_file(tmp_path: Path) -> tuple[Path, list[tuple[int, int]], list[Sam
     assert scan is not None
     ends = []
     seq = 0
-    for off, n in zip(scan.offsets[1:] + [scan.end_offset], scan.counts, strict=True):
+    for off, n in zip([*scan.offsets[1:], scan.end_offset], scan.counts, strict=True):
         seq += n
         ends.append((off, seq))
     return path, ends, parts
@@ -151,7 +152,7 @@ def test_a_flipped_bit_ends_the_segment_there_and_older_segments_are_skipped(
     wal.rotate()
     wal.append(make(5, 40), TABLE, jpos=9)
     wal.close()
-    first, second = wal.segment_paths()
+    first, _ = wal.segment_paths()
     scan = scan_segment(first)
     assert scan is not None
     raw = bytearray(first.read_bytes())
