@@ -20,11 +20,11 @@ import pytest
 
 pytest.importorskip("chdb", reason="chdb is installed by the test extra")
 
-import clickhouse_connect  # noqa: E402
+import clickhouse_connect
 
-from petra.config._history import ClickHouseConfig, HistoryConfig, ParquetConfig  # noqa: E402
-from petra.history import Samples, SignalTable, Wal  # noqa: E402
-from petra.history._clickhouse import ClickHouseDestination  # noqa: E402
+from petra.config._history import ClickHouseConfig, HistoryConfig, ParquetConfig
+from petra.history import Samples, SignalTable, Wal
+from petra.history._clickhouse import ClickHouseDestination
 
 TABLE = SignalTable(("tank.level", "pump.count", "pump.on"), (3, 2, 1), "inst", 1)
 T0 = 1_760_000_000 * 10**9
