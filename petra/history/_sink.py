@@ -101,6 +101,7 @@ class DestState:
     last_success_wall: float = 0.0
     down_since: float | None = None
     rate_due: float = 0.0
+    failing: bool = False  # failed, and has not flushed since
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -369,7 +370,7 @@ class HistorySink(ConnectedProcess):
         for alarm, until in list(self._alarm_until.items()):
             if now >= until:
                 self._clear(alarm)
-        if any(d.state == ConnState.BACKOFF for d in self.dests):
+        if any(d.failing for d in self.dests):
             self._raise(Alarm.DESTINATION_DOWN, sticky=True)
         else:
             self._clear(Alarm.DESTINATION_DOWN)
@@ -430,6 +431,7 @@ class HistorySink(ConnectedProcess):
             dest.flush()
             flushed = max(1, dest.confirmed - before)
             d.last_success_wall = time.time()
+            d.failing = False
             self._release_confirmed()
             maintain = getattr(dest, "maintain", None)
             if maintain is not None:
@@ -457,6 +459,7 @@ class HistorySink(ConnectedProcess):
 
     async def _dest_failed(self, d: DestState, exc: BaseException, stop: asyncio.Event) -> None:
         d.errors += 1
+        d.failing = True
         d.last_error = describe(exc)
         self.tm.inc(HistoryCounter.ERRORS)
         self.rlog(logging.WARNING, f"dest:{d.dest.name}",
