@@ -67,7 +67,10 @@ def _history_dir(plant: str, instance: str | None) -> tuple[Path, Any]:
     from petra.config import load_plant
     from petra.history import resolve_dir
 
-    cfg = load_plant(plant).config
+    try:
+        cfg = load_plant(plant).config
+    except OSError as exc:
+        raise ConfigError(f"cannot read {plant}: {exc.strerror}") from None
     if cfg.history is None:
         raise ConfigError("the plant has no history: section", file=plant)
     return resolve_dir(cfg.history, instance or cfg.instance, plant), cfg.history

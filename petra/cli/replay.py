@@ -262,7 +262,10 @@ def run(args: argparse.Namespace) -> int:
     from petra.history import resolve_dir
     from petra.history._query import parse_time, read_samples
 
-    plant = load_plant(args.plant)
+    try:
+        plant = load_plant(args.plant)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.plant}: {exc.strerror}") from None
     now = time.time_ns()
     try:
         t_from = parse_time(args.t_from, now)
