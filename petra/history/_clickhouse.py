@@ -39,7 +39,7 @@ import numpy.typing as npt
 from petra.config._history import ClickHouseConfig
 from petra.errors import ConfigError
 from petra.history._parquet import write_json_atomic
-from petra.history._samples import Samples
+from petra.history._samples import Samples, SignalTable
 from petra.history._wal import WalRead
 from petra.types import SignalType
 
@@ -167,7 +167,8 @@ class ClickHouseDestination:
         self.inserts = 0
         self._inflight: tuple[int, int] | None = None
         self._parts: list[tuple[npt.NDArray[Any], ...]] = []
-        self._names: list[tuple[str, ...]] = []
+        self._names: list[SignalTable] = []
+        self._cache: dict[int, tuple[SignalTable, Any, Any]] = {}
         self._buffered = 0
         self._first_seq = 0
         self._since = 0.0
@@ -240,14 +241,14 @@ class ClickHouseDestination:
         s: Samples = batch.samples
         if self._buffered == 0:
             self._since = self.clock()
-        types = batch.table.type_array()[s.sig]
+        types = self._types(batch.table)[s.sig]
         is_f = types == int(SignalType.FLOAT)
         ints = s.value.view(np.int64)
         value = np.where(is_f, s.value.view(np.float64), ints.astype(np.float64))
         seq = np.arange(batch.first_seq, batch.end_seq, dtype=np.uint64)
         self._parts.append((s.sig.astype(np.int32), s.ts, value, np.where(is_f, 0, ints),
                             s.quality, s.substatus, s.wts, seq))
-        self._names.append(batch.table.names)
+        self._names.append(batch.table)
         self._buffered += len(s)
         self.read_pos = batch.end_seq
 
@@ -298,8 +299,8 @@ class ClickHouseDestination:
         ts_type = pa.timestamp("ns", tz="UTC")
         zeros = pa.array(np.zeros(n, np.int32))
         signal = pa.chunked_array([
-            pa.DictionaryArray.from_arrays(pa.array(p[0]), pa.array(names, pa.string()))
-            for p, names in zip(self._parts, self._names, strict=True)])
+            pa.DictionaryArray.from_arrays(pa.array(p[0]), self._dictionary(table, pa))
+            for p, table in zip(self._parts, self._names, strict=True)])
         return pa.table({
             "site": pa.DictionaryArray.from_arrays(zeros, pa.array([self.site])),
             "instance": pa.DictionaryArray.from_arrays(zeros, pa.array([self.instance])),
@@ -312,6 +313,24 @@ class ClickHouseDestination:
             "write_ts": pa.array(cols[5], ts_type),
             "seq": pa.array(cols[6], pa.uint64()),
         })
+
+    def _entry(self, table: SignalTable) -> tuple[SignalTable, Any, Any]:
+        hit = self._cache.get(id(table))
+        if hit is None or hit[0] is not table:
+            hit = (table, table.type_array(), None)
+            self._cache[id(table)] = hit
+        return hit
+
+    def _types(self, table: SignalTable) -> Any:
+        return self._entry(table)[1]
+
+    def _dictionary(self, table: SignalTable, pa: Any) -> Any:
+        """The table's names as an Arrow array, built once per table."""
+        t, types, names = self._entry(table)
+        if names is None:
+            names = pa.array(table.names, pa.string())
+            self._cache[id(table)] = (t, types, names)
+        return names
 
     def _save(self, doc: dict[str, Any], *, durable: bool) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)

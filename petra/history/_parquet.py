@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from petra.config._history import ParquetConfig
+from petra.history._samples import SignalTable
 from petra.history._wal import WalRead
 from petra.types import SignalType
 
@@ -72,6 +73,14 @@ def write_json_atomic(path: Path, doc: Any, *, durable: bool = True) -> None:
     os.replace(tmp, path)
     if durable:
         _fsync_path(path.parent, directory=True)
+
+
+def encodings(columns: list[str]) -> dict[str, Any]:
+    """Timestamps delta-encoded (within a signal they rise by similar steps: this halves
+    their size against dictionary + zstd); every other column dictionary-encoded."""
+    times = [c for c in columns if c in ("ts", "write_ts")]
+    return {"use_dictionary": [c for c in columns if c not in times],
+            "column_encoding": dict.fromkeys(times, "DELTA_BINARY_PACKED")}
 
 
 def partition_of(ts_ns: int, hourly: bool) -> str:
@@ -121,6 +130,7 @@ class ParquetDestination:
         self._types: list[int] = []
         self._gid: dict[str, int] = {}
         self._last_maintenance = -1e18
+        self._gmaps: dict[int, tuple[SignalTable, npt.NDArray[np.uint32]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> int:
@@ -190,9 +200,7 @@ class ParquetDestination:
             self._since = self.clock()
             self._first_seq = batch.first_seq if batch.first_seq > self.read_pos \
                 else self.read_pos
-        gmap = np.fromiter((self._global_id(n, t) for n, t in
-                            zip(batch.table.names, batch.table.types, strict=True)),
-                           np.uint32, len(batch.table.names))
+        gmap = self._gmap(batch.table)
         gid = gmap[s.sig] if len(gmap) else s.sig
         key = s.ts // NS_HOUR if self.cfg.partition == "hour" else s.ts // NS_DAY
         keys = np.unique(key)
@@ -212,6 +220,18 @@ class ParquetDestination:
             part.rows += len(sub)
         self._buffered += len(s)
         self.read_pos = batch.end_seq
+
+    def _gmap(self, table: SignalTable) -> npt.NDArray[np.uint32]:
+        """Table index -> global signal id (cached per table: a WAL read must not cost
+        a Python loop over every signal)."""
+        cached = self._gmaps.get(id(table))
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        gmap = np.fromiter((self._global_id(n, t) for n, t in
+                            zip(table.names, table.types, strict=True)),
+                           np.uint32, len(table.names))
+        self._gmaps[id(table)] = (table, gmap)
+        return gmap
 
     def _global_id(self, name: str, typ: int) -> int:
         key = f"{name}\x00{typ}"
@@ -313,7 +333,8 @@ class ParquetDestination:
             b"petra.wal_end_seq": str(end).encode()})
         with open(path, "wb") as fh:
             pq.write_table(table, fh, row_group_size=self.cfg.row_group_rows,
-                           compression="zstd", compression_level=self.cfg.compression_level)
+                           compression="zstd", compression_level=self.cfg.compression_level,
+                           **encodings(table.column_names))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -416,7 +437,8 @@ class ParquetDestination:
             with open(tmp, "wb") as fh:
                 pq.write_table(table, fh, row_group_size=self.cfg.row_group_rows,
                                compression="zstd",
-                               compression_level=self.cfg.compression_level)
+                               compression_level=self.cfg.compression_level,
+                               **encodings(table.column_names))
                 fh.flush()
                 os.fsync(fh.fileno())
             rel = [str(f.relative_to(self.dir)) for f in files]

@@ -17,7 +17,7 @@ Rules
   value (``ts`` = now, ``wts`` = when the value was written), so a flat line in the
   history is known to be flat and not a dead recorder.
 - *Period*: a sample of the current value every ``period_s`` on a fixed grid, whether
-  or not it changed.
+  or not it changed, stamped with the grid instant.
 
 Speed
 -----
@@ -322,17 +322,23 @@ class Recorder:
         if len(p):
             due = p[self.has_cur[p] & (self.next_period[p] <= now_ns)]
             if len(due):
-                parts.append(self._current(due, now_ns))
+                # stamped on the grid instant, not the (jittered) instant of the tick:
+                # regular timestamps cost next to nothing in Parquet and ClickHouse
+                per = self.period[due]
+                grid = (now_ns // per) * per
+                parts.append(self._current(due, grid))
                 self._mark_recorded(due.astype(np.uint32), now_ns)
                 per = self.period[due]
                 self.next_period[due] = (now_ns // per + 1) * per
         return Samples.concat(parts)
 
-    def _current(self, slots: npt.NDArray[np.intp], now_ns: int) -> Samples:
+    def _current(self, slots: npt.NDArray[np.intp], ts: int | npt.NDArray[np.int64]
+                 ) -> Samples:
         n = len(slots)
         return Samples(slots.astype(np.uint32), self.cur_v[slots].copy(),
                        self.cur_q[slots].copy(), self.cur_s[slots].copy(),
-                       np.full(n, now_ns, np.int64), self.cur_w[slots].copy())
+                       np.broadcast_to(np.asarray(ts, np.int64), (n,)).copy(),
+                       self.cur_w[slots].copy())
 
     def next_due_ns(self) -> int | None:
         """When :meth:`tick` next has something to do (None: nothing scheduled)."""
