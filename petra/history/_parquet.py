@@ -202,10 +202,11 @@ class ParquetDestination:
                 else self.read_pos
         gmap = self._gmap(batch.table)
         gid = gmap[s.sig] if len(gmap) else s.sig
-        key = s.ts // NS_HOUR if self.cfg.partition == "hour" else s.ts // NS_DAY
-        keys = np.unique(key)
         hourly = self.cfg.partition == "hour"
         unit = NS_HOUR if hourly else NS_DAY
+        key = s.ts // unit
+        lo, hi = int(key.min()), int(key.max())
+        keys = np.array([lo]) if lo == hi else np.unique(key)  # nearly always one
         for k in keys.tolist():
             sel = slice(None) if len(keys) == 1 else np.flatnonzero(key == k)
             name = partition_of(int(k) * unit, hourly)

@@ -201,19 +201,14 @@ class Recorder:
                       quality[kept].astype(np.uint8), substatus[kept].astype(np.uint8),
                       source_ts[kept].astype(np.int64), write_ts[kept].astype(np.int64))
         if len(fast):
-            fk = fast[keep[fast]]
-            if len(fk):
-                fs = slot[fk]
-                # state of change-mode slots: their last kept entry
-                rev2 = fs[::-1]
-                _, fr = np.unique(rev2, return_index=True)
-                li = fk[len(fk) - 1 - fr]
-                sl = slot[li]
-                self.rec_v[sl] = value[li]
-                self.rec_q[sl] = quality[li]
-                self.rec_s[sl] = substatus[li]
-                self.has_rec[sl] = True
-                self.last_t[sl] = now_ns
+            # A change-mode slot's last entry is either kept or equal to the last kept
+            # one: its recorded value is now its current value.
+            sl = s_last[self.mode[s_last] == MODE_CHANGE]
+            self.rec_v[sl] = self.cur_v[sl]
+            self.rec_q[sl] = self.cur_q[sl]
+            self.rec_s[sl] = self.cur_s[sl]
+            self.has_rec[sl] = True
+            self.last_t[slot[fast[keep[fast]]]] = now_ns
         return out
 
     def _changes(self, s: npt.NDArray[np.uint32], v: npt.NDArray[np.uint64],
