@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -67,15 +68,17 @@ def test_record_the_demo_plant_and_replay_it(tmp_path: Path) -> None:
     # integrating blocks deviate a little for a few cycles, a timed edge may move by a
     # cycle or two. Logic driven by the inputs alone matches exactly.
     for o in outputs.values():
-        assert o["differing"] <= 0.02 * o["cycles"], json.dumps(same, indent=1)
+        assert o["differing"] <= 0.05 * o["cycles"], json.dumps(same, indent=1)
     for name in ("plant.running", "run.limit", "tank.full", "alarm.level_high"):
         assert outputs[name]["differing"] == 0, outputs[name]
-    assert outputs["valve.cmd"]["max_abs_dev"] < 1.0  # % of a 0..100 % valve
+    assert outputs["valve.cmd"]["max_abs_dev"] < 5.0  # % of a 0..100 % valve
     assert outputs["tank.level_meas"]["max_abs_dev"] < 0.05  # m
     assert same["speedup"] > 1  # (bench/history.py measures it; here only that it ran)
 
     changed = tmp_path / "changed.yaml"
-    changed.write_text(plant.read_text().replace("kp: 80.0", "kp: 20.0"))
+    kp = re.search(r"kp: ([0-9.]+)", plant.read_text())
+    assert kp is not None
+    changed.write_text(plant.read_text().replace(kp.group(0), f"kp: {float(kp.group(1)) / 4}"))
     diff = replay(changed, "--rtol", "0.01", "--atol", "0.01")
     outs = {o["signal"]: o for o in diff["outputs"]}
     assert outs["valve.cmd"]["differing"] > 0.3 * outs["valve.cmd"]["cycles"]
