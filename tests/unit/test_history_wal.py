@@ -228,3 +228,29 @@ def test_another_signal_table_starts_a_new_segment(tmp_path: Path) -> None:
     b = wal.read(3, 100)
     assert a is not None and b is not None
     assert (a.table, a.end_seq, b.table, b.end_seq) == (TABLE, 3, other, 5)
+
+
+def test_journal_seek_resumes_at_a_saved_position_and_counts_what_the_ring_lost() -> None:
+    import os
+
+    from petra.errors import ValueOutOfRangeError
+    from petra.shm import JournalConsumer, Segment, SignalDef, SignalType
+
+    seg = Segment.create(f"hseek{os.getpid()}", [SignalDef("x", SignalType.INT)],
+                         journal_capacity=64)
+    try:
+        for i in range(10):
+            seg.write("x", i)
+        c = JournalConsumer(seg)
+        c.seek(4)
+        assert c.read().decoded() == [4, 5, 6, 7, 8, 9] and c.lost == 0
+        for i in range(100):
+            seg.write("x", 100 + i)
+        c.seek(10)  # 10..45 are gone from a 64-entry ring holding 46..109
+        got = c.read()
+        assert c.lost == 36 and got.decoded()[0] == 136
+        with pytest.raises(ValueOutOfRangeError):
+            c.seek(10_000)
+    finally:
+        seg.close()
+        seg.unlink()
