@@ -78,12 +78,16 @@ class BatchWrite(int):
     that were not written, because their lock was held by a dead or stopped writer
     (or a live one past the wait budget; see :meth:`Segment.lock_stats`)."""
 
-    failed: npt.NDArray[np.uint32]
+    _failed: npt.NDArray[np.uint32]
 
     def __new__(cls, written: int, failed: npt.NDArray[np.uint32]) -> BatchWrite:
         self = super().__new__(cls, written)
-        self.failed = failed
+        self._failed = failed
         return self
+
+    @property
+    def failed(self) -> npt.NDArray[np.uint32]:
+        return self._failed
 
     @property
     def written(self) -> int:
