@@ -19,10 +19,10 @@
 enum { CHUNK = 32, FAST_SPINS = 64 };
 
 /* Copy one slot out. Returns 0, or PETRA_EBUSY after retry_limit attempts. */
-static inline int slot_copy(const petra_seg_t *seg, petra_slot_t *s, uint64_t *value,
+static inline int slot_copy(uint32_t retry_limit, petra_slot_t *s, uint64_t *value,
                             uint8_t *quality, uint8_t *substatus, int64_t *src_ts,
                             int64_t *wr_ts, uint32_t *writer) {
-    for (uint32_t attempt = 0; attempt < seg->retry_limit; attempt++) {
+    for (uint32_t attempt = 0; attempt < retry_limit; attempt++) {
         /* Acquire: pairs with the release store of the even seq that ends a write
          * section, so the data loads below see at least that writer's stores. */
         uint64_t s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
@@ -55,10 +55,10 @@ static inline int slot_copy(const petra_seg_t *seg, petra_slot_t *s, uint64_t *v
 }
 
 /* Copy one slot out as a float64 (bool and int converted). */
-static inline int slot_copy_f64(const petra_seg_t *seg, petra_slot_t *s, double *value,
+static inline int slot_copy_f64(uint32_t retry_limit, petra_slot_t *s, double *value,
                                 uint8_t *quality) {
     uint64_t v;
-    int rc = slot_copy(seg, s, &v, quality, NULL, NULL, NULL, NULL);
+    int rc = slot_copy(retry_limit, s, &v, quality, NULL, NULL, NULL, NULL);
     if (rc) return rc;
     if (s->type == PETRA_T_FLOAT)
         memcpy(value, &v, sizeof(double));
@@ -140,7 +140,7 @@ int petra_read(petra_seg_t *seg, uint32_t index, petra_sample_t *out) {
     if (index >= seg->n_signals) return PETRA_ERANGE;
     petra_slot_t *s = &seg->slots[index];
     out->type = s->type;
-    return slot_copy(seg, s, &out->u, &out->quality, &out->substatus,
+    return slot_copy(seg->retry_limit, s, &out->u, &out->quality, &out->substatus,
                      &out->source_ts_ns, &out->write_ts_ns, &out->writer);
 }
 
@@ -154,7 +154,7 @@ double petra_get_f64(petra_seg_t *seg, uint32_t index, int *rc) {
     }
     petra_slot_t *s = &seg->slots[index];
     uint64_t v = 0;
-    *rc = slot_copy(seg, s, &v, NULL, NULL, NULL, NULL, NULL);
+    *rc = slot_copy(seg->retry_limit, s, &v, NULL, NULL, NULL, NULL, NULL);
     if (*rc) return NAN; /* the sentinel: see the comment above */
     if (s->type == PETRA_T_FLOAT) {
         double d;
@@ -170,7 +170,7 @@ int64_t petra_get_i64(petra_seg_t *seg, uint32_t index, int *rc) {
         return INT64_MIN;
     }
     uint64_t v = 0;
-    *rc = slot_copy(seg, &seg->slots[index], &v, NULL, NULL, NULL, NULL, NULL);
+    *rc = slot_copy(seg->retry_limit, &seg->slots[index], &v, NULL, NULL, NULL, NULL, NULL);
     return *rc ? INT64_MIN : (int64_t)v;
 }
 
@@ -208,24 +208,44 @@ int petra_write_i64(petra_seg_t *seg, uint32_t index, int64_t value, uint8_t qua
 
 /* Batch reads leave a busy slot's outputs untouched: the caller keeps its last good
  * value (the process-image contract) and learns how many, and which, were busy. */
+/* One slot of a batch read into position i of the outputs; 1 when it was busy. */
+static inline int read_one_into(uint32_t limit, petra_slot_t *s, size_t i, uint64_t *values,
+                                uint8_t *quality, int64_t *source_ts) {
+    uint64_t v;
+    uint8_t q;
+    int64_t st;
+    if (__builtin_expect(slot_copy(limit, s, &v, &q, NULL, &st, NULL, NULL) != 0, 0))
+        return 1;
+    values[i] = v;
+    if (quality) quality[i] = q;
+    if (source_ts) source_ts[i] = st;
+    return 0;
+}
+
 int64_t petra_read_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, size_t n,
                          uint64_t *values, uint8_t *quality, int64_t *source_ts,
                          uint32_t *busy_out, uint32_t *busy_idx) {
-    uint32_t busy = 0;
     if (!values || !indices_ok(seg, idx, first, n)) return PETRA_ERANGE;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t k = idx ? idx[i] : first + (uint32_t)i;
-        uint64_t v;
-        uint8_t q;
-        int64_t st;
-        if (slot_copy(seg, &seg->slots[k], &v, &q, NULL, &st, NULL, NULL)) {
-            if (busy_idx) busy_idx[busy] = k;
-            busy++;
-            continue;
+    /* Locals, and one loop per addressing mode: the loop is load- and store-bound, and
+     * fewer live values keep it from spilling to the stack on every slot. */
+    const uint32_t limit = seg->retry_limit;
+    uint32_t busy = 0;
+    if (!idx) {
+        petra_slot_t *base = seg->slots + first;
+        for (size_t i = 0; i < n; i++) {
+            if (read_one_into(limit, &base[i], i, values, quality, source_ts)) {
+                if (busy_idx) busy_idx[busy] = first + (uint32_t)i;
+                busy++;
+            }
         }
-        values[i] = v;
-        if (quality) quality[i] = q;
-        if (source_ts) source_ts[i] = st;
+    } else {
+        petra_slot_t *slots = seg->slots;
+        for (size_t i = 0; i < n; i++) {
+            if (read_one_into(limit, &slots[idx[i]], i, values, quality, source_ts)) {
+                if (busy_idx) busy_idx[busy] = idx[i];
+                busy++;
+            }
+        }
     }
     if (busy_out) *busy_out = busy;
     return (int64_t)n;
@@ -234,13 +254,15 @@ int64_t petra_read_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, 
 int64_t petra_read_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t first,
                              size_t n, double *values, uint8_t *quality,
                              uint32_t *busy_out, uint32_t *busy_idx) {
-    uint32_t busy = 0;
     if (!values || !indices_ok(seg, idx, first, n)) return PETRA_ERANGE;
+    const uint32_t limit = seg->retry_limit; /* as in petra_read_batch */
+    petra_slot_t *slots = seg->slots;
+    uint32_t busy = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx ? idx[i] : first + (uint32_t)i;
         double v;
         uint8_t q;
-        if (slot_copy_f64(seg, &seg->slots[k], &v, &q)) {
+        if (__builtin_expect(slot_copy_f64(limit, &slots[k], &v, &q) != 0, 0)) {
             if (busy_idx) busy_idx[busy] = k;
             busy++;
             continue;
@@ -381,11 +403,13 @@ int petra__write_f64_at(petra_seg_t *seg, uint32_t index, double value, uint8_t 
  * k in idx. A busy slot keeps the image's last good value and is counted. */
 int64_t petra__read_scatter_f64(petra_seg_t *seg, const uint32_t *idx, size_t n,
                                 double *img, uint8_t *quality) {
+    petra_slot_t *slots = seg->slots; /* locals: see petra_read_batch */
+    const uint32_t limit = seg->retry_limit, n_signals = seg->n_signals;
     int64_t busy = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx[i];
-        if (k >= seg->n_signals) return PETRA_ERANGE;
-        if (slot_copy_f64(seg, &seg->slots[k], &img[k], &quality[k])) busy++;
+        if (k >= n_signals) return PETRA_ERANGE;
+        if (slot_copy_f64(limit, &slots[k], &img[k], &quality[k])) busy++;
     }
     return busy;
 }
