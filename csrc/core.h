@@ -109,8 +109,10 @@ static inline void petra__journal_put(petra_seg_t *seg, uint64_t pos, uint32_t s
     petra_jentry_t *e = &seg->ring[pos & seg->jmask];
     uint64_t want = 2 * pos + 1;
     /* The lock word names us before we touch the entry. Taken: a producer a full lap
-     * behind is inside (or died there); never wait for it, drop ours. */
-    if (!petra__try_lock(seg, &e->lock)) {
+     * behind is inside (or died there); never wait for it, drop ours. The relaxed load
+     * first is a hint that spares a CAS bound to fail. */
+    if (atomic_load_explicit(&e->lock, memory_order_relaxed) != 0 ||
+        !petra__try_lock(seg, &e->lock)) {
         /* Relaxed: a statistic. */
         atomic_fetch_add_explicit(&j->producer_drops, 1, memory_order_relaxed);
         return;
