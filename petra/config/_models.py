@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._seconds import convert_block_times
 from petra.errors import InvalidNameError
@@ -310,7 +311,8 @@ class PlantConfig(_Model):
     mqtt: MqttConfig | None = Field(default=None, description="MQTT connection (docs/drivers.md)")
     history: dict[str, Any] = Field(default_factory=dict, description="Reserved")
     alarms: list[Any] = Field(default_factory=list, description="Reserved")
-    api: dict[str, Any] = Field(default_factory=dict, description="Reserved")
+    api: ApiConfig | None = Field(
+        default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")
     users: list[Any] = Field(default_factory=list, description="Reserved")
 
     @field_validator("instance")
