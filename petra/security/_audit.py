@@ -175,14 +175,15 @@ class AuditLog:
     def append(self, principal: Principal | None, action: str, target: str = "", *,
                outcome: str = "ok", reason: str = "", before: object = None,
                after: object = None, extra: dict[str, Any] | None = None,
-               user: str | None = None, source: str | None = None) -> dict[str, Any]:
-        """Append one record and return it (with seq, prev and hash). ``user`` and
-        ``source`` stand in when there is no principal (a failed login)."""
+               user: str | None = None, source: str | None = None,
+               via: str = "") -> dict[str, Any]:
+        """Append one record and return it (with seq, prev and hash). ``user``,
+        ``source`` and ``via`` stand in when there is no principal (a failed login)."""
         record: dict[str, Any] = {
             "time": "", "instance": self.instance,
             "user": principal.name if principal else (user or ""),
             "role": principal.role.label if principal else "",
-            "via": principal.via if principal else "",
+            "via": principal.via if principal else via,
             "source": source if source is not None else (principal.source if principal
                                                          else ""),
             "action": action, "target": _cut(target), "outcome": outcome,
