@@ -76,8 +76,8 @@ async def login(request: web.Request) -> web.Response:
     if not ok or user is None:
         ctx.guard.failure(name, addr)
         ctx.count(ApiCounter.LOGIN_FAILURES)
-        await ctx.record(None, "login", ctx.audit_name(name), outcome="failed", reason=WRONG, user=ctx.audit_name(name),
-                         source=addr, via=VIA)
+        await ctx.record(None, "login", ctx.audit_name(name), outcome="failed",
+                         reason=WRONG, user=ctx.audit_name(name), source=addr, via=VIA)
         raise ApiError(401, WRONG, {"WWW-Authenticate": "Bearer"})
     ctx.guard.success(name, addr)
     ctx.count(ApiCounter.LOGINS)
