@@ -265,9 +265,9 @@ async def _first_auth(ctx: ApiContext, ws: web.WebSocketResponse, addr: str
         if msg.type != WSMsgType.TEXT:
             raise ApiError(401, "send {\"op\": \"auth\", \"token\": ...} first")
         body = _parse(msg.data)
-        _fields(body, {"op", "token", "id"})
         if body.get("op") != "auth" or not isinstance(body.get("token"), str):
             raise ApiError(401, "send {\"op\": \"auth\", \"token\": ...} first")
+        _fields(body, {"op", "token", "id"})
         session = ctx.authenticate(body["token"], addr)
     except (ApiError, AuthenticationError) as exc:
         status = exc.status if isinstance(exc, ApiError) else 401
