@@ -57,6 +57,7 @@ def make_users(path: Path) -> dict[str, str]:
             add_user(users, role, AccessRole.parse(role), FAST.hash(PASSWORD))
         add_user(users, "machine", AccessRole.OPERATOR, None)
         keys["machine"] = add_key(users, "machine", "tests")[0]
+        keys["admin"] = add_key(users, "admin", "tests")[0]
 
     UsersFile(path).update(change)
     return keys
@@ -64,7 +65,9 @@ def make_users(path: Path) -> dict[str, str]:
 
 class LiveApi:
     def __init__(self, tmp: Path, *, certs: Certs | None = None, extra: str = "",
-                 signals: list[SignalDef] | None = None) -> None:
+                 signals: list[SignalDef] | None = None,
+                 lockout: str = "{user_failures: 3, address_failures: 50, lockout_s: 60}"
+                 ) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.instance = f"api{uuid.uuid4().hex[:10]}"
@@ -85,7 +88,7 @@ class LiveApi:
                 for s in (signals or SIGNALS)) +
             "api:\n  listen: 127.0.0.1:0\n  users_file: users.json\n"
             "  audit_file: audit/audit.log\n  token_secret_file: secret\n"
-            "  lockout: {user_failures: 3, address_failures: 50, lockout_s: 60}\n"
+            f"  lockout: {lockout}\n"
             + tls + extra)
         self.port_file = tmp / "api.port.json"
         self.log = tmp / "api.log"
