@@ -3,6 +3,7 @@ path (against a real segment)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import stat
 import subprocess
@@ -58,7 +59,7 @@ class Clock:
 # ----------------------------------------------------------------------------- roles
 def test_roles_are_ordered_and_each_holds_the_ones_below() -> None:
     roles = list(AccessRole)
-    for lower, higher in zip(roles, roles[1:], strict=False):
+    for lower, higher in itertools.pairwise(roles):
         assert ROLE_PERMISSIONS[lower] < ROLE_PERMISSIONS[higher]
     assert Permission.SIGNAL_WRITE not in ROLE_PERMISSIONS[AccessRole.VIEWER]
     assert Permission.CONFIG_RELOAD not in ROLE_PERMISSIONS[AccessRole.OPERATOR]
@@ -321,9 +322,9 @@ def test_authorised_write_records_before_and_after(seg: Segment, tmp_path: Path)
     (AccessRole.ADMIN, "sp", 11.0, ValueOutOfRangeError),
     (AccessRole.ADMIN, "ro", 1, SignalNotWritableError),
 ])
-def test_refusals_write_nothing_and_are_recorded(seg: Segment, tmp_path: Path,
-                                                 role: AccessRole, name: str, value: object,
-                                                 error: type[Exception]) -> None:
+def test_refusals_write_nothing_and_are_recorded(  # noqa: PLR0917 - parametrized
+        seg: Segment, tmp_path: Path, role: AccessRole, name: str, value: object,
+        error: type[Exception]) -> None:
     audit = AuditLog(tmp_path / "audit.log", fsync=False)
     before = seg.read(name)
     with pytest.raises(error):
