@@ -51,8 +51,9 @@ async def _update(request: web.Request, change: Any) -> Any:
         return await asyncio.to_thread(ctx.users.file.update, change)
     except UsersFileError as exc:
         text = str(exc)
-        raise ApiError(404 if text.startswith(("no user", "no key")) or " has no key " in text
-                       else 409, text) from None
+        status = (404 if text.startswith("no user") or " has no key " in text
+                  else 422 if "label" in text else 409)
+        raise ApiError(status, text) from None
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -79,14 +80,14 @@ async def create_user(request: web.Request) -> web.Response:
     try:
         name = validate_username(body["name"])
     except UsersFileError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(422, str(exc)) from None
     role = _role(body["role"])
     digest = None
     if "password" in body:
         try:
             digest = await asyncio.to_thread(ctx.passwords.hash, body["password"])
         except UsersFileError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(422, str(exc)) from None
     user = await _update(request, lambda u: add_user(u, name, role, digest))
     await ctx.record(session_of(request).principal, "user.add", name,
                      after={"role": role.label})
@@ -106,7 +107,7 @@ async def patch_user(request: web.Request) -> web.Response:
         try:
             digest = await asyncio.to_thread(ctx.passwords.hash, body["password"])
         except UsersFileError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(422, str(exc)) from None
 
     def change(users: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         user = require_user(users, name)

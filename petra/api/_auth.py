@@ -116,7 +116,7 @@ async def logout(request: web.Request) -> web.Response:
             raise ApiError(403, "that refresh token belongs to another user")
         ctx.tokens.revoke_refresh(body["refresh_token"])
     except AuthenticationError as exc:
-        raise ApiError(400, f"refresh_token: {exc}") from None
+        raise ApiError(422, f"refresh_token: {exc}") from None
     await ctx.record(session_of(request).principal, "logout", claims.user)
     return web.Response(status=204)
 
@@ -137,7 +137,7 @@ async def change_password(request: web.Request) -> web.Response:
     try:
         check_password_policy(body["new_password"])
     except UsersFileError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(422, str(exc)) from None
     addr = peer(request)
     locked = ctx.check_locked(s.user.name, addr)
     if locked is not None:

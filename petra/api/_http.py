@@ -104,7 +104,7 @@ def int_param(params: Mapping[str, str], key: str, default: int, lo: int, hi: in
     text = params.get(key)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
         bad(f"{key} must be an integer {lo}..{hi}")
     value = int(text)
     if not lo <= value <= hi:

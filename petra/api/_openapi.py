@@ -15,7 +15,7 @@ from petra.api._rules import PREFIX, RULES
 from petra.security import minimum_role
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-SCALAR = {"oneOf": [{"type": "boolean"}, {"type": "integer"}, {"type": "number"},
+SCALAR = {"anyOf": [{"type": "boolean"}, {"type": "number"},
                     {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 
@@ -123,7 +123,8 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/auth/logout"): {
             "summary": "Spend a refresh token without using it",
             "requestBody": _body({"refresh_token": {"type": "string"}}, ["refresh_token"]),
-            "responses": {**_ok(204, None, "logged out"), **_err(*AUTHED, 413, 415, 503)}},
+            "responses": {**_ok(204, None, "logged out"),
+                          **_err(*AUTHED, 413, 415, 422, 503)}},
         ("GET", "/me"): {"summary": "Who the credential belongs to",
                          "responses": {**_ok(200, obj, "user, role, permissions"),
                                        **_err(*AUTHED)}},
@@ -131,7 +132,8 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Change one's own password",
             "requestBody": _body({"old_password": PASSWORD, "new_password": PASSWORD},
                                  ["old_password", "new_password"]),
-            "responses": {**_ok(204, None, "changed"), **_err(*AUTHED, 413, 415, 503)}},
+            "responses": {**_ok(204, None, "changed"),
+                          **_err(*AUTHED, 413, 415, 422, 503)}},
         ("GET", "/signals"): {
             "summary": "List signals with their values",
             "parameters": [
@@ -154,7 +156,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                              "responses": {**_ok(200, obj, "status"), **_err(*AUTHED)}},
         ("POST", "/reload"): {"summary": "Reload the plant file (engineer)",
                               "responses": {**_ok(200, obj, "reloaded"),
-                                            **_err(*AUTHED, 422, 503, 504)}},
+                                            **_err(*AUTHED, 409, 422, 504)}},
         ("GET", "/users"): {"summary": "List users (admin)",
                             "responses": {**_ok(200, obj, "users"), **_err(*AUTHED)}},
         ("POST", "/users"): {
@@ -162,7 +164,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "requestBody": _body({"name": {"type": "string"}, "role": role,
                                   "password": PASSWORD}, ["name", "role"]),
             "responses": {**_ok(201, _ref("User"), "added"),
-                          **_err(*AUTHED, 409, 413, 415, 503)}},
+                          **_err(*AUTHED, 409, 413, 415, 422, 503)}},
         ("GET", "/users/{name}"): {
             "summary": "One user (admin)", "parameters": [_path("name")],
             "responses": {**_ok(200, _ref("User"), "the user"), **_err(*AUTHED, 404)}},
@@ -172,7 +174,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "requestBody": _body({"role": role, "password": PASSWORD,
                                   "disabled": {"type": "boolean"}}, []),
             "responses": {**_ok(200, _ref("User"), "changed"),
-                          **_err(*AUTHED, 404, 409, 413, 415, 503)}},
+                          **_err(*AUTHED, 404, 409, 413, 415, 422, 503)}},
         ("DELETE", "/users/{name}"): {
             "summary": "Delete a user (admin)", "parameters": [_path("name")],
             "responses": {**_ok(204, None, "deleted"), **_err(*AUTHED, 404, 409, 503)}},
@@ -180,14 +182,15 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Make an API key (shown once) (admin)", "parameters": [_path("name")],
             "requestBody": _body({"label": {"type": "string", "maxLength": 64}}, []),
             "responses": {**_ok(201, obj, "the key"),
-                          **_err(*AUTHED, 404, 409, 413, 415, 503)}},
+                          **_err(*AUTHED, 404, 409, 413, 415, 422, 503)}},
         ("DELETE", "/users/{name}/keys/{key_id}"): {
             "summary": "Delete an API key (admin)",
             "parameters": [_path("name"), _path("key_id")],
             "responses": {**_ok(204, None, "deleted"), **_err(*AUTHED, 404, 409, 503)}},
         ("GET", "/audit"): {
             "summary": "Read the audit log (admin)",
-            "parameters": [_q("after", {"type": "integer", "minimum": 0}, "after this seq"),
+            "parameters": [_q("after", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                              "after this seq"),
                            _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                               "records")],
             "responses": {**_ok(200, obj, "records"), **_err(*AUTHED)}},

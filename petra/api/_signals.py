@@ -180,7 +180,7 @@ async def reload(request: web.Request) -> web.Response:
     principal = session_of(request).principal
     state = _read_state(ctx)
     if state is None or not isinstance(state.get("pid"), int):
-        raise ApiError(503, "no supervisor to reload (the API runs standalone)")
+        raise ApiError(409, "no supervisor to reload (the API runs standalone)")
     before = (state.get("last_reload") or {}).get("seq", 0)
     try:
         os.kill(int(state["pid"]), signal.SIGHUP)

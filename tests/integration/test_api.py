@@ -275,7 +275,7 @@ def test_change_own_password(api: LiveApi) -> None:
                        token=erin)[0] == 403
     assert api.request("PUT", "/api/v1/me/password",
                        {"old_password": PASSWORD, "new_password": "short"},
-                       token=erin)[0] == 400
+                       token=erin)[0] == 422
     assert api.request("PUT", "/api/v1/me/password",
                        {"old_password": PASSWORD, "new_password": "a new long password"},
                        token=erin)[0] == 204
