@@ -362,7 +362,10 @@ async def _writer(ctx: ApiContext, hub: Hub, client: WsClient) -> None:
         if text == RESYNC:
             text = json.dumps({"type": "resync", "dropped": client.dropped,
                                "signals": hub.snapshot(client.mask)}, allow_nan=False)
-        await client.ws.send_str(text)
+        try:
+            await client.ws.send_str(text)
+        except ConnectionError:  # the client went away; the reader sees the close
+            return
         ctx.count(ApiCounter.WS_SENT)
 
 

@@ -15,6 +15,10 @@ decode so a token cannot choose its own algorithm (``none``, or RS/HS confusion)
   one the API makes a random key at start, and tokens do not survive a restart of the
   API process.
 - Expiry is checked here against an injectable clock (tests run a fake clock).
+- A verified access token is remembered (up to :data:`CACHE_MAX`, until it expires):
+  the next request with the same token skips the base64 and HMAC work, which was a
+  fifth of the cost of a small authenticated read. Revocation does not depend on the
+  cache: the caller checks the user's generation on every request.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +39,7 @@ ALGORITHM = "HS256"
 ACCESS = "access"
 REFRESH = "refresh"
 MAX_TOKEN_CHARS = 4096
+CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ class TokenIssuer:
         self.refresh_ttl_s = refresh_ttl_s
         self.clock = clock
         self._used_refresh: dict[str, float] = {}  # jti -> expiry
+        self._verified: OrderedDict[str, Claims] = OrderedDict()  # access token -> claims
 
     def issue(self, user: str, generation: int) -> TokenPair:
         now = self.clock()
@@ -80,6 +87,12 @@ class TokenIssuer:
         (without detail an attacker could use) otherwise."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             raise AuthenticationError("invalid token")
+        known = self._verified.get(token) if kind == ACCESS else None
+        if known is not None:
+            if self.clock() >= known.expires:
+                del self._verified[token]
+                raise AuthenticationError("token expired")
+            return known
         try:
             data = jwt.decode(token, self._key, algorithms=[ALGORITHM],
                               audience=self.audience,
@@ -94,7 +107,12 @@ class TokenIssuer:
             raise AuthenticationError("invalid token")
         if self.clock() >= exp:
             raise AuthenticationError("token expired")
-        return Claims(sub, gen, typ, jti, float(exp))
+        claims = Claims(sub, gen, typ, jti, float(exp))
+        if kind == ACCESS:
+            self._verified[token] = claims
+            while len(self._verified) > CACHE_MAX:
+                self._verified.popitem(last=False)
+        return claims
 
     def use_refresh(self, token: str) -> Claims:
         """Decode a refresh token and spend it (a second use is refused)."""
