@@ -40,11 +40,11 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, median, print_table, write_json  # noqa: E402
+from _common import machine_info, median, print_table, write_json
 
-from petra.security import DEFAULT_COST, Passwords, UsersFile, add_user  # noqa: E402
-from petra.shm import Segment, SignalDef, SignalType  # noqa: E402
-from petra.types import AccessRole  # noqa: E402
+from petra.security import DEFAULT_COST, Passwords, UsersFile, add_user
+from petra.shm import Segment, SignalDef, SignalType
+from petra.types import AccessRole
 
 PASSWORD = "bench password, long enough"
 N_WS_SIGNALS = 1000
