@@ -19,23 +19,13 @@ Checks, each reported at the key that causes it:
   whose spec has ``delay=True`` (its outputs come from state of earlier cycles);
 - scan: cross-field rules (``spin < period``, ``grid_offset < period``, ``rt`` needs fifo).
 
-Execution order (why it is built this way)
-------------------------------------------
-Edge ``A -> B`` when block B reads a signal block A writes. Without loops the order is the
-topological order of that graph, ties broken by file order (Kahn's algorithm with a heap
-on the file index), so a plant without data dependencies runs in the order it is written.
-
-A feedback loop through a delay block D keeps every edge except those that would close a
-cycle: the edges out of delay blocks are first all left out (the rest is acyclic, else
-there is an algebraic loop), then added back one by one in file order unless the reader
-already reaches D. So a unit delay placed in a chain (not in a loop) still runs before
-its readers, and its readers see this cycle's output, as written.
+The execution order and the loop search are graph algorithms of their own
+(``_graph.py``, where the reasoning is written down).
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import math
 import os
@@ -47,6 +37,7 @@ from typing import Any
 from petra.blocks import REQUIRED, BlockSpec, Param, Port, PortType
 from petra.config._drivers import signal_refs
 from petra.config._errors import Diagnostics, show, suggest
+from petra.config._graph import execution_order
 from petra.config._models import (
     BlockConfig,
     ScanConfig,
@@ -471,24 +462,14 @@ class _Analyzer:
         nodes = self.flow_nodes
         names = [name for _, name, _ in nodes]
         pos = {name: k for k, name in enumerate(names)}
-        delay = [d for _, _, d in nodes]
         edges: list[tuple[int, int]] = []
         for name in names:
             for signal in self.block_reads.get(name, []):
                 w = self.out.block_writers.get(signal)
                 if w is not None and w in pos:
                     edges.append((pos[w], pos[name]))
-        edges = sorted(set(edges))
-        n = len(names)
-        strict = [[] for _ in range(n)]  # type: list[list[int]]
-        deferred: list[tuple[int, int]] = []
-        for u, v in edges:
-            if delay[u]:
-                deferred.append((u, v))
-            else:
-                strict[u].append(v)
-        loops = _cycles(strict)
-        for cycle in loops:
+        flow = execution_order(len(names), edges, [d for _, _, d in nodes])
+        for cycle in flow.loops:
             chain = " -> ".join(names[k] for k in [*cycle, cycle[0]])
             why = ("the block reads its own output" if len(cycle) == 1
                    else "each block needs another's output")
@@ -496,12 +477,7 @@ class _Analyzer:
                             f"algebraic loop: {chain}; {why} of the same cycle. Break the "
                             "loop with a block that has state from earlier cycles (a delay "
                             "block)")
-        if loops:
-            return
-        for u, v in deferred:
-            if u != v and not _reaches(strict, v, u):
-                strict[u].append(v)
-        self.out.order = [names[k] for k in _toposort(strict)]
+        self.out.order = [names[k] for k in flow.order]
 
 
 def check_param(p: Param, value: object) -> str | None:
@@ -551,115 +527,6 @@ def _g(x: float | None) -> str:
 def _ranges(cpus: set[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
-
-def _cycles(adj: list[list[int]]) -> list[list[int]]:  # noqa: PLR0912 - iterative Tarjan
-    """One cycle per strongly connected component with a cycle, each starting at its
-    smallest node (the first in file order); components in file order."""
-    n = len(adj)
-    index = [-1] * n
-    low = [0] * n
-    on_stack = [False] * n
-    stack: list[int] = []
-    comps: list[list[int]] = []
-    counter = 0
-    for root in range(n):
-        if index[root] != -1:
-            continue
-        work: list[tuple[int, int]] = [(root, 0)]
-        while work:
-            v, child = work.pop()
-            if child == 0:
-                index[v] = low[v] = counter
-                counter += 1
-                stack.append(v)
-                on_stack[v] = True
-            recurse = False
-            for k in range(child, len(adj[v])):
-                w = adj[v][k]
-                if index[w] == -1:
-                    work.append((v, k + 1))
-                    work.append((w, 0))
-                    recurse = True
-                    break
-                if on_stack[w]:
-                    low[v] = min(low[v], index[w])
-            if recurse:
-                continue
-            if low[v] == index[v]:
-                comp: list[int] = []
-                while True:
-                    w = stack.pop()
-                    on_stack[w] = False
-                    comp.append(w)
-                    if w == v:
-                        break
-                comps.append(comp)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[v])
-    out: list[list[int]] = []
-    for comp in comps:
-        members = set(comp)
-        start = min(comp)
-        if len(comp) == 1 and start not in adj[start]:
-            continue
-        out.append(_cycle_from(adj, start, members))
-    return sorted(out, key=lambda c: c[0])
-
-
-def _cycle_from(adj: list[list[int]], start: int, members: set[int]) -> list[int]:
-    """A shortest cycle through ``start`` inside ``members`` (breadth first)."""
-    parent: dict[int, int] = {}
-    frontier = [start]
-    while frontier:
-        nxt: list[int] = []
-        for v in frontier:
-            for w in sorted(adj[v]):
-                if w not in members:
-                    continue
-                if w == start:
-                    path = [v]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return path[::-1]
-                if w not in parent:
-                    parent[w] = v
-                    nxt.append(w)
-        frontier = nxt
-    return [start]  # pragma: no cover - start is on a cycle by construction
-
-
-def _reaches(adj: list[list[int]], src: int, dst: int) -> bool:
-    seen = {src}
-    todo = [src]
-    while todo:
-        v = todo.pop()
-        if v == dst:
-            return True
-        for w in adj[v]:
-            if w not in seen:
-                seen.add(w)
-                todo.append(w)
-    return False
-
-
-def _toposort(adj: list[list[int]]) -> list[int]:
-    """Kahn's algorithm; among ready nodes the smallest (earliest in the file) first."""
-    indeg = [0] * len(adj)
-    for vs in adj:
-        for w in vs:
-            indeg[w] += 1
-    ready = [v for v in range(len(adj)) if indeg[v] == 0]
-    heapq.heapify(ready)
-    out: list[int] = []
-    while ready:
-        v = heapq.heappop(ready)
-        out.append(v)
-        for w in adj[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return out
 
 
 def analyze(part: Partial, specs: Mapping[str, BlockSpec], diag: Diagnostics) -> Analysis:
