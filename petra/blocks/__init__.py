@@ -6,7 +6,8 @@ See ``docs/blocks.md`` for the semantics of each block.
 
 The catalogue is pure Python, so the config layer and ``petra check`` use it without
 the C core: specs and parameters (``_spec``), custom-block registration (``_custom``),
-:class:`BlockInstance` (``_instance``). The compiler (:func:`compile_program`,
+:class:`BlockInstance` (``_instance``) and the one validator of ports and parameters,
+:func:`resolve_block` (``_validate``). The compiler (:func:`compile_program`,
 ``_compiler``) and the runtime (:class:`Program`, ``_runtime``) need the C kernel and
 are imported on first use.
 """
@@ -23,7 +24,7 @@ from petra.blocks._custom import (
     load_entry_points,
     register_custom,
 )
-from petra.blocks._instance import BlockInstance, Const
+from petra.blocks._instance import BlockInstance, Const, SignalRef
 from petra.blocks._spec import (
     REQUIRED,
     BlockSpec,
@@ -34,17 +35,20 @@ from petra.blocks._spec import (
     get_spec,
     register_spec,
 )
+from petra.blocks._validate import (
+    Problem,
+    Resolution,
+    check_param,
+    resolve_block,
+    resolve_params,
+)
 
 if TYPE_CHECKING:
-    from petra.blocks._compiler import compile_program, resolve_params
+    from petra.blocks._compiler import compile_program
     from petra.blocks._runtime import Program
 
 
-_NEEDS_C = {
-    "compile_program": "petra.blocks._compiler",
-    "resolve_params": "petra.blocks._compiler",
-    "Program": "petra.blocks._runtime",
-}
+_NEEDS_C = {"compile_program": "petra.blocks._compiler", "Program": "petra.blocks._runtime"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,14 +69,19 @@ __all__ = [
     "Param",
     "Port",
     "PortType",
+    "Problem",
     "Program",
+    "Resolution",
+    "SignalRef",
     "StepContext",
     "all_specs",
+    "check_param",
     "compile_program",
     "custom_class",
     "get_spec",
     "load_entry_points",
     "register_custom",
     "register_spec",
+    "resolve_block",
     "resolve_params",
 ]

@@ -3,8 +3,9 @@
 What the compiler decides
 -------------------------
 Blocks arrive in execution order, with signals as segment indices (see
-:class:`~petra.blocks.BlockInstance`). Each is checked against its spec
-(:func:`resolve_params`, the ports), then, per block:
+:class:`~petra.blocks.BlockInstance`). Each is first resolved against its spec by the
+same validator the config uses (:func:`~petra.blocks.resolve_block`), so what
+``petra check`` accepts compiles. Then, per block:
 
 - **image slots**: a signal input reads its index; a constant gets a slot after the
   signals (equal float64 bits share one); an unconnected output gets a scratch slot
@@ -42,9 +43,10 @@ from petra import _core
 from petra._core import ffi, lib
 from petra.blocks._builtins import AVERAGE_MAX, KERNELS
 from petra.blocks._custom import CustomBlock, custom_class
-from petra.blocks._instance import BlockInstance, Const
+from petra.blocks._instance import BlockInstance, Const, SignalRef
 from petra.blocks._runtime import FLAG_FRESH, CRun, CustomStep, Program, StateSlot
-from petra.blocks._spec import REQUIRED, BlockSpec, Param, Port, get_spec
+from petra.blocks._spec import BlockSpec, Param, Port, get_spec
+from petra.blocks._validate import Problem, problem_error, resolve_block
 from petra.errors import ConfigError
 
 MAX_IN, MAX_OUT = 8, 4
@@ -89,50 +91,7 @@ def compile_program(
 
 
 def _err(block: BlockInstance, message: str, key: str = "") -> ConfigError:
-    return ConfigError(message, key_path=f"blocks.{block.name}" + (f".{key}" if key else ""))
-
-
-def _param_value(block: BlockInstance, p: Param) -> Any:
-    """The block's value for ``p``, default filled and range checked."""
-    if p.name not in block.params:
-        if p.default is REQUIRED:
-            raise _err(block, f"parameter {p.name!r} is required", f"params.{p.name}")
-        return p.default
-    v = block.params[p.name]
-    where = f"params.{p.name}"
-    if p.choices is not None:
-        if v not in p.choices:
-            raise _err(block, f"must be one of {', '.join(p.choices)}", where)
-        return v
-    if p.kind is bool:
-        if not isinstance(v, bool):
-            raise _err(block, "must be true or false", where)
-        return v
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _err(block, f"must be a number, got {v!r}", where)
-    if p.kind is int and float(v) != int(v):
-        raise _err(block, f"must be an integer, got {v!r}", where)
-    if not math.isfinite(v):
-        raise _err(block, f"must be finite, got {v!r}", where)
-    if p.min is not None and (v <= p.min if p.min_exclusive else v < p.min):
-        raise _err(block, f"must be {'>' if p.min_exclusive else '>='} {p.min}, got {v}", where)
-    if p.max is not None and v > p.max:
-        raise _err(block, f"must be <= {p.max}, got {v}", where)
-    return v
-
-
-def resolve_params(block: BlockInstance, spec: BlockSpec) -> dict[str, Any]:
-    """All of the block's parameters with defaults, checked against the spec."""
-    known = {p.name for p in spec.params}
-    for k in block.params:
-        if k not in known:
-            raise _err(block, f"unknown parameter {k!r} for {spec.name}", f"params.{k}")
-    values = {p.name: _param_value(block, p) for p in spec.params}
-    check = spec.extra.get("check")
-    if check is not None:
-        for message in check(values):
-            raise _err(block, message, "params")
-    return values
+    return problem_error(block.name, Problem(tuple(key.split(".")) if key else (), message))
 
 
 def _encode(p: Param, v: Any) -> float:
@@ -141,30 +100,7 @@ def _encode(p: Param, v: Any) -> float:
     return float(v)
 
 
-def _ports(block: BlockInstance, spec: BlockSpec) -> list[Port]:
-    n_var = None
-    if spec.variadic is not None:
-        pre = spec.variadic
-        n_var = sum(1 for k in block.inputs if k.startswith(pre) and k[len(pre) :].isdigit())
-        if not spec.min_inputs <= n_var <= spec.max_inputs:
-            raise _err(
-                block,
-                f"{spec.name} takes {spec.min_inputs}..{spec.max_inputs} inputs "
-                f"{pre}1..{pre}N, got {n_var}",
-                "inputs",
-            )
-    ports = list(spec.input_ports(n_var))
-    names = {p.name for p in ports}
-    for k in block.inputs:
-        if k not in names:
-            raise _err(block, f"unknown input port {k!r} for {spec.name}", f"inputs.{k}")
-    for k in block.outputs:
-        if k not in {p.name for p in spec.outputs}:
-            raise _err(block, f"unknown output port {k!r} for {spec.name}", f"outputs.{k}")
-    return ports
-
-
-class _Builder:
+class _Image:
     """Assigns constant and scratch slots of the image while compiling."""
 
     def __init__(self, n_signals: int) -> None:
@@ -172,7 +108,6 @@ class _Builder:
         self.constants: list[float] = []
         self._const_index: dict[bytes, int] = {}
         self.n_scratch = 0
-        self.scratch: list[tuple[int, int]] = []  # (position in scratch, instr index)
 
     def const(self, value: float) -> int:
         key = struct.pack("<d", value)
@@ -181,29 +116,26 @@ class _Builder:
             self.constants.append(value)
         return self.n_signals + self._const_index[key]
 
-    def signal(self, block: BlockInstance, key: str, idx: int) -> int:
+    def signal(self, block: BlockInstance, key: str, idx: SignalRef) -> int:
+        if isinstance(idx, str):
+            raise _err(block, f"signal {idx!r} given by name; compile takes segment "
+                              "indices (BlockInstance.bind)", key)
         if isinstance(idx, bool) or not isinstance(idx, int | np.integer):
             raise _err(block, f"expected a signal index or Const, got {idx!r}", key)
         if not 0 <= int(idx) < self.n_signals:
             raise _err(block, f"signal index {idx} out of range 0..{self.n_signals - 1}", key)
         return int(idx)
 
-    def input(
-        self, block: BlockInstance, spec: BlockSpec, port: Port, params: Mapping[str, Any]
-    ) -> int:
-        src = block.inputs.get(port.name)
-        by_param = spec.extra.get("param_inputs", {}).get(port.name)
-        if by_param is not None and (
-            src is None or (isinstance(src, Const) and math.isnan(float(src.value)))
-        ):  # unconnected, or the NaN default a config loader filled in
-            return self.const(float(params[by_param]))
+    def input(self, block: BlockInstance, spec: BlockSpec, port: Port,
+              params: Mapping[str, Any]) -> int:
+        """The slot ``port`` reads; ``block`` is resolved, so every port is present."""
+        src = block.inputs[port.name]
         if isinstance(src, Const):
+            by_param = spec.extra.get("param_inputs", {}).get(port.name)
+            if by_param is not None and math.isnan(float(src.value)):
+                return self.const(float(params[by_param]))  # unconnected: the parameter
             return self.const(float(src.value))
-        if src is not None:
-            return self.signal(block, f"inputs.{port.name}", src)
-        if port.default is None:
-            raise _err(block, f"input {port.name!r} is required", f"inputs.{port.name}")
-        return self.const(float(port.default))
+        return self.signal(block, f"inputs.{port.name}", src)
 
     def scratch_slot(self) -> int:
         self.n_scratch += 1
@@ -214,7 +146,7 @@ class _Compiler:
     """Accumulates instructions, params, state layout and steps, block by block."""
 
     def __init__(self, n_signals: int, previous: Program | None) -> None:
-        self.b = _Builder(n_signals)
+        self.image = _Image(n_signals)
         self.n_signals = n_signals
         self.previous = previous
         self.prev_custom = previous.custom_steps() if previous is not None else {}
@@ -231,21 +163,23 @@ class _Compiler:
             spec = get_spec(block.type)
         except KeyError as exc:
             raise _err(block, str(exc.args[0]), "type") from None
-        ports = _ports(block, spec)
-        values = resolve_params(block, spec)
-        b = self.b
+        res = resolve_block(block, spec)
+        if res.problems:
+            raise problem_error(block.name, res.problems[0])
+        resolved, values = res.block, dict(res.block.params)
+        img = self.image
         outs = [
-            b.signal(block, f"outputs.{p.name}", block.outputs[p.name])
-            if p.name in block.outputs
-            else b.scratch_slot()
+            img.signal(block, f"outputs.{p.name}", resolved.outputs[p.name])
+            if p.name in resolved.outputs
+            else img.scratch_slot()
             for p in spec.outputs
         ]
-        ins = [b.input(block, spec, p, values) for p in ports]
+        ins = [img.input(resolved, spec, p, values) for p in res.ports]
         cls = custom_class(block.type)
         if cls is not None:
-            self._custom(block, cls=cls, spec=spec, values=values, ports=ports, ins=ins, outs=outs)
+            self._custom(resolved, cls=cls, spec=spec, ports=res.ports, ins=ins, outs=outs)
         else:
-            self._builtin(block, spec, values, ins, outs)
+            self._builtin(resolved, spec, ins, outs)
 
     def _custom(
         self,
@@ -253,11 +187,11 @@ class _Compiler:
         *,
         cls: type[CustomBlock],
         spec: BlockSpec,
-        values: dict[str, Any],
-        ports: list[Port],
+        ports: Sequence[Port],
         ins: list[int],
         outs: list[int],
     ) -> None:
+        values = dict(block.params)
         old = self.prev_custom.get(block.name)
         if old is not None and old.block.definition() == block.definition():
             obj, fresh = old.obj, False
@@ -279,17 +213,12 @@ class _Compiler:
         )
         self.plan.append(("py", step))
 
-    def _builtin(
-        self,
-        block: BlockInstance,
-        spec: BlockSpec,
-        values: dict[str, Any],
-        ins: list[int],
-        outs: list[int],
-    ) -> None:
+    def _builtin(self, block: BlockInstance, spec: BlockSpec, ins: list[int],
+                 outs: list[int]) -> None:
         kernel = KERNELS.get(block.type)
         if kernel is None:
             raise _err(block, f"block type {block.type!r} has no implementation", "type")
+        values = block.params
         n_state = kernel.n_state + (2 * int(values["n"]) if block.type == "AVERAGE" else 0)
         assert n_state <= 2 + 2 * AVERAGE_MAX
         definition = block.definition()
@@ -316,8 +245,8 @@ class _Compiler:
         self.plan.append(("c", len(self.rows) - 1))
 
     def finish(self, instances: Sequence[BlockInstance]) -> Program:
-        base = self.n_signals + len(self.b.constants)
-        image_size = base + self.b.n_scratch
+        base = self.n_signals + len(self.image.constants)
+        image_size = base + self.image.n_scratch
 
         def slot(o: int) -> int:  # scratch slots were numbered -1, -2, ...
             return base - o - 1 if o < 0 else o
@@ -361,7 +290,7 @@ class _Compiler:
             instructions=instr,
             params=params,
             state=state,
-            constants=np.array(self.b.constants, dtype=np.float64),
+            constants=np.array(self.image.constants, dtype=np.float64),
             image_size=image_size,
             steps=steps,
             state_slots=self.state_slots,
