@@ -46,7 +46,7 @@ from petra.blocks._custom import CustomBlock, custom_class
 from petra.blocks._instance import BlockInstance, Const, SignalRef
 from petra.blocks._runtime import FLAG_FRESH, CRun, CustomStep, Program, StateSlot
 from petra.blocks._spec import BlockSpec, Param, Port, get_spec
-from petra.blocks._validate import Problem, problem_error, resolve_block
+from petra.blocks._validate import Problem, problem_error, resolve_block, show
 from petra.errors import ConfigError
 
 MAX_IN, MAX_OUT = 8, 4
@@ -130,12 +130,20 @@ class _Image:
               params: Mapping[str, Any]) -> int:
         """The slot ``port`` reads; ``block`` is resolved, so every port is present."""
         src = block.inputs[port.name]
-        if isinstance(src, Const):
-            by_param = spec.extra.get("param_inputs", {}).get(port.name)
-            if by_param is not None and math.isnan(float(src.value)):
-                return self.const(float(params[by_param]))  # unconnected: the parameter
-            return self.const(float(src.value))
-        return self.signal(block, f"inputs.{port.name}", src)
+        key = f"inputs.{port.name}"
+        if not isinstance(src, Const):
+            return self.signal(block, key, src)
+        try:
+            value = float(src.value)
+        except OverflowError:
+            raise _err(block, f"constant {show(src.value)} is beyond the float64 range of the "
+                              "process image", key) from None
+        except (TypeError, ValueError):
+            raise _err(block, f"constant {show(src.value)} is not a number", key) from None
+        by_param = spec.extra.get("param_inputs", {}).get(port.name)
+        if by_param is not None and math.isnan(value):
+            return self.const(float(params[by_param]))  # unconnected: the parameter
+        return self.const(value)
 
     def scratch_slot(self) -> int:
         self.n_scratch += 1

@@ -107,7 +107,7 @@ def check_param(p: Param, value: object) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):  # type: ignore[arg-type] # a number, just checked
+        if ok and not _finite_float(value):
             return f"parameter {p.name!r} must be finite, got {show(value)}"
     else:
         ok = isinstance(value, kind)
@@ -239,6 +239,14 @@ def _unknown(spec: BlockSpec, section: str, key: str, known: list[str]) -> Probl
         f"; {spec.name} has {section} " + (", ".join(known) if known else "none"))
     kind = "input" if section == "inputs" else "output"
     return Problem((section, key), f"unknown {kind} {key!r} of {spec.name}{hint}", at_key=True)
+
+
+def _finite_float(value: object) -> bool:
+    """Whether ``value`` (a number) is a finite float64 (an int beyond 1.8e308 is not)."""
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type] # a number, checked
+    except OverflowError:
+        return False
 
 
 def _num(x: float) -> str:

@@ -103,7 +103,13 @@ def fits(sig_type: str, value: object) -> bool:
     if sig_type == "int":
         return isinstance(value, int) and not isinstance(value, bool) and (
             -(2**63) <= value < 2**63)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        float(value)  # a float64 slot: an int beyond 1.8e308 does not fit
+    except OverflowError:
+        return False
+    return True
 
 
 def _const_fits(port_type: PortType, value: Constant) -> bool:
@@ -233,6 +239,9 @@ class _Analyzer:
                     self.diag.error(path, f"input {key!r} of {spec.name} takes "
                                           f"{_port_kind(port.type)}, but signal {value!r} "
                                           f"is {sig_type}")
+            elif not fits("float", value) and not isinstance(value, bool):
+                self.diag.error(path, f"constant {show(value)} is beyond the float64 range "
+                                      "of the process image")
             elif not _const_fits(port.type, value):
                 self.diag.error(path, f"input {key!r} of {spec.name} takes "
                                       f"{_port_kind(port.type)}, got constant {show(value)}")

@@ -137,6 +137,9 @@ CASES = [
     ("NOT", {"in": "a"}, {"out": "q"}, {"gain": 1}, "unknown parameter 'gain' of NOT; NOT has"),
     ("LAG", {"in": "x"}, {"out": "o"}, {}, "missing required parameter 'tau' of LAG (a number)"),
     ("LAG", {"in": "x"}, {"out": "o"}, {"tau": math.inf}, "'tau' must be finite, got inf"),
+    # an int beyond float64 is refused, not an OverflowError in petra check or the scan
+    ("LAG", {"in": "x"}, {"out": "o"}, {"tau": 10**400}, "'tau' must be finite, got 1000"),
+    ("ADD", {"in1": "x", "in2": 10**400}, {"out": "o"}, {}, "beyond the float64 range"),
     ("SIGNAL_GENERATOR", {}, {"out": "o"}, {"waveform": "sin"},
      "must be one of sine, square, ramp, random, got 'sin'; did you mean 'sine'?"),
     ("SIGNAL_GENERATOR", {}, {"out": "o"}, {"seed": 2**60},
