@@ -31,7 +31,7 @@ import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from petra.blocks._instance import BlockInstance, Const, SignalRef, is_variadic_key
 from petra.blocks._spec import REQUIRED, BlockSpec, Param, Port
@@ -55,8 +55,7 @@ class Problem:
     absent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(NamedTuple):
     """A block resolved against its spec.
 
     ``block``: inputs with every port present (defaults filled in), only the known
