@@ -229,13 +229,13 @@ class _Compiler:
         values = block.params
         n_state = kernel.n_state + (2 * int(values["n"]) if block.type == "AVERAGE" else 0)
         assert n_state <= 2 + 2 * AVERAGE_MAX
-        definition = block.definition()
         fresh = True
         old = self.previous.state_slots.get(block.name) if self.previous is not None else None
-        if old is not None and old.definition == definition and old.size == n_state:
+        if (old is not None and old.size == n_state
+                and old.block.definition() == block.definition()):  # only on a reload
             self.kept.append((self.state_size, old.offset, n_state))
             fresh = False
-        self.state_slots[block.name] = StateSlot(definition, self.state_size, n_state)
+        self.state_slots[block.name] = StateSlot(block, self.state_size, n_state)
         self.rows.append(
             {
                 "op": _core.op_code(kernel.op_name),

@@ -69,10 +69,10 @@ class CRun:
 
 @dataclass(frozen=True, slots=True)
 class StateSlot:
-    """Where a built-in's state lives in ``Program.state``, and the definition it was
-    compiled from: a hot reload copies the slice when the definition is unchanged."""
+    """Where a built-in's state lives in ``Program.state``, and the (resolved) block it
+    belongs to: a hot reload copies the slice when the block's definition is unchanged."""
 
-    definition: tuple[Any, ...]
+    block: BlockInstance
     offset: int
     size: int
 
