@@ -23,11 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
 from petra.config._drivers import DriverConfig, MqttConfig
+from petra.config._seconds import convert_block_times
 from petra.errors import InvalidNameError
 from petra.types import validate_instance_name, validate_signal_name
 
@@ -285,6 +287,12 @@ class BlockConfig(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         return _name_rule(v, "block")
+
+    @field_validator("inputs", "params", mode="before")
+    @classmethod
+    def _times(cls, v: Any, info: ValidationInfo) -> Any:
+        """A timer's ``pt: 20s`` (and every other time of a built-in) in seconds."""
+        return convert_block_times(info.data.get("type"), str(info.field_name), v)
 
 
 class PlantConfig(_Model):

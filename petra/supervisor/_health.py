@@ -52,8 +52,9 @@ class PlantCollector(Collector):
         yield g
         g = GaugeMetricFamily("petra_scan_wakeup_latency_seconds",
                               "Scan wake-up latency (histogram upper edge)", labels=["quantile"])
-        for q in (50.0, 90.0, 99.0, 99.9):
-            g.add_metric([str(q / 100)], st.wake_percentile_us(q) / 1e6)
+        # Labels written out: str(99.9 / 100) is "0.9990000000000001".
+        for label, q in (("0.5", 50.0), ("0.9", 90.0), ("0.99", 99.0), ("0.999", 99.9)):
+            g.add_metric([label], st.wake_percentile_us(q) / 1e6)
         g.add_metric(["max"], st.wake_max_ns / 1e9)
         yield g
         info = self._seg.info()
