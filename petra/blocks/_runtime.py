@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from petra import _core
-from petra._core import ffi, lib
+from petra._core import check, ffi, lib
 from petra.blocks._custom import CustomBlock, StepContext, log
 from petra.blocks._instance import BlockInstance, Const
 from petra.types import Quality
@@ -185,7 +185,7 @@ class Program:
                     self._state_ptr, self._params_ptr, now_ns, dt_ns, first,
                 )  # fmt: skip
                 if rc < 0:
-                    raise RuntimeError(f"petra_blocks_run failed with {rc}")
+                    check(rc, "block program run (an instruction the kernel refused)")
             else:
                 assert isinstance(step, CustomStep)
                 self._run_custom(step, img, quality, (now_ns, dt_ns, first_scan))
