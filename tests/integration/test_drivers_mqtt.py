@@ -38,7 +38,7 @@ def test_subscriptions_payload_forms_and_bad_payloads(mosquitto: Mosquitto,
         SignalDef("south.level", SignalType.FLOAT), SignalDef("flow", SignalType.FLOAT),
         SignalDef("run", SignalType.BOOL), SignalDef("count", SignalType.INT),
         SignalDef("flag", SignalType.BOOL), SignalDef("arr", SignalType.INT)])
-    subs = [
+    subs: list[dict[str, Any]] = [
         {"topic": "plant/temp", "signal": "t.temp"},
         {"topic": "plant/+/level", "signal": "{1}.level",
          "signals": ["north.level", "south.level"]},
