@@ -376,26 +376,6 @@ def template_pattern(topic: str, template: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-def check_topic_template(value: str, fields: tuple[str, ...]) -> str:
-    """A topic this process publishes or subscribes to, with ``{name}`` placeholders.
-
-    Refused: placeholders other than ``fields``, format specs or conversions, braces
-    that do not parse, MQTT wildcards, NUL (a bad template would otherwise fail only
-    when the sink formats it)."""
-    try:
-        parts = list(string.Formatter().parse(value))
-    except ValueError as exc:
-        raise ValueError(f"topic {value!r}: {exc} (write {{{{ or }}}} for a brace)") from None
-    for literal, field, spec, conversion in parts:
-        if any(c in literal for c in "+#\0"):
-            raise ValueError(f"topic {value!r}: no MQTT wildcards (+ #) or NUL here")
-        if field is not None and (field not in fields or spec or conversion):
-            known = ", ".join("{" + f + "}" for f in fields)
-            raise ValueError(f"topic {value!r}: unknown placeholder {{{field}}} "
-                             f"(known: {known})")
-    return value
-
-
 def topic_within(topic: str, prefix: str) -> bool:
     """True when ``topic`` is ``prefix`` or lies below it (level by level)."""
     return topic == prefix or topic.startswith(prefix.rstrip("/") + "/")
@@ -441,11 +421,6 @@ class PublishRule(_Model):
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, v: str) -> str:
-        return check_topic_template(v, ("prefix", "signal", "path"))
-
 
 class BatchConfig(_Model):
     """The batched payload mode: many changes per message (JSON array)."""
@@ -454,11 +429,6 @@ class BatchConfig(_Model):
     max_changes: int = Field(default=1000, ge=1, le=100_000)
     max_delay_s: float = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, v: str) -> str:
-        return check_topic_template(v, ("prefix", "instance"))
 
 
 class CommandsConfig(_Model):
@@ -478,11 +448,6 @@ class CommandsConfig(_Model):
                                 "value) instead of refusing it")
     qos: Literal[0, 1, 2] = 1
 
-    @field_validator("topic", "reply_topic", "reply_prefix")
-    @classmethod
-    def _topics(cls, v: str | None) -> str | None:
-        return None if v is None else check_topic_template(v, ("prefix", "instance"))
-
     @property
     def replies_under(self) -> str:
         """The topic subtree replies may go to (``reply_prefix`` or ``reply_topic``)."""
@@ -490,6 +455,9 @@ class CommandsConfig(_Model):
 
     @model_validator(mode="after")
     def _apart(self) -> CommandsConfig:
+        if any(c in self.replies_under for c in "+#\0"):
+            raise ValueError(f"reply_prefix {self.replies_under!r}: a topic, without the "
+                             "wildcards + and #")
         if topic_within(self.topic, self.replies_under):
             raise ValueError(f"the command topic {self.topic!r} lies within the reply "
                              f"topics {self.replies_under!r}: a reply would be a command")
@@ -514,16 +482,6 @@ class MqttConfig(_Model):
                               description="QoS 1/2 messages awaiting an ack")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return check_topic_template(v, ("instance",))
-
-    @field_validator("status_topic")
-    @classmethod
-    def _status(cls, v: str) -> str:
-        return check_topic_template(v, ("prefix", "instance"))
 
 
 # ----------------------------------------------------------------------------- refs
@@ -568,7 +526,6 @@ __all__ = [
     "SignalRef",
     "TimeoutConfig",
     "TlsConfig",
-    "check_topic_template",
     "signal_refs",
     "template_pattern",
     "topic_within",
