@@ -28,6 +28,8 @@ import math
 import re
 from typing import Any
 
+import numpy as np
+
 from petra.errors import PetraError
 
 MAX_NUMBER_CHARS = 40  # longer than any float64 or int64 written out with sign and exponent
@@ -40,9 +42,7 @@ _NONFINITE = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.i
               "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf,
               "+infinity": math.inf, "-infinity": -math.inf}
 _JSON_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-# A JSON string (terminated or not) or a bracket: strings are skipped whole, so a
-# bracket inside one does not count towards the depth.
-_DEPTH_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+_OPEN_A, _CLOSE_A, _OPEN_O, _CLOSE_O, _QUOTE, _BACKSLASH = (ord(c) for c in '[]{}"\\')
 
 
 class InputError(PetraError, ValueError):
@@ -95,19 +95,27 @@ def _json_constant(token: str) -> float:
 
 
 def json_depth_exceeds(text: str, max_depth: int) -> bool:
-    """True when ``text`` opens more than ``max_depth`` nested arrays/objects."""
+    """True when ``text`` opens more than ``max_depth`` nested arrays/objects.
+
+    Brackets inside strings do not count. A quote opens or closes a string unless an odd
+    number of backslashes precedes it (in valid JSON backslashes occur only inside
+    strings, so this is exact; for invalid JSON the answer does not matter, the decoder
+    refuses it). Vectorised with numpy: a few passes over the bytes, no Python loop per
+    character, so a 64 KiB document costs about a millisecond at worst."""
     if text.count("[") + text.count("{") <= max_depth:
         return False  # the common case: too few brackets to nest that deep at all
-    depth = 0
-    for m in _DEPTH_TOKEN.finditer(text):
-        c = m.group()
-        if c in "[{":
-            depth += 1
-            if depth > max_depth:
-                return True
-        elif c in "]}":
-            depth -= 1
-    return False
+    b = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    idx = np.arange(b.size, dtype=np.int32)
+    last_plain = np.maximum.accumulate(np.where(b == _BACKSLASH, np.int32(-1), idx))
+    run = np.zeros(b.size, dtype=np.int32)  # backslashes right before each position
+    run[1:] = idx[:-1] - last_plain[:-1]
+    quote = (b == _QUOTE) & (run % 2 == 0)
+    # (accumulate with an explicit int32 dtype: numpy's default widening path is ~50x
+    # slower here)
+    outside = np.cumsum(quote, dtype=np.int32) % 2 == 0  # a closing quote is outside
+    step = (((b == _OPEN_A) | (b == _OPEN_O)) & outside).astype(np.int8)
+    step -= ((b == _CLOSE_A) | (b == _CLOSE_O)) & outside
+    return int(np.cumsum(step, dtype=np.int32).max()) > max_depth
 
 
 def parse_json(data: bytes | str, *, max_bytes: int = MAX_JSON_BYTES,

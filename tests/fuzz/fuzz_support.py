@@ -99,6 +99,18 @@ def assert_sane(seg: Segment) -> None:
         assert info.maximum is None or v <= info.maximum, f"{info.name}: GOOD {v}"
 
 
+def snapshot(seg: Segment, names: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Each signal's sample, comparable with ``==`` even when a value is NaN (two NaN
+    floats never compare equal, so a plain Sample would always look changed)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for n in names:
+        s = seg.read(n)
+        v = s.value
+        key = "nan" if isinstance(v, float) and math.isnan(v) else v
+        out[n] = (key, *s[1:])
+    return out
+
+
 def same(a: Any, b: Any) -> bool:
     """Equality that treats NaN as equal to NaN, through lists and dicts."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):

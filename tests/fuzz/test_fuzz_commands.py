@@ -21,6 +21,7 @@ from fuzz_support import (
     command_corpus,
     mutated,
     segment_fixture,
+    snapshot,
 )
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -59,13 +60,14 @@ def _strict(text: bytes) -> Any:
 
 def _check(seg: Segment, payload: bytes, policy: CommandPolicy) -> str:
     """Run one request, check every property, say what kind of answer it got."""
-    before = {n: seg.read(n) for n in NAMES}
+    before = snapshot(seg, NAMES)
     reply = handle_command(seg, payload, policy)
+    after = snapshot(seg, NAMES)
     body = _strict(reply.payload)
     assert body["ok"] is reply.ok
     assert reply.topic == policy.reply_topic or topic_within(reply.topic,
                                                              policy.replies_under)
-    changed = {n for n in NAMES if seg.read(n) != before[n]}
+    changed = {n for n in NAMES if after[n] != before[n]}
     if not reply.ok:
         assert not changed, "a refusal wrote something"
         assert len(reply.payload) < 600

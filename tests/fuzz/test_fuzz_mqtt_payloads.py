@@ -27,6 +27,7 @@ from fuzz_support import (
     payload_corpus,
     same,
     segment_fixture,
+    snapshot,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 from petra.config._drivers import MqttInConfig, MqttSubscription
 from petra.drivers.mqtt_in import MqttInDriver, PayloadError, parse_payload
 from petra.io import InputError, parse_json, parse_number
-from petra.io._input import MAX_NUMBER_CHARS
+from petra.io._input import MAX_NUMBER_CHARS, json_depth_exceeds
 from petra.shm import Segment, SignalType
 from petra.types import DriverCounter
 
@@ -116,6 +117,28 @@ def test_depth_limit_is_exact(depth: int, opener: str) -> None:
             parse_json(text)
 
 
+TRICKY_TEXT = st.text(alphabet='[]{}"\\ab', max_size=8)
+TRICKY_DOC = st.recursive(st.one_of(st.integers(0, 9), TRICKY_TEXT), lambda kids: st.one_of(
+    st.lists(kids, max_size=3), st.dictionaries(TRICKY_TEXT, kids, max_size=3)),
+    max_leaves=25)
+
+
+def _depth(doc: Any) -> int:
+    if isinstance(doc, list):
+        return 1 + max((_depth(x) for x in doc), default=0)
+    if isinstance(doc, dict):
+        return 1 + max((_depth(x) for x in doc.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(doc=TRICKY_DOC, limit=st.integers(0, 8), indent=st.sampled_from([None, 1]))
+def test_depth_check_ignores_brackets_inside_strings(doc: Any, limit: int,
+                                                     indent: int | None) -> None:
+    """Strings full of brackets, quotes and backslashes do not fool the depth scan."""
+    assert json_depth_exceeds(json.dumps(doc, indent=indent), limit) == (_depth(doc) > limit)
+
+
 @FUZZ
 @given(payload=PAYLOADS, sub=st.sampled_from(SUBS), typ=st.sampled_from(list(SignalType)))
 def test_parse_payload_gives_the_signal_kind_or_a_refusal(
@@ -168,9 +191,9 @@ def driver(fseg: Segment) -> Iterator[MqttInDriver]:
 @given(i=st.integers(0, len(SUBSCRIPTIONS) - 1), topic=TOPIC, payload=PAYLOADS)
 def test_a_message_is_written_good_or_counted_once(
         driver: MqttInDriver, fseg: Segment, i: int, topic: str, payload: bytes) -> None:
-    outside = {n: fseg.read(n) for n in OUTSIDE}
+    outside = snapshot(fseg, OUTSIDE)
     before = driver.tm[DriverCounter.REJECTED]
     ok = driver.on_payload(i, topic, payload)
     assert driver.tm[DriverCounter.REJECTED] == before + (0 if ok else 1)
-    assert {n: fseg.read(n) for n in OUTSIDE} == outside, "only allow-listed signals written"
+    assert snapshot(fseg, OUTSIDE) == outside, "only allow-listed signals written"
     assert_sane(fseg)
