@@ -317,9 +317,11 @@ def hseg() -> Iterator[Segment]:
 
 
 def mqtt_in(seg: Segment, subs: list[dict[str, object]]) -> MqttInDriver:
+    """A driver that is never connected, on a frozen clock (so the log limiter's
+    interval never ends during a test)."""
     cfg = MqttInConfig.model_validate({"kind": "mqtt", "name": "mqin",
                                        "broker": {"port": 1883}, "subscriptions": subs})
-    return MqttInDriver(cfg, seg)
+    return MqttInDriver(cfg, seg, clock=lambda: 1000.0)
 
 
 HOSTILE_SUBS: list[dict[str, object]] = [
