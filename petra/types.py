@@ -83,6 +83,7 @@ class Substatus(enum.IntEnum):
     LAST_KNOWN = 5
     CALC = 6
     INITIAL = 7
+    OUT_OF_RANGE = 8  # a device value outside the signal's limits, or not finite
 
 
 QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
