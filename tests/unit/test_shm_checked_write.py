@@ -174,3 +174,5 @@ def test_integer_beyond_float64_is_a_range_error_not_an_overflow() -> None:
 
     with pytest.raises(ValueOutOfRangeError, match="does not fit"):
         coerce_value(SignalType.FLOAT, 10**400, name="x")
+    with pytest.raises(ValueOutOfRangeError, match="does not fit"):
+        coerce_value(SignalType.FLOAT, 1 << 20000, name="x")  # str() of it would fail
