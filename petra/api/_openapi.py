@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from petra import __version__
+import petra
 from petra.api._rules import PREFIX, RULES
 from petra.security import minimum_role
 
@@ -221,7 +221,7 @@ def openapi() -> dict[str, Any]:
         paths.setdefault(full, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Petra API", "version": __version__,
+        "info": {"title": "Petra API", "version": petra.__version__,
                  "description": "Signals, status, users and audit of one Petra plant."},
         "paths": paths,
         "components": {

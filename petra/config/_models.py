@@ -30,6 +30,7 @@ from pydantic import (
 
 from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
+from petra.config._history import HistoryConfig
 from petra.config._seconds import convert_block_times
 from petra.errors import InvalidNameError
 from petra.types import validate_instance_name, validate_signal_name
@@ -309,7 +310,8 @@ class PlantConfig(_Model):
     drivers: list[DriverConfig] = Field(
         default_factory=list, description="Field device connections (docs/drivers.md)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT connection (docs/drivers.md)")
-    history: dict[str, Any] = Field(default_factory=dict, description="Reserved")
+    history: HistoryConfig | None = Field(
+        default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
     alarms: list[Any] = Field(default_factory=list, description="Reserved")
     api: ApiConfig | None = Field(
         default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")

@@ -50,6 +50,7 @@ from petra.types import (
     ROLE_API,
     ROLE_SCAN,
     ROLE_SUPERVISOR,
+    SINK_HISTORY,
     SINK_MQTT_OUT,
     ScanCounter,
     driver_role,
@@ -87,12 +88,28 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
+    if getattr(plant.config, "history", None) is not None:
+        specs.append(ChildSpec(sink_role(SINK_HISTORY),
+                               petra_argv("history", "run", path, "--instance", instance,
+                                          "--log-level", log_level),
+                               cpus=others, stop_order=2))  # after the drivers: last values
     if getattr(plant.config, "api", None) is not None:
         specs.append(ChildSpec(ROLE_API, petra_argv(
             "api", path, "--instance", instance, "--log-level", log_level,
             "--state-file", str(state_path(instance)),
             "--port-file", str(api_port_file(instance))), cpus=others))
     return specs
+
+
+def _history_status(plant: Any, instance: str, plant_path: Path) -> Any:
+    """A reader of the history sink's status file (for /metrics), or None."""
+    cfg = getattr(plant.config, "history", None)
+    if cfg is None:
+        return None
+    from petra.history import read_status, resolve_dir
+
+    base = resolve_dir(cfg, instance, plant_path)
+    return lambda: read_status(base)
 
 
 def api_port_file(instance: str) -> Path:
@@ -168,7 +185,8 @@ class Supervisor:
             port = 0
             if self.health_addr:
                 host, _, port_s = self.health_addr.rpartition(":")
-                health = HealthServer(self.segment, self.health, self.child_table)
+                health = HealthServer(self.segment, self.health, self.child_table,
+                                      _history_status(plant, self.instance, self.plant_path))
                 port = await health.start(host or "127.0.0.1", int(port_s))
                 log.info("event=health_listen host=%s port=%d", host, port)
             self._write_state(port)
