@@ -33,8 +33,8 @@ from petra.security import (
     TokenIssuer,
     UsersCache,
     UsersFile,
-    default_audit_file,
     default_users_file,
+    plant_audit_log,
     read_secret,
     resolve,
 )
@@ -49,11 +49,7 @@ TOKEN_CREDENTIAL = "petra-api-token-key"
 
 def audit_log_for(cfg: ApiConfig | None, base: Path | None, instance: str) -> AuditLog:
     """The audit log a plant's processes append to (``api.audit_file`` or the default)."""
-    if cfg is None:
-        return AuditLog(default_audit_file(), instance=instance)
-    path = resolve(cfg.audit_file, base) if cfg.audit_file else default_audit_file()
-    return AuditLog(path, instance=instance, rotate_bytes=cfg.audit_rotate_bytes,
-                    keep=cfg.audit_keep)
+    return plant_audit_log(cfg, base, instance)
 
 
 def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | None,

@@ -119,8 +119,6 @@ class ApiConfig(_Model):
     ws_tick_s: Seconds = Field(default=0.05, ge=0.001, le=5.0,
                                description="how often the journal is read for WebSocket "
                                "clients")
-    mqtt_roles: dict[str, RoleName] = Field(
-        default_factory=dict, description="MQTT broker user -> role for MQTT commands")
 
     @model_validator(mode="after")
     def _check(self) -> ApiConfig:

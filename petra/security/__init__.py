@@ -12,6 +12,7 @@ from petra.security._audit import (
     VerifyReport,
     audit_files,
     json_safe,
+    plant_audit_log,
     record_hash,
     verify_audit,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "local_principal",
     "minimum_role",
     "parse_api_key",
+    "plant_audit_log",
     "read_secret",
     "record_hash",
     "require_user",

@@ -352,6 +352,20 @@ class AuditLog:
         return out
 
 
+def plant_audit_log(api: Any, base: Path | None, instance: str) -> AuditLog:
+    """The audit log a plant's processes append to: the plant's ``api.audit_file``
+    (relative to ``base``, the plant file's directory) with its rotation settings, or
+    the box's default. ``api`` is the plant's ``api:`` section or None (duck-typed:
+    this package does not import the config)."""
+    from petra.security._paths import default_audit_file, resolve
+
+    if api is None:
+        return AuditLog(default_audit_file(), instance=instance)
+    path = resolve(api.audit_file, base) if api.audit_file else default_audit_file()
+    return AuditLog(path, instance=instance, rotate_bytes=int(api.audit_rotate_bytes),
+                    keep=int(api.audit_keep))
+
+
 def _adopt(tail: bytes, head: Head) -> tuple[int, str] | None:
     """(seq, hash) when ``tail`` is exactly one complete, chained record after head."""
     if not tail.endswith(b"\n") or tail.count(b"\n") != 1:

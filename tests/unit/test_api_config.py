@@ -48,7 +48,6 @@ def test_loopback_addresses(listen: str) -> None:
     ("{tls: {cert_file: c, key_file: k, client_cert: required}}", "client_ca_file"),
     ("{token_secret_file: a, token_secret_env: B}", "not both"),
     ("{token_ttl_s: 1h, refresh_ttl_s: 10min}", "shorter"),
-    ("{mqtt_roles: {scada: boss}}", "unknown role"),
     ("{tls: {cert_file: c, key_file: k, min_version: '1.1'}}", "min_version"),
     ("{users: []}", "users"),
 ])
@@ -58,9 +57,14 @@ def test_bad_api_sections(text: str, words: str) -> None:
 
 
 def test_durations_and_roles() -> None:
-    cfg = _api("{token_ttl_s: 5min, lockout: {lockout_s: 1h}, mqtt_roles: {scada: Operator}}")
+    cfg = _api("{token_ttl_s: 5min, lockout: {lockout_s: 1h}}")
     assert cfg.token_ttl_s == 300 and cfg.lockout.lockout_s == 3600
-    assert cfg.mqtt_roles == {"scada": "operator"}
+    plant = load_plant_text("instance: x\nmqtt: {commands: {roles: {scada: Operator, '*': "
+                            "viewer}}}\n", "p.yaml")
+    assert plant.config.mqtt is not None and plant.config.mqtt.commands is not None
+    assert plant.config.mqtt.commands.roles == {"scada": "operator", "*": "viewer"}
+    with pytest.raises(ConfigErrors, match="unknown role"):
+        load_plant_text("instance: x\nmqtt: {commands: {roles: {a: boss}}}\n", "p.yaml")
 
 
 def test_split_listen() -> None:
