@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from petra.config._topics import check_topic_template
+
 Direction = Literal["read", "write", "readwrite"]
 
 
@@ -362,6 +364,11 @@ class PublishRule(_Model):
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "signal", "path"))
+
 
 class BatchConfig(_Model):
     """The batched payload mode: many changes per message (JSON array)."""
@@ -371,6 +378,11 @@ class BatchConfig(_Model):
     max_delay_s: float = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
+
 
 class CommandsConfig(_Model):
     """Set/get requests over MQTT. A set needs the signal declared ``writable``."""
@@ -378,6 +390,11 @@ class CommandsConfig(_Model):
     topic: str = "{prefix}/cmd"
     reply_topic: str = "{prefix}/cmd/reply"
     qos: Literal[0, 1, 2] = 1
+
+    @field_validator("topic", "reply_topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
 
 
 class MqttConfig(_Model):
@@ -395,6 +412,16 @@ class MqttConfig(_Model):
                               description="QoS 1/2 messages awaiting an ack")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_topic_template(v, ("instance",), "topic_prefix")
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"), "status_topic")
 
 
 # ----------------------------------------------------------------------------- refs
