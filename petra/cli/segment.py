@@ -6,12 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from petra.cli._args import instance_name
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "segment", help="list, inspect or remove shared segments")
     p.add_argument("action", choices=("list", "info", "rm"))
-    p.add_argument("instance", nargs="?")
+    p.add_argument("instance", nargs="?", type=instance_name)
     p.set_defaults(func=run)
 
 
