@@ -269,6 +269,7 @@ def _text_position(text: str, index: int) -> Position:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _OPEN = object()  # an anchor whose node is still being read (an alias to it recurses)
 
 
@@ -290,6 +291,10 @@ def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS
     if len(text) > limits.file_bytes:  # characters <= bytes: surely too large
         raise YamlError(f"the text is {len(text)} characters; a plant file may hold at "
                         f"most {_mib(limits.file_bytes)}", (), None)
+    bad = _SURROGATE.search(text)
+    if bad is not None:  # only a str made in Python can hold one; the reader cannot
+        raise YamlError("not UTF-8 text: a lone surrogate character", (),
+                        _text_position(text, bad.start()))
     loader = _CoreLoader(text)
     builder = _Builder(loader, limits)
     try:
