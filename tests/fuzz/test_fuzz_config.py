@@ -140,7 +140,8 @@ def plants(draw: st.DrawFn) -> dict[str, Any]:
         {"name": n, "type": draw(kinds), "writable": draw(st.booleans())} for n in names]
     plant: dict[str, Any] = {"instance": "fz", "scan": {"period": "10ms"}, "signals": signals}
     ints = [s["name"] for s in signals if s["type"] == "int"]
-    if ints and draw(st.booleans()):
+    with_drivers: bool = draw(st.booleans())
+    if ints and with_drivers:
         plant["drivers"] = [{
             "kind": "modbus_tcp", "name": "plc", "host": "127.0.0.1",
             "points": [{"signal": ints[0], "table": "holding",
