@@ -462,3 +462,11 @@ def test_s7_address_error_is_one_line(tmp_path: Path,
 def test_messages_quoting_huge_values_are_bounded() -> None:
     errs = errors(f"instance: t\nscan: {{period: !!int {'x' * 1_000_000}}}\n")
     assert all(len(e.format()) < 600 for e in errs)
+
+
+def test_units_and_owners_with_control_characters_are_refused() -> None:
+    errs = errors('instance: t\nsignals:\n  - {name: a, type: bool, unit: "\\e[2J", '
+                  'owner: "x\\ty"}\n')
+    assert {(e.key_path, e.message) for e in errs} == {
+        ("signals[0].unit", "unit '\\x1b[2J' holds control characters"),
+        ("signals[0].owner", "owner 'x\\ty' holds control characters")}
