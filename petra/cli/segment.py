@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from petra.cli._args import instance_name
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
             print(name)
         return 0
     if not args.instance:
-        print(f"petra segment {args.action}: an instance name is required")
+        print(f"petra segment {args.action}: an instance name is required", file=sys.stderr)
         return 2
     if args.action == "rm":
         return 0 if unlink_instance(args.instance) else 1
