@@ -416,22 +416,26 @@ class _Builder:
             return tag
         return _STR if event.tag == "!" else str(event.tag)
 
-    def scalar(self, event: yaml.ScalarEvent, path: Path, tag: str | None = None) -> Any:
+    def scalar(self, event: yaml.ScalarEvent, path: Path, tag: str | None = None, *,
+               value: bool = True) -> Any:
+        """The scalar's value; a tag or text that does not fit is a problem, and the raw
+        text is kept (``value``: as the value at ``path``, whose model errors are then
+        not reported again; a key is not the value of its mapping)."""
         tag = self._scalar_tag(event) if tag is None else tag
         text = event.value
         if tag not in _CORE_TAGS:
             self._problem(f"unsupported YAML tag {clip(_short(tag))!r}", path, event,
-                          replaced=True)
+                          replaced=value)
             return text
         if event.tag is not None and tag in _TAG_TEXT:
             patterns, needs = _TAG_TEXT[tag]
             if not any(p.match(text) for p in patterns):
                 self._problem(f"{_short(tag)} needs {needs}, got {clip(text)!r}", path,
-                              event, replaced=True)
+                              event, replaced=value)
                 return text
         if tag in (_INT, _FLOAT) and len(text) > self.limits.number_chars:
             self._problem(f"a number of {len(text)} characters is too long (at most "
-                          f"{self.limits.number_chars})", path, event, replaced=True)
+                          f"{self.limits.number_chars})", path, event, replaced=value)
             return text[:20] + "..."
         return _scalar(_FLOAT if tag == _FLOAT else tag, text)
 
@@ -495,7 +499,7 @@ class _Builder:
             tag = self._scalar_tag(event)
             if tag == _MERGE:
                 return _MERGE_KEY
-            key = self.scalar(event, path, tag)
+            key = self.scalar(event, path, tag, value=False)
             if event.anchor is not None:
                 self.anchors[event.anchor] = (key, path)
             return key

@@ -470,3 +470,12 @@ def test_units_and_owners_with_control_characters_are_refused() -> None:
     assert {(e.key_path, e.message) for e in errs} == {
         ("signals[0].unit", "unit '\\x1b[2J' holds control characters"),
         ("signals[0].owner", "owner 'x\\ty' holds control characters")}
+
+
+def test_a_bad_tag_on_a_key_does_not_hide_the_mappings_errors() -> None:
+    errs = errors("instance: t\nscan: {!!int abc: 1, cpu: x}\n")
+    assert {(e.key_path, e.message) for e in errs} == {
+        ("scan", "!!int needs an integer, got 'abc'"),
+        ("scan.abc", "unknown key 'abc'; expected one of: cpu, cpu_dma_latency, grid_offset, "
+                     "journal_capacity, period, policy, priority, rt, spin, wait"),
+        ("scan.cpu", "expected a valid integer, got 'x'")}
