@@ -38,7 +38,7 @@ SCHEMA = 1
 def alias_bomb(path: Path) -> None:
     lines = ["instance: bomb", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
-    lines.append("history: {x: *a8}")
+    lines.append("api: {x: *a8}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -56,14 +56,14 @@ def under_limit_small_values(path: Path) -> None:
     """The most values per byte a file under the size limit can hold: ``[0,0,0,...]``."""
     n = (MAX_FILE_BYTES - 100) // 2
     with path.open("w") as f:
-        f.write("instance: dense\nhistory: {x: [")
+        f.write("instance: dense\napi: {x: [")
         f.write("0," * n)
         f.write("0]}\n")
 
 
 def max_depth(path: Path) -> None:
     d = MAX_DEPTH - 2
-    path.write_text("instance: deep\nhistory: " + "{a: " * d + "1" + "}" * d + "\n")
+    path.write_text("instance: deep\napi: " + "{a: " * d + "1" + "}" * d + "\n")
 
 
 def plant(n_signals: int) -> Callable[[Path], None]:

@@ -63,7 +63,7 @@ def alias_bomb() -> str:
     lines = ["instance: bomb",
              'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
-    lines.append("history: {x: *a8}")
+    lines.append("api: {x: *a8}")
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +142,7 @@ def test_bad_utf8_is_located(tmp_path: Path) -> None:
 def test_nesting_too_deep_is_located(opener: str, closer: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     n = 300
-    code, lines = check_file(tmp_path, f"instance: t\nhistory: {opener * n}1{closer * n}\n",
+    code, lines = check_file(tmp_path, f"instance: t\napi: {opener * n}1{closer * n}\n",
                              capsys)
     assert code == 1
     assert_located(lines, 2, "lists and mappings nest deeper than 64 levels")
