@@ -174,10 +174,12 @@ def parse_scalar(text: str) -> bool | int | float:
     t = text.strip()
     if t.lower() in _NONFINITE:
         return _NONFINITE[t.lower()]
-    for tag, regex in (("bool", _BOOL_RE), ("int", _INT_RE), ("float", _FLOAT_RE)):
+    if len(t) > MAX_NUMBER_CHARS:
+        raise ValueError(f"not a value: {clip(text)!r} is longer than {MAX_NUMBER_CHARS} "
+                         "characters")
+    for tag, regex in ((_BOOL, _BOOL_RE), (_INT, _INT_RE), (_FLOAT, _FLOAT_RE)):
         if regex.match(t):
-            value: bool | int | float = _scalar(
-                yaml.ScalarNode(f"tag:yaml.org,2002:{tag}", t))
+            value: bool | int | float = _scalar(tag, t)
             return value
     raise ValueError(f"not a value: {text!r} (write true, false, or a number such as 2.5)")
 
