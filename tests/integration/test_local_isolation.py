@@ -66,8 +66,12 @@ def start(tmp_path: Path, instance: str, cwd: Path, runtime: Path) -> Plant:
         except (OSError, ValueError, KeyError, PetraError):  # not there yet: look again
             return False
 
-    wait_until(ready, what="the plant's first cycle", timeout=30.0)
-    assert proc.poll() is None, log.read_text()
+    try:
+        wait_until(ready, what="the plant's first cycle", timeout=30.0)
+        assert proc.poll() is None, log.read_text()
+    except BaseException:
+        stop(p)  # a plant that never came up must not outlive the test
+        raise
     return p
 
 
