@@ -365,6 +365,7 @@ def test_bad_topic_templates_are_refused(key: str, value: str, fragment: str) ->
     ('batch: {topic: "{signal}"}', "mqtt.batch.topic"),
     ('commands: {topic: "{prefix}/{path}"}', "mqtt.commands.topic"),
     ('commands: {reply_topic: "{prefix}/+/r"}', "mqtt.commands.reply_topic"),
+    ('commands: {reply_prefix: "{prefix}/{signal}"}', "mqtt.commands.reply_prefix"),
 ])
 def test_bad_templates_in_every_topic_field(section: str, fragment: str) -> None:
     errs = errors(f"instance: t\nsignals: [{{name: a, type: bool}}]\nmqtt:\n  {section}\n")
