@@ -114,7 +114,7 @@ class Diagnostics:
         self.error((*prefix, *loc), _rephrase(err))
 
 
-MESSAGE_MAX_CHARS = 400
+MESSAGE_MAX_CHARS = 1000
 
 
 def one_line(message: str) -> str:

@@ -39,8 +39,8 @@ def check_topic_template(value: str, fields: Iterable[str], what: str = "topic")
                              f"it may use {names}")
     if not value:
         raise ValueError(f"{what} must not be empty")
-    for char, why in (("+", "a wildcard"), ("#", "a wildcard"), ("\0", "NUL")):
+    for char in ("+", "#", "\0"):
         if char in literal:
-            raise ValueError(f"{what} {value!r} holds {char!r} ({why}); a topic Petra "
-                             "publishes or subscribes to names one topic")
+            raise ValueError(f"{what} {value!r} holds {char!r}: the wildcards + and # and "
+                             "NUL have no place in a topic Petra publishes or subscribes to")
     return value

@@ -12,8 +12,9 @@ plain Python data from those events itself, so it can count and refuse on the wa
 - containers nest at most :data:`MAX_DEPTH` (64) deep, checked as each opens;
 - at most :data:`MAX_NODES` values in all, and aliases and ``<<`` merges may add at
   most :data:`MAX_ALIAS_NODES` values copied from their anchors;
-- a number is at most :data:`MAX_NUMBER_CHARS` characters before it is converted
-  (Python refuses ints over 4300 digits with a ``ValueError``, not a YAML error);
+- a number is at most :data:`MAX_NUMBER_CHARS` (4300) characters before it is
+  converted (Python refuses longer ints with a ``ValueError``, not a YAML error; up
+  to there conversion is cheap, and the models say what is out of range);
 - every node's tag is checked, mappings and lists included: only the core tags are
   accepted, and an explicit ``!!int``/``!!float``/``!!bool``/``!!null`` must fit its
   text (``!!bool yes`` is an error, not ``false``).
@@ -57,7 +58,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 2_000_000
 MAX_ALIAS_NODES = 100_000
-MAX_NUMBER_CHARS = 100
+MAX_NUMBER_CHARS = 4300  # Python's own bound for int(str) (sys.get_int_max_str_digits)
 
 
 @dataclass(frozen=True, slots=True)

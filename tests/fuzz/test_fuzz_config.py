@@ -51,7 +51,7 @@ def check_errors(exc: ConfigErrors) -> None:
         line = e.format()
         assert "\n" not in line and "\r" not in line, line
         assert LOCATED.match(line), line
-        assert len(line) < 1000, line[:200]
+        assert len(line) < 1200, line[:200]
         assert e.line is None or (e.line >= 1 and e.column is not None and e.column >= 1)
 
 
