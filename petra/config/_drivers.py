@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 
 from petra.config._api import RoleName
 from petra.config._seconds import Seconds, WholeSeconds
+from petra.config._topics import check_topic_template
 
 Direction = Literal["read", "write", "readwrite"]
 MAX_TOPIC_CHARS = 1024
@@ -424,6 +425,11 @@ class PublishRule(_Model):
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "signal", "path"))
+
 
 class BatchConfig(_Model):
     """The batched payload mode: many changes per message (JSON array)."""
@@ -432,6 +438,11 @@ class BatchConfig(_Model):
     max_changes: int = Field(default=1000, ge=1, le=100_000)
     max_delay_s: Seconds = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
 
 
 class CommandsConfig(_Model):
@@ -473,6 +484,11 @@ class CommandsConfig(_Model):
                              f"{self.replies_under!r}")
         return self
 
+    @field_validator("topic", "reply_topic", "reply_prefix")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_topic_template(v, ("prefix", "instance"))
+
 
 class MqttConfig(_Model):
     """The plant's ``mqtt:`` section: broker, publishing rules, status and commands."""
@@ -489,6 +505,16 @@ class MqttConfig(_Model):
                               description="QoS 1/2 messages awaiting an ack")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_topic_template(v, ("instance",), "topic_prefix")
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"), "status_topic")
 
 
 # ----------------------------------------------------------------------------- refs

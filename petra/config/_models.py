@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -160,8 +161,12 @@ def _name_rule(value: str, what: str = "signal") -> str:
 
 
 def _max_bytes(what: str, value: str | None, limit: int) -> str | None:
+    """``value`` as a directory text field: at most ``limit`` bytes, and no control
+    characters (tools print it on terminals; the segment's reader refuses them)."""
     if value is not None and len(value.encode("utf-8")) > limit:
         raise ValueError(f"{what} {value!r} is longer than {limit} bytes in UTF-8")
+    if value is not None and any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError(f"{what} {value!r} holds control characters")
     return value
 
 

@@ -70,7 +70,7 @@ REPEAT_SIGNAL_S = 1.0
 def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                   ) -> list[ChildSpec]:
     """The processes a plant needs: the scan, each driver, each sink."""
-    path = str(plant_path)
+    path = str(plant_path.absolute())  # children work in "/" (_children.py)
     scan_cpu = plant.config.scan.cpu
     all_cpus = frozenset(os.sched_getaffinity(0))
     others = all_cpus - {scan_cpu} if scan_cpu is not None and len(all_cpus) > 1 else None
