@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from petra.cli._args import add_log_level, instance_name
 from petra.logs import setup_logging
 
 
@@ -12,11 +13,12 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "scan", help="run the scan process alone against a segment")
     p.add_argument("plant", help="plant YAML file")
-    p.add_argument("--instance", help="segment instance (default: the plant's)")
+    p.add_argument("--instance", type=instance_name,
+                   help="segment instance (default: the plant's)")
     p.add_argument("--attach", action="store_true",
                    help="attach to an existing segment instead of creating one")
     p.add_argument("--cycles", type=int, default=None, help="stop after N cycles")
-    p.add_argument("--log-level", default="info")
+    add_log_level(p, "info")
     p.set_defaults(func=run)
 
 

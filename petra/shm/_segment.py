@@ -59,10 +59,10 @@ from petra.shm._codec import (
     encode,
     format_limit,
     initial,
-    limit,
     out_ptr,
     ptr,
 )
+from petra.shm._directory import check_unique, directory_entry
 from petra.shm._mapping import (
     create_mapping,
     list_instances,
@@ -146,20 +146,22 @@ class Segment:
         n = int(lib.petra_n_signals(self._h))
         self._infos: list[SignalInfo] = []
         entry = ffi.new("petra_sigdef_t *")
-        for i in range(n):
-            check(lib.petra_dir_get(self._h, i, entry))
-            self._infos.append(
-                SignalInfo(
-                    index=i,
-                    name=ffi.string(entry.name).decode("utf-8"),
-                    type=SignalType(entry.type),
-                    unit=ffi.string(entry.unit).decode("utf-8"),
-                    owner=ffi.string(entry.owner).decode("utf-8"),
-                    flags=int(entry.flags),
-                    minimum=limit(float(entry.min)),
-                    maximum=limit(float(entry.max)),
-                )
-            )
+        try:  # the entries may hold anything: checked in _directory.py
+            for i in range(n):
+                check(lib.petra_dir_get(self._h, i, entry))
+                name, typ, unit, who, lo, hi = directory_entry(
+                    instance, i, name=ffi.string(entry.name), type_code=int(entry.type),
+                    unit=ffi.string(entry.unit), owner=ffi.string(entry.owner),
+                    minimum=float(entry.min), maximum=float(entry.max))
+                self._infos.append(SignalInfo(index=i, name=name, type=typ, unit=unit,
+                                              owner=who, flags=int(entry.flags),
+                                              minimum=lo, maximum=hi))
+            check_unique(instance, [info.name for info in self._infos])
+        except SegmentLayoutError:
+            self._h = None
+            ffi.release(self._buf)
+            mm.close()
+            raise
         self._index = {info.name: info.index for info in self._infos}
         self._types = [int(info.type) for info in self._infos]
         _live_handles.add(self)
@@ -291,7 +293,7 @@ class Segment:
         out = ffi.new("petra_info_t *")
         check(lib.petra_info(self._live(), out))
         return SegmentInfo(
-            instance=ffi.string(out.instance).decode(),
+            instance=ffi.string(out.instance).decode("utf-8", "replace"),
             abi_version=int(out.abi_version),
             layout_hash=int(out.layout_hash),
             directory_hash=int(out.directory_hash),

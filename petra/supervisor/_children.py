@@ -5,6 +5,13 @@ sink), so a crash or leak in one never touches another and a restart is clean. A
 child is asked to die with its parent (``PR_SET_PDEATHSIG``): a killed supervisor
 leaves no orphan talking to field devices.
 
+Children start isolated from where ``petra run`` was typed: ``python -I`` (no current
+directory or script directory on ``sys.path``, no ``PYTHON*`` variables, no user
+site-packages) in the working directory ``/``. Without it a ``petra/`` folder in the
+caller's directory shadowed the installed package in every child (a source checkout
+without the C core built in place failed them all; as root in a directory others can
+write, it is code execution). Paths handed to a child are therefore absolute.
+
 Restart policy: exponential backoff from ``backoff_initial_s`` doubling to
 ``backoff_max_s``; more than ``budget`` restarts inside ``budget_window_s`` marks the
 child FAILED and it is left down (the rest of the plant keeps running and /healthz
@@ -106,16 +113,23 @@ class Child:
             self.backoff_s = 0.0
 
 
+CHILD_CWD = "/"
+
+
 def child_preexec() -> None:
     """In the child between fork and exec: die with the supervisor, own process group
-    off (signals come from the supervisor, not the terminal's Ctrl-C)."""
+    off (signals come from the supervisor, not the terminal's Ctrl-C), and work in
+    :data:`CHILD_CWD`, not the caller's directory."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     os.setpgid(0, 0)
+    os.chdir(CHILD_CWD)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "petra", *args)
+    """The command of a child running ``petra ARGS``: this interpreter, isolated (``-I``),
+    importing the installed package whatever the working directory holds."""
+    return (sys.executable, "-I", "-m", "petra", *args)
 
 
 def describe_exit(code: int | None) -> str:
