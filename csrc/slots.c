@@ -359,8 +359,11 @@ static int64_t batch_write(petra_seg_t *seg, const uint32_t *idx, uint32_t first
             uint8_t q = quality ? quality[src] : PETRA_Q_GOOD;
             int64_t st = source_ts && source_ts[src] ? source_ts[src] : now;
             slot_store(seg, k, s, pos + j, bits, q, PETRA_SUB_NONE, st, now);
+            /* Leave each slot as soon as it is written: a slot stays odd (busy to
+             * readers) only until its own turn, not until the end of the chunk, which
+             * matters when the writer is preempted half-way through a chunk. */
+            slot_leave(s, odd[j]);
         }
-        for (size_t j = 0; j < m; j++) slot_leave(&seg->slots[held[j]], odd[j]);
         written += (int64_t)m;
     }
     return written;
