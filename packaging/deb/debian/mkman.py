@@ -2,15 +2,18 @@
 
 Run at package build time with the bundled interpreter, so each page says exactly
 what the packaged command accepts (a hand-written page would drift from the CLI).
-The commands are called through their entry points (the scripts' shebangs already
-name the installed path, which does not exist yet at build time).
+The commands' entry points are called in this process with ``--help`` (the scripts'
+shebangs already name the installed path, which does not exist yet at build time).
 Usage: PYTHON -I mkman.py OUTDIR VERSION DATE
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
+import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -38,19 +41,24 @@ def roff(text: str) -> str:
     """Escape text for a no-fill block: backslashes, and control characters at line start."""
     out = []
     for line in text.replace("\\", "\\e").splitlines():
-        if line.startswith((".", "'")):
-            line = "\\&" + line
-        out.append(line)
+        out.append("\\&" + line if line.startswith((".", "'")) else line)
     return "\n".join(out)
 
 
 def helptext(name: str, *args: str) -> str:
-    code = (f"import sys; from {ENTRY_POINTS[name]} import main; "
-            f"sys.argv[0] = {name!r}; sys.exit(main())")
-    done = subprocess.run([sys.executable, "-I", "-c", code, *args, "--help"],
-                          capture_output=True, text=True, check=True,
-                          env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
-    return done.stdout.rstrip()
+    """What ``name *args --help`` prints (argparse prints, then exits 0)."""
+    main = importlib.import_module(ENTRY_POINTS[name]).main
+    out = io.StringIO()
+    argv0, sys.argv[0] = sys.argv[0], name  # argparse's default program name
+    try:
+        with contextlib.redirect_stdout(out):
+            main([*args, "--help"])
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        sys.argv[0] = argv0
+    return out.getvalue().rstrip()
 
 
 def subcommands(text: str) -> list[str]:
@@ -59,10 +67,16 @@ def subcommands(text: str) -> list[str]:
     m = re.search(r"\{([a-z][a-z0-9_,-]*)\}", text)
     if m:
         return m.group(1).split(",")
-    found = re.search(r"^  COMMAND\n((?:    \S.*\n?)+)", text, re.M)
-    if not found:
+    lines = text.splitlines()
+    if "  COMMAND" not in lines:
         return []
-    return [line.split()[0] for line in found.group(1).splitlines()]
+    names = []
+    for line in lines[lines.index("  COMMAND") + 1:]:
+        if not line.startswith("    "):
+            break
+        if not line[4].isspace():  # a name; deeper lines continue its description
+            names.append(line.split()[0])
+    return names
 
 
 def page(name: str, version: str, date: str) -> str:
@@ -86,6 +100,7 @@ def page(name: str, version: str, date: str) -> str:
 
 def main() -> int:
     outdir, version, date = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal; a page has no terminal
     outdir.mkdir(parents=True, exist_ok=True)
     for name in COMMANDS:
         (outdir / f"{name}.1").write_text(page(name, version, date))
