@@ -23,7 +23,9 @@ A role's figure in a run is the median of its samples; the reported figure is th
 median over runs. JSON keys: ``pss_mb_<role>``, ``uss_mb_<role>``, ``rss_mb_<role>``
 for each role (``scan``, ``supervisor``, ``driver_<name>``, ``sink_<name>``),
 ``locked_mb_scan``, ``locked_resident_mb_scan``, ``threads_scan``, plus every run's
-raw samples and the load average of the machine before and after.
+raw samples, the scan's own wake-up latency quantiles over the run (``scan_wake_us_p50/p90/max``,
+from ``/metrics``: a check that memory changes cost no latency) and the load average
+of the machine before and after.
 """
 
 from __future__ import annotations
@@ -42,9 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, median, print_table, write_json  # noqa: E402
+from _common import machine_info, median, print_table, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo-plant.yaml"
@@ -109,6 +109,23 @@ class Plant:
         except (FileNotFoundError, ValueError, OSError, urllib.error.URLError):
             return None
 
+    def metrics(self) -> dict[str, float]:
+        """The scan's wake-up latency quantiles (us) and overruns from ``/metrics``."""
+        state = json.loads((self.runtime / f"petra-{self.instance}.json").read_text())
+        url = f"http://127.0.0.1:{state['health_port']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("petra_scan_wakeup_latency_seconds{"):
+                q = line.split('quantile="', 1)[1].split('"', 1)[0]
+                name = "max" if q == "max" else f"p{float(q) * 100:g}".replace(".", "")
+                out[f"wake_us_{name}"] = float(line.rsplit(" ", 1)[1]) * 1e6
+            elif line.startswith(("petra_scan_overruns_total ", "petra_scan_cycles_total ")):
+                name, value = line.rsplit(" ", 1)
+                out[name.removeprefix("petra_scan_").removesuffix("_total")] = float(value)
+        return out
+
     def wait_ready(self, timeout: float) -> dict[str, int]:
         """Wait for status ok with every process running; return role -> pid."""
         deadline = time.monotonic() + timeout
@@ -154,6 +171,7 @@ def one_run(plant_path: Path, n: int, samples: int, settle: float, timeout: floa
                     time.sleep(0.5)
                 for role, pid in roles.items():
                     raw[role].append(sample(pid))
+            scan_metrics = plant.metrics()
         finally:
             code = plant.stop()
         if code != 0:
@@ -161,7 +179,8 @@ def one_run(plant_path: Path, n: int, samples: int, settle: float, timeout: floa
                                + plant.log.read_text()[-3000:])
     per_role = {role: {k: median(s[k] for s in ss) for k in ss[0]}
                 for role, ss in raw.items()}
-    return {"instance": instance, "pids": roles, "per_role": per_role, "samples": raw}
+    return {"instance": instance, "pids": roles, "per_role": per_role, "samples": raw,
+            "scan_metrics": scan_metrics}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -177,6 +196,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
         out["locked_mb_scan"] = median(s["locked_mb"] for s in scan)
         out["locked_resident_mb_scan"] = median(s["locked_resident_mb"] for s in scan)
         out["threads_scan"] = median(s["threads"] for s in scan)
+    # p99 and beyond of a short run fall in the histogram's overflow bucket (inf)
+    for key in ("wake_us_p50", "wake_us_p90", "wake_us_max", "overruns"):
+        values = [run["scan_metrics"][key] for run in runs if key in run["scan_metrics"]]
+        if values:
+            out[f"scan_{key}"] = median(values)
     return out
 
 
@@ -208,6 +232,9 @@ def main() -> int:
     print(f"plant {args.plant}: medians of {args.runs} runs x {args.samples} samples (MB)")
     print_table(rows, ["role", "pss", "uss", "rss", "locked (VmLck)", "locked resident",
                        "threads"])
+    print("scan wake-up latency over the whole run (us, stats histogram upper edges): "
+          + ", ".join(f"{k.removeprefix('scan_')}={v:g}" for k, v in summary.items()
+                      if k.startswith("scan_")))
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     write_json(args.json, {
         "schema_version": SCHEMA_VERSION,
