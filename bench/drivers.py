@@ -49,9 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, median, print_table, write_json
 
 from petra.config._drivers import ModbusTcpConfig, MqttConfig, S7Config
-from petra.drivers import DriverCounter, run_standalone
+from petra.drivers import run_standalone
 from petra.drivers._modbus_plan import PlannedPoint, plan_reads
 from petra.shm import Quality, Segment, SignalDef, SignalType, read_heartbeats
+from petra.sinks import run_standalone as run_sink
+from petra.types import DriverCounter
 
 SCHEMA = 1
 CTX = mp.get_context("spawn")
@@ -82,7 +84,8 @@ def _counters(seg: Segment, role: str) -> tuple[int, ...]:
 
 class _Proc:
     def __init__(self, cfg: Any, seg: Segment) -> None:
-        self.p = CTX.Process(target=run_standalone, args=(cfg, seg.instance), daemon=True)
+        target = run_sink if isinstance(cfg, MqttConfig) else run_standalone
+        self.p = CTX.Process(target=target, args=(cfg, seg.instance), daemon=True)
         self.p.start()
 
     def stop(self) -> None:

@@ -98,6 +98,8 @@ typedef struct {
     uint8_t type;                    /* petra_type_t */
     uint8_t reserved[3];
     uint32_t flags;                  /* PETRA_FLAG_* */
+    double min;                      /* lowest valid value; NaN = no lower limit */
+    double max;                      /* highest valid value; NaN = no upper limit */
 } petra_dir_entry_t;
 
 /* Slot: one cache line per signal so writers of neighbours do not share lines. */
@@ -177,8 +179,9 @@ _Static_assert(sizeof(petra_header_t) == 4096, "header is one page");
 _Static_assert(offsetof(petra_header_t, magic) == 0, "magic first");
 _Static_assert(offsetof(petra_header_t, instance) == 32, "instance offset");
 _Static_assert(offsetof(petra_header_t, creator_pid) == 208, "creator_pid offset");
-_Static_assert(sizeof(petra_dir_entry_t) == 112, "directory entry size");
+_Static_assert(sizeof(petra_dir_entry_t) == 128, "directory entry size");
 _Static_assert(offsetof(petra_dir_entry_t, type) == 104, "dir type offset");
+_Static_assert(offsetof(petra_dir_entry_t, min) == 112, "dir min offset");
 _Static_assert(sizeof(petra_slot_t) == PETRA_CACHE_LINE, "slot is one cache line");
 _Static_assert(offsetof(petra_slot_t, value) == 8, "slot value offset");
 _Static_assert(offsetof(petra_slot_t, writer) == 32, "slot writer offset");
@@ -200,6 +203,7 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics are plain words");
       sizeof(petra_jentry_t), sizeof(petra_journal_hdr_t), sizeof(petra_stats_t),  \
       sizeof(petra_hb_t), offsetof(petra_slot_t, quality),                         \
       offsetof(petra_jentry_t, slot), offsetof(petra_hb_t, counters),              \
+      offsetof(petra_dir_entry_t, min),                                            \
       offsetof(petra_stats_t, wake_hist), PETRA_HIST_BUCKETS, PETRA_WORST,         \
       PETRA_HB_COUNTERS, PETRA_MAGIC }
 

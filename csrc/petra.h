@@ -63,7 +63,16 @@ typedef struct {
     uint32_t flags;
     uint64_t initial;        /* value bits */
     uint8_t initial_quality;
+    double min;              /* lowest valid value; NaN = no lower limit */
+    double max;              /* highest valid value; NaN = no upper limit */
 } petra_sigdef_t;
+
+/* Directory flags (petra_dir_entry_t.flags). */
+typedef enum {
+    PETRA_FLAG_WRITABLE = 1,     /* operators and commands may write it */
+    PETRA_FLAG_RETAIN = 2,
+    PETRA_FLAG_NONFINITE = 4     /* NaN and +-inf are valid values (float signals) */
+} petra_flag_t;
 
 typedef struct {
     union {
@@ -220,9 +229,7 @@ int64_t petra_now_mono_ns(void);
 int64_t petra_now_real_ns(void);
 /* CFFI-END */
 
-#define PETRA_ABI_VERSION 1
+#define PETRA_ABI_VERSION 2
 #define PETRA_DEFAULT_RETRIES 256
-#define PETRA_FLAG_WRITABLE 1u   /* operators may write it */
-#define PETRA_FLAG_RETAIN 2u
 
 #endif

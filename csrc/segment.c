@@ -5,6 +5,7 @@
  */
 #include "core.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,8 +112,12 @@ int petra_init(void *base, size_t size, const char *instance,
         dir[i].unit[sizeof(dir[i].unit) - 1] = 0;
         memcpy(dir[i].owner, d->owner, sizeof(dir[i].owner));
         dir[i].owner[sizeof(dir[i].owner) - 1] = 0;
+        /* A limit is a number or NaN (none); an inverted range is a caller bug. */
+        if (!isnan(d->min) && !isnan(d->max) && d->min > d->max) return PETRA_EINVAL;
         dir[i].type = d->type;
         dir[i].flags = d->flags;
+        dir[i].min = d->min;
+        dir[i].max = d->max;
         dh = fnv_bytes(dh, d->name, strlen(d->name) + 1);
         dh = fnv_bytes(dh, &d->type, 1);
         /* relaxed: published by the release store of magic. */
@@ -218,6 +223,8 @@ int petra_dir_get(const petra_seg_t *seg, uint32_t index, petra_sigdef_t *out) {
     memcpy(out->owner, d->owner, sizeof(out->owner));
     out->type = d->type;
     out->flags = d->flags;
+    out->min = d->min;
+    out->max = d->max;
     return PETRA_OK;
 }
 

@@ -97,7 +97,12 @@ class SignalTypeError(SignalError, TypeError):
 
 
 class ValueOutOfRangeError(SignalError, ValueError):
-    """The value does not fit the signal's type (int64 range, bool 0/1, finite for ints)."""
+    """The value does not fit the signal: its type (int64 range, bool 0/1, finite for
+    ints), its configured min/max, or it is NaN/inf where the signal allows none."""
+
+
+class SignalNotWritableError(SignalError):
+    """The signal is not marked writable: operators, commands and tools may not set it."""
 
 
 class SignalBusyError(SignalError):

@@ -11,6 +11,7 @@ cannot drift.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -89,8 +90,9 @@ QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
 SUBSTATUSES: tuple[Substatus, ...] = tuple(
     Substatus(b) if b in Substatus._value2member_map_ else Substatus.NONE for b in range(256))
 
-FLAG_WRITABLE = 1
+FLAG_WRITABLE = 1  # operators and commands may write it (Segment.write_checked)
 FLAG_RETAIN = 2
+FLAG_NONFINITE = 4  # NaN and +-inf are valid values of this (float) signal
 
 Value = bool | int | float
 
@@ -117,6 +119,9 @@ class SignalDef:
     writable: bool = False
     initial: Value | None = None
     initial_quality: Quality = Quality.UNCERTAIN
+    minimum: float | None = None  # lowest valid value; None = no lower limit
+    maximum: float | None = None  # highest valid value; None = no upper limit
+    allow_nonfinite: bool = False  # NaN and +-inf are valid values (float signals)
 
     def __post_init__(self) -> None:
         validate_signal_name(self.name)
@@ -124,10 +129,25 @@ class SignalDef:
         _check_bytes("owner", self.owner, OWNER_MAX_BYTES)
         if not isinstance(self.type, SignalType):
             object.__setattr__(self, "type", SignalType(self.type))
+        for what in ("minimum", "maximum"):
+            limit = getattr(self, what)
+            if limit is None:
+                continue
+            if isinstance(limit, bool) or not isinstance(limit, int | float) or not (
+                    -math.inf < limit < math.inf):
+                raise ValueOutOfRangeError(
+                    f"signal {self.name!r}: {what} must be a finite number, got {limit!r}")
+            object.__setattr__(self, what, float(limit))
+        if self.minimum is not None and self.maximum is not None and (
+                self.minimum > self.maximum):
+            raise ValueOutOfRangeError(
+                f"signal {self.name!r}: minimum {self.minimum:g} is above maximum "
+                f"{self.maximum:g}")
 
     @property
     def flags(self) -> int:
-        return FLAG_WRITABLE if self.writable else 0
+        return ((FLAG_WRITABLE if self.writable else 0)
+                | (FLAG_NONFINITE if self.allow_nonfinite else 0))
 
 
 def _check_bytes(what: str, text: str, limit: int) -> None:

@@ -1,7 +1,9 @@
-"""``petra driver PLANT.yaml NAME``: run one configured driver (or ``mqtt-out``) standalone.
+"""``petra driver PLANT.yaml NAME`` and ``petra sink PLANT.yaml NAME``: run one configured
+driver, or one sink (``mqtt-out``), standalone against a running instance.
 
-It attaches to the running instance's segment, claims a heartbeat record and runs until
-SIGTERM or SIGINT. The supervisor spawns drivers the same way (``petra.drivers.main``).
+Each attaches to the instance's segment, claims a heartbeat record and runs until
+SIGTERM or SIGINT. The supervisor spawns drivers and sinks the same way. For
+compatibility ``petra driver PLANT mqtt-out`` runs the sink.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "driver", help="run one field driver (or the mqtt-out sink) against a running instance")
-    p.add_argument("plant", help="plant YAML file")
-    p.add_argument("name", help="driver name from drivers:, or mqtt-out")
-    p.add_argument("--instance", "-i", default=None,
-                   help="instance name (default: the plant's)")
-    p.add_argument("--cpus", default=None,
-                   help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
-    p.add_argument("--log-level", default="info",
-                   choices=("debug", "info", "warning", "error"))
-    p.set_defaults(func=run)
+    for kind, what in (("driver", "one field driver from drivers:"),
+                       ("sink", "one sink (mqtt-out)")):
+        p: argparse.ArgumentParser = sub.add_parser(
+            kind, help=f"run {what} against a running instance")
+        p.add_argument("plant", help="plant YAML file")
+        p.add_argument("name", help="driver name from drivers:" if kind == "driver"
+                       else "sink name: mqtt-out")
+        p.add_argument("--instance", "-i", default=None,
+                       help="instance name (default: the plant's)")
+        p.add_argument("--cpus", default=None,
+                       help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
+        p.add_argument("--log-level", default="info",
+                       choices=("debug", "info", "warning", "error"))
+        p.set_defaults(func=run, kind=kind)
 
 
 def run(args: argparse.Namespace) -> int:
-    from petra.drivers import main
+    from petra.types import SINK_MQTT_OUT, sink_role
 
     instance = args.instance
     if instance is None:
@@ -33,4 +38,10 @@ def run(args: argparse.Namespace) -> int:
 
         instance = str(load_plant(args.plant).config.instance)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
-    return main(args.plant, instance, args.name, cpus, log_level=args.log_level)
+    if args.kind == "sink" or args.name in (SINK_MQTT_OUT, sink_role(SINK_MQTT_OUT)):
+        from petra.sinks import main as sink_main
+
+        return sink_main(args.plant, instance, args.name, cpus, log_level=args.log_level)
+    from petra.drivers import main as driver_main
+
+    return driver_main(args.plant, instance, args.name, cpus, log_level=args.log_level)

@@ -67,7 +67,9 @@ class Plant:
         return _hash_model(self.config)
 
     def signal_defs(self) -> list[SignalDef]:
-        """The segment's signal table, in file order, owners derived from the writers."""
+        """The segment's signal table, in file order, owners derived from the writers,
+        with each signal's ``min``/``max`` as the limits :meth:`Segment.write_checked`
+        enforces."""
         out: list[SignalDef] = []
         for sig in self.config.signals:
             initial: bool | int | float | None = sig.initial
@@ -79,7 +81,8 @@ class Plant:
             quality = Quality.UNCERTAIN if role_kind(owner) == DRIVER_PREFIX else Quality.GOOD
             out.append(SignalDef(
                 sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
-                writable=sig.writable, initial=initial, initial_quality=quality))
+                writable=sig.writable, initial=initial, initial_quality=quality,
+                minimum=sig.min, maximum=sig.max))
         return out
 
     def block(self, name: str) -> BlockInstance:

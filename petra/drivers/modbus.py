@@ -30,7 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from petra.config._drivers import ModbusRtuConfig, ModbusTcpConfig
-from petra.drivers._common import DriverLimits, PolledDriver
+from petra.drivers._common import PolledDriver
 from petra.drivers._modbus_codec import (
     CodecError,
     decode,
@@ -41,6 +41,7 @@ from petra.drivers._modbus_codec import (
     set_bit,
 )
 from petra.drivers._modbus_plan import BIT_TABLES, PlannedPoint, ReadBlock, plan_reads, split_block
+from petra.io import IoLimits
 from petra.shm import Segment
 from petra.types import DriverCounter, Substatus, Value
 
@@ -70,8 +71,8 @@ class ModbusDriver(PolledDriver):
     def __init__(self, cfg: ModbusTcpConfig | ModbusRtuConfig, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
-        super().__init__(cfg.name, segment, DriverLimits.from_config(cfg.retry, cfg.timeouts),
-                         clock, rng)
+        super().__init__(cfg.name, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
+                         clock=clock, rng=rng)
         self.cfg = cfg
         planned = [PlannedPoint(i, segment.index(p.signal), p,
                                 cfg.unit_id if p.unit_id is None else p.unit_id)

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from petra.config._drivers import BrokerConfig, MqttInConfig, MqttSubscription
-from petra.drivers._common import DriverBase, DriverLimits
-from petra.drivers._mqtt_conn import MqttLink
+from petra.drivers._common import DriverBase
 from petra.errors import ConfigError, SignalError
+from petra.io import IoLimits, MqttLink, describe
 from petra.shm import Segment
 from petra.types import DriverCounter, SignalType, Value, coerce_value
 
@@ -126,8 +126,8 @@ class MqttInDriver(DriverBase):
                  broker_default: BrokerConfig | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
-        super().__init__(cfg.name, segment, DriverLimits.from_config(cfg.retry, cfg.timeouts),
-                         clock, rng)
+        super().__init__(cfg.name, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
+                         clock=clock, rng=rng)
         self.cfg = cfg
         broker = cfg.broker or broker_default
         if broker is None:
@@ -152,9 +152,9 @@ class MqttInDriver(DriverBase):
 
     async def _connect(self) -> None:
         cid = self.broker.client_id or f"petra-{self.seg.instance}-{self.name}"
-        self.link = MqttLink(self.broker, cid, max_inflight=100)
+        self.link = MqttLink(self.broker, cid, max_inflight=100, on_error=self._handler_failed)
         for sub in self.cfg.subscriptions:
-            self.link.client.message_callback_add(sub.topic, self._handler(sub))
+            self.link.on_topic(sub.topic, self._handler(sub))
         await self.link.connect()
         self.link.subscribe([(s.topic, s.qos) for s in self.cfg.subscriptions])
 
@@ -193,6 +193,12 @@ class MqttInDriver(DriverBase):
         self.port.put(idx, value)
         self._seen.add(idx)
         self.tm.inc(DriverCounter.READS)
+
+    def _handler_failed(self, exc: BaseException) -> None:
+        """A message the handler did not expect: counted and logged, never fatal."""
+        self.tm.inc(DriverCounter.REJECTED)
+        self.rlog(logging.WARNING, "handler_failed",
+                  "event=payload_rejected driver=%s reason=%r", self.name, describe(exc))
 
     def _rejected(self, topic: str, payload: bytes, signal: str, reason: str) -> None:
         self.tm.inc(DriverCounter.REJECTED)

@@ -45,7 +45,8 @@ from snap7.type import Area
 
 from petra.config._drivers import S7Config, S7Point
 from petra.config._s7_address import S7Address, parse_s7_address
-from petra.drivers._common import DriverLimits, PolledDriver, WriteFollower
+from petra.drivers._common import PolledDriver, WriteFollower
+from petra.io import IoLimits
 from petra.shm import Segment
 from petra.types import DriverCounter, Substatus, Value
 
@@ -156,8 +157,8 @@ class S7Driver(PolledDriver):
     def __init__(self, cfg: S7Config, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
-        super().__init__(cfg.name, segment, DriverLimits.from_config(cfg.retry, cfg.timeouts),
-                         clock, rng)
+        super().__init__(cfg.name, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
+                         clock=clock, rng=rng)
         self.cfg = cfg
         self.planned = [S7Planned(i, segment.index(p.signal), p, parse_s7_address(p.address))
                         for i, p in enumerate(cfg.points)]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import grp
+import math
 import mmap
 import os
 import struct
@@ -51,11 +52,13 @@ from petra.errors import (
     SegmentLayoutError,
     SegmentPermissionError,
     SegmentReadOnlyError,
+    SignalNotWritableError,
     SignalTypeError,
     UnknownSignalError,
     ValueOutOfRangeError,
 )
 from petra.types import (
+    FLAG_NONFINITE,
     FLAG_WRITABLE,
     QUALITIES,
     SUBSTATUSES,
@@ -119,7 +122,11 @@ def unlink_instance(instance: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class SignalInfo:
-    """A directory entry: what any process can learn about a signal without the config."""
+    """A directory entry: what any process can learn about a signal without the config.
+
+    ``minimum``/``maximum`` are the signal's configured limits (None: no limit); with
+    ``writable`` and ``allow_nonfinite`` they are what :meth:`Segment.write_checked`
+    enforces."""
 
     index: int
     name: str
@@ -127,10 +134,18 @@ class SignalInfo:
     unit: str
     owner: str
     flags: int
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def writable(self) -> bool:
+        """Operators, commands and tools may write it (directory flag WRITABLE)."""
         return bool(self.flags & FLAG_WRITABLE)
+
+    @property
+    def allow_nonfinite(self) -> bool:
+        """NaN and +-inf are valid values (directory flag NONFINITE)."""
+        return bool(self.flags & FLAG_NONFINITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +253,8 @@ class Segment:
                     unit=ffi.string(entry.unit).decode("utf-8"),
                     owner=ffi.string(entry.owner).decode("utf-8"),
                     flags=int(entry.flags),
+                    minimum=_limit(float(entry.min)),
+                    maximum=_limit(float(entry.max)),
                 )
             )
         self._index = {info.name: info.index for info in self._infos}
@@ -276,6 +293,8 @@ class Segment:
             d.flags = sig.flags
             d.initial = _encode(sig.type, _initial(sig), sig.name)
             d.initial_quality = int(sig.initial_quality)
+            d.min = math.nan if sig.minimum is None else sig.minimum
+            d.max = math.nan if sig.maximum is None else sig.maximum
         size = int(lib.petra_segment_size(len(signals), journal_capacity, heartbeats))
         name = segment_name(instance)
         try:
@@ -524,6 +543,46 @@ class Segment:
                 raise SegmentReadOnlyError(f"{self._label(index)}: segment attached read-only")
             raise_for(rc, self._label(index))
 
+    def write_checked(self, key: str | int, value: object, *, quality: int = _GOOD,
+                      source_ts_ns: int = 0) -> None:
+        """Write one signal on behalf of someone outside the plant's own logic: an
+        operator command, an MQTT or API request, ``petra write``, a driver passing a
+        command on. This is the one path that enforces what the directory says about
+        a signal, so every caller refuses the same values with the same errors:
+
+        - :class:`~petra.errors.SignalNotWritableError` unless the signal is marked
+          writable;
+        - :class:`~petra.errors.SignalTypeError` for a value of the wrong type (a str,
+          a bool for a number, a non-integral float for an int);
+        - :class:`~petra.errors.ValueOutOfRangeError` for NaN or +-inf (unless the
+          signal allows non-finite values), a value outside the signal's min/max
+          (the message names the signal and both limits), an int beyond int64, or a
+          quality that is not a :class:`Quality`.
+
+        Nothing is written when a check fails. :meth:`write` stays the unchecked path
+        for the plant's own writers (the scan, a driver's inputs)."""
+        index = self._resolve(key)
+        info = self._infos[index]
+        label = f"signal {info.name!r}"
+        if not info.writable:
+            raise SignalNotWritableError(f"{label} is not writable (mark it writable: true "
+                                         "in the plant to allow commands)")
+        if isinstance(quality, bool) or quality not in (0, 1, 2):
+            raise ValueOutOfRangeError(f"{label}: quality must be 0..2, got {quality!r}")
+        if isinstance(value, float) and not math.isfinite(value) and not (
+                info.type is SignalType.FLOAT and info.allow_nonfinite):
+            raise ValueOutOfRangeError(f"{label}: {value!r} is not a finite number"
+                                       + ("" if info.type is not SignalType.FLOAT else
+                                          " and the signal does not allow non-finite values"))
+        v = coerce_value(info.type, value, name=info.name)
+        if info.type is not SignalType.BOOL and v == v and (  # noqa: PLR0124  # NaN passes
+                (info.minimum is not None and v < info.minimum)
+                or (info.maximum is not None and v > info.maximum)):
+            raise ValueOutOfRangeError(
+                f"{label}: {v!r} is outside its limits "
+                f"[{_format_limit(info.minimum, '-inf')}, {_format_limit(info.maximum, 'inf')}]")
+        self.write_index(index, v, quality, source_ts_ns)
+
     # ---------------------------------------------------------------- batches
     def read_batch(self, indices: npt.ArrayLike | None = None, *, first: int = 0,
                    count: int | None = None, out: BatchRead | None = None) -> BatchRead:
@@ -699,6 +758,15 @@ class Segment:
 
 def _ptr(ctype: str, arr: npt.NDArray[Any] | None) -> Any:
     return ffi.NULL if arr is None else ffi.from_buffer(ctype, arr)
+
+
+def _limit(x: float) -> float | None:
+    """A directory limit as Python sees it: NaN (no limit) becomes None."""
+    return None if math.isnan(x) else x
+
+
+def _format_limit(x: float | None, unbounded: str) -> str:
+    return unbounded if x is None else f"{x:g}"
 
 
 def _initial(sig: SignalDef) -> Value:

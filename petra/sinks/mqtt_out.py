@@ -35,17 +35,16 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
 
 from petra.config._drivers import MqttConfig, PublishRule
-from petra.drivers._common import DriverBase, DriverLimits, wait_or_stop
-from petra.drivers._mqtt_conn import MqttLink
+from petra.io import ConnectedProcess, IoLimits, MqttLink, describe, wait_or_stop
 from petra.shm import JournalConsumer, Segment
 from petra.sinks._mqtt_commands import handle_command
-from petra.types import QUALITIES, SignalType, SinkCounter
+from petra.types import QUALITIES, SINK_MQTT_OUT, SINK_PREFIX, SignalType, SinkCounter
 
 log = logging.getLogger("petra.sinks.mqtt_out")
 QUALITY_NAMES = tuple(q.name for q in QUALITIES)
@@ -87,16 +86,16 @@ class _Route:
         self.pending: tuple[float | int | bool, int, int] | None = None
 
 
-class MqttOutSink(DriverBase):
+class MqttOutSink(ConnectedProcess):
     """Publishes journal changes; also serves the command topic when configured."""
 
-    role_prefix = "sink"
+    role_kind = SINK_PREFIX
 
     def __init__(self, cfg: MqttConfig, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
-        super().__init__("mqtt-out", segment,
-                         DriverLimits.from_config(cfg.retry, cfg.timeouts), clock, rng)
+        super().__init__(SINK_MQTT_OUT, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
+                         clock=clock, rng=rng, logger="petra.sinks")
         self.cfg = cfg
         self.prefix = cfg.topic_prefix.format(instance=segment.instance)
         self.status_topic = cfg.status_topic.format(prefix=self.prefix,
@@ -125,19 +124,20 @@ class MqttOutSink(DriverBase):
         self._lost_seen = 0
         self._dropped_logged = 0
 
-    # ------------------------------------------------------------------ DriverBase hooks
+    # ------------------------------------------------------------------ ConnectedProcess hooks
     def _endpoint(self) -> str:
         return f"{self.cfg.broker.host}:{self.cfg.broker.port}"
 
-    def _read_indices(self) -> list[int]:
-        return []
+    def _background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        return [self._pump(stop)]
 
     async def _connect(self) -> None:
         b = self.cfg.broker
         cid = b.client_id or f"petra-{self.seg.instance}-mqtt-out"
         will = (self.status_topic, b"offline", 1, True)
         self.link = MqttLink(b, cid, will=will, max_inflight=self.cfg.max_inflight,
-                             on_message=self._on_command, on_publish=self._on_publish)
+                             on_message=self._on_command, on_publish=self._on_publish,
+                             on_error=self._command_failed)
         await self.link.connect()
         self.link.publish(self.status_topic, b"online", 1, True)
         if self.cmd_topic is not None and self.cfg.commands is not None:
@@ -164,14 +164,6 @@ class MqttOutSink(DriverBase):
             await self.link.hold(stop)
         finally:
             self.connected = False
-
-    async def run(self, stop: asyncio.Event) -> None:
-        pump = asyncio.create_task(self._pump(stop))
-        try:
-            await super().run(stop)
-        finally:
-            stop.set()
-            await pump
 
     # ------------------------------------------------------------------ pump
     async def _pump(self, stop: asyncio.Event) -> None:
@@ -327,6 +319,12 @@ class MqttOutSink(DriverBase):
         self.inflight.pop(mid, None)
 
     # ------------------------------------------------------------------ commands
+    def _command_failed(self, exc: BaseException) -> None:
+        """A command the handler did not expect: counted and logged, never fatal."""
+        self.tm.inc(SinkCounter.REJECTED)
+        self.rlog(logging.WARNING, "cmd_failed", "event=command_rejected reason=%r",
+                  describe(exc))
+
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
         if self.cmd_topic is None or msg.topic != self.cmd_topic or self.reply_topic is None:
             return
@@ -337,11 +335,3 @@ class MqttOutSink(DriverBase):
                       reply.reason)
         if self.link is not None:
             self.link.publish(reply.topic, reply.payload, 1, False)
-
-
-def main(plant_path: str, instance: str, cpus: list[int] | None = None,
-         log_level: str = "info") -> int:
-    """Run the plant's mqtt-out sink against ``instance`` until SIGTERM/SIGINT."""
-    from petra.drivers._runner import main as run_main
-
-    return run_main(plant_path, instance, "mqtt-out", cpus, log_level)

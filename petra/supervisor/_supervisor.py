@@ -23,6 +23,7 @@ from typing import Any
 
 from petra._core import now_mono_ns
 from petra.errors import PetraError
+from petra.io import cancel_and_wait
 from petra.shm import (
     HeartbeatHandle,
     ProcessState,
@@ -79,7 +80,7 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                cpus=others))
     if _mqtt_out_configured(plant):
         specs.append(ChildSpec(sink_role(SINK_MQTT_OUT),
-                               petra_argv("driver", path, "mqtt-out", "--instance", instance,
+                               petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
     return specs
@@ -108,6 +109,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._force = False
         self._reload_requested = False
+        self._reload_task: asyncio.Task[None] | None = None
         self._ready = False
         self._t0 = time.monotonic()
         self._reload_seq = 0
@@ -274,9 +276,11 @@ class Supervisor:
                     and self.health()["status"] != "failed":
                 self.notifier.watchdog()
                 last_watchdog = now
-            if self._reload_requested:
+            self._reap_reload()
+            if self._reload_requested and self._reload_task is None:
+                # One reload at a time, owned here: reaped above, cancelled on stop.
                 self._reload_requested = False
-                asyncio.get_running_loop().create_task(self._reload())
+                self._reload_task = asyncio.get_running_loop().create_task(self._reload())
             self.hb.beat(ProcessState.RUNNING)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
@@ -289,7 +293,20 @@ class Supervisor:
             add_restart(self.segment, record)
             child.hb_restarts_written += 1
 
+    def _reap_reload(self) -> None:
+        """Collect a finished reload task; a crash in it is a failed reload, reported."""
+        task = self._reload_task
+        if task is None or not task.done():
+            return
+        self._reload_task = None
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("event=reload_crashed error=%s: %s", type(exc).__name__, exc)
+            self._finish_reload(self._reload_seq, False, [f"reload crashed: {exc}"])
+
     async def _shutdown(self) -> None:
+        task, self._reload_task = self._reload_task, None
+        await cancel_and_wait(task, "reload")
         self.notifier.stopping()
         self.hb.beat(ProcessState.STOPPING)
         for order in sorted({c.spec.stop_order for c in self.children}):
@@ -316,7 +333,9 @@ class Supervisor:
                     log.warning("event=child_stop_timeout role=%s pid=%d action=SIGKILL",
                                 child.role, child.pid)
                     self._kill(child, signal.SIGKILL)
-            await asyncio.wait(pending, timeout=5.0)
+            _, still = await asyncio.wait(pending, timeout=5.0)
+            for waiter in still:
+                waiter.cancel()
 
     # ------------------------------------------------------------------ reload
     async def _reload(self) -> None:

@@ -99,13 +99,20 @@ class DriverProcess:
     """A driver or sink running in its own (spawned) process."""
 
     def __init__(self, cfg: Any, seg: Segment, role: str, broker_default: Any = None) -> None:
-        from petra.drivers import run_standalone
+        from petra.config import MqttConfig
 
         ctx = multiprocessing.get_context("spawn")
         self.seg = seg
         self.role = role
-        self.proc = ctx.Process(target=run_standalone, args=(cfg, seg.instance),
-                                kwargs={"broker_default": broker_default}, daemon=True)
+        if isinstance(cfg, MqttConfig):
+            from petra.sinks import run_standalone as run_sink
+
+            self.proc = ctx.Process(target=run_sink, args=(cfg, seg.instance), daemon=True)
+        else:
+            from petra.drivers import run_standalone
+
+            self.proc = ctx.Process(target=run_standalone, args=(cfg, seg.instance),
+                                    kwargs={"broker_default": broker_default}, daemon=True)
         self.proc.start()
 
     def hb(self) -> Heartbeat | None:

@@ -10,8 +10,8 @@ import pytest
 from driver_peers import ModbusServer, PtyPair, driver_process, wait_until
 
 from petra.config._drivers import ModbusPoint, ModbusRtuConfig, ModbusTcpConfig
-from petra.drivers import ConnState, DriverCounter
 from petra.shm import Quality, Segment, SignalDef, SignalType, Substatus
+from petra.types import ConnState, DriverCounter
 
 FC_COIL, FC_DI, FC_HR, FC_IR = 1, 2, 3, 4
 FMT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q",

@@ -10,8 +10,8 @@ from typing import Any
 from driver_peers import Certs, Collector, Mosquitto, driver_process, wait_until
 
 from petra.config._drivers import MqttConfig, MqttInConfig
-from petra.drivers import ConnState, DriverCounter, SinkCounter
 from petra.shm import Quality, SignalDef, SignalType
+from petra.types import ConnState, DriverCounter, SinkCounter
 
 FAST_RETRY = {"initial_delay_s": 0.1, "max_delay_s": 0.3}
 

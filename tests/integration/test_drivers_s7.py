@@ -9,8 +9,8 @@ from typing import Any
 from driver_peers import S7Server, driver_process, wait_until
 
 from petra.config._drivers import S7Config
-from petra.drivers import ConnState, DriverCounter
 from petra.shm import Quality, Segment, SignalDef, SignalType, Substatus
+from petra.types import ConnState, DriverCounter
 
 # (signal, address, signal type, packed bytes format, first value, written value)
 POINTS: list[tuple[str, str, SignalType, str, Any, Any]] = [

@@ -19,11 +19,12 @@ from petra.config._drivers import (
     S7Config,
     signal_refs,
 )
-from petra.drivers import Backoff, DriverLimits, S7AddressError, parse_s7_address
+from petra.drivers import S7AddressError, parse_s7_address
 from petra.drivers._modbus_codec import CodecError, decode, encode, get_bit, set_bit
 from petra.drivers._modbus_plan import PlannedPoint, plan_reads, split_block
 from petra.drivers.mqtt_in import PayloadError, match_levels, parse_payload
 from petra.drivers.s7 import S7Planned, decode_s7, encode_s7, plan_s7
+from petra.io import Backoff, IoLimits
 from petra.shm import Quality, Segment, SignalDef, SignalType
 from petra.sinks._mqtt_commands import handle_command
 
@@ -154,7 +155,7 @@ def test_modbus_point_validation() -> None:
 
 # ----------------------------------------------------------------------------- common
 def test_backoff_grows_with_jitter_and_resets() -> None:
-    b = Backoff(DriverLimits(backoff_initial_s=0.1, backoff_max_s=1.0, backoff_jitter=0.2),
+    b = Backoff(IoLimits(backoff_initial_s=0.1, backoff_max_s=1.0, backoff_jitter=0.2),
                 random.Random(1))
     delays = [b.next_delay() for _ in range(8)]
     assert all(d > 0 for d in delays)
@@ -168,7 +169,7 @@ def test_zero_delay_is_a_config_error() -> None:
         DRIVER_ADAPTER.validate_python({"kind": "modbus_tcp", "name": "m", "host": "h",
                                         "retry": {"initial_delay_s": 0}})
     with pytest.raises(ValueError, match="busy-loop"):
-        DriverLimits(backoff_initial_s=0)
+        IoLimits(backoff_initial_s=0)
 
 
 def test_signal_refs_name_direction_and_key_path() -> None:

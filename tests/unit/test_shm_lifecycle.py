@@ -197,7 +197,7 @@ def test_expect_directory_hash(make_segment: MakeSeg) -> None:
     ("offset", "data", "match"),
     [
         (0, b"NOTPETRA", "magic is"),
-        (8, struct.pack("<I", 99), "ABI version is 99, this build reads ABI 1"),
+        (8, struct.pack("<I", 99), r"ABI version is 99, this build reads ABI \d+"),
         (16, struct.pack("<Q", 0x1234), "layout hash is 0x0000000000001234"),
         (112, struct.pack("<I", 1_000_000), "region table is inconsistent"),
         (12, struct.pack("<I", 1), "region table is inconsistent"),

@@ -46,6 +46,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from petra.config._drivers import BrokerConfig
 from petra.errors import ConfigError
+from petra.io._process import describe
+from petra.io._tasks import cancel_and_wait
 
 log = logging.getLogger("petra.mqtt")
 MISC_PERIOD_S = 1.0
@@ -72,12 +74,18 @@ class MqttLink:
     """One connection to a broker, run by the current asyncio loop.
 
     ``on_message(client, userdata, msg)`` and ``on_publish(mid)`` run on the loop
-    thread. ``lost`` is set when the connection goes away."""
+    thread. ``lost`` is set when the connection goes away.
+
+    No handler can fail into paho: an exception from ``on_message`` is caught, given
+    to ``on_error`` (the owner counts and logs it) and the next packet is read; an
+    exception from paho's own packet handling ends the connection (``lost``), so a
+    packet paho cannot digest is never re-read in a loop."""
 
     def __init__(self, broker: BrokerConfig, client_id: str, *,
                  will: tuple[str, bytes, int, bool] | None = None, max_inflight: int = 1000,
                  on_message: Callable[[Any, Any, Any], None] | None = None,
-                 on_publish: Callable[[int], None] | None = None) -> None:
+                 on_publish: Callable[[int], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self.broker = broker
         self.loop = asyncio.get_running_loop()
         self.lost = asyncio.Event()
@@ -104,8 +112,9 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
+        self._on_error = on_error
         if on_message is not None:
-            c.on_message = on_message
+            c.on_message = self._guard(on_message)
         if on_publish is not None:
             cb = on_publish
             c.on_publish = lambda _c, _u, mid, _rc, _p: cb(mid)
@@ -157,7 +166,7 @@ class MqttLink:
         self._call(self._unwatch, sock)
 
     def _unwatch(self, sock: Any) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, ValueError):
             self.loop.remove_reader(sock)
             self.loop.remove_writer(sock)
         self._writer_on = False
@@ -165,14 +174,47 @@ class MqttLink:
             self._sock = None
         self._mark_lost("socket closed")
 
+    def _guard(self, handler: Callable[[Any, Any, Any], None]
+               ) -> Callable[[Any, Any, Any], None]:
+        def guarded(client: Any, userdata: Any, msg: Any) -> None:
+            try:
+                handler(client, userdata, msg)
+            except Exception as exc:  # the boundary: nothing escapes into paho
+                self._handler_failed(exc)
+        return guarded
+
+    def on_topic(self, topic_filter: str, handler: Callable[[Any, Any, Any], None]) -> None:
+        """Route messages matching ``topic_filter`` to ``handler`` (guarded like
+        ``on_message``)."""
+        self.client.message_callback_add(topic_filter, self._guard(handler))
+
+    def _handler_failed(self, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(exc)
+        else:
+            log.warning("event=message_handler_failed error=%s", describe(exc))
+
     def _readable(self) -> None:
         c = self.client
-        c.loop_read(100)
-        sock = self._sock
-        while sock is not None and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        try:
             c.loop_read(100)
             sock = self._sock
-        self.flush()
+            while sock is not None and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                c.loop_read(100)
+                sock = self._sock
+            self.flush()
+        except Exception as exc:  # paho could not digest the input: drop the connection
+            log.warning("event=mqtt_read_failed error=%s", describe(exc))
+            self._drop()
+
+    def _drop(self) -> None:
+        """End a connection paho can no longer drive; ``lost`` tells the owner."""
+        sock = self._sock
+        if sock is not None:
+            self._unwatch(sock)
+        with contextlib.suppress(Exception):
+            self.client._sock_close()
+        self._mark_lost("dropped")
 
     def flush(self) -> None:
         """Write what paho could not write at once; watch for writability if needed."""
@@ -193,9 +235,15 @@ class MqttLink:
             self._writer_on = False
 
     async def _misc_loop(self) -> None:
+        """Keep-alive and retries; owned by the link, cancelled and awaited by close()."""
         while not self.lost.is_set():
-            self.client.loop_misc()
-            self.flush()
+            try:
+                self.client.loop_misc()
+                self.flush()
+            except Exception as exc:
+                log.warning("event=mqtt_misc_failed error=%s", describe(exc))
+                self._drop()
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.lost.wait(), MISC_PERIOD_S)
 
@@ -204,9 +252,11 @@ class MqttLink:
         """Return when ``stop`` is set; raise ConnectionError if the broker goes first."""
         lost = asyncio.ensure_future(self.lost.wait())
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        lost.cancel()
-        stopping.cancel()
+        try:
+            await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # both waiters end here, also when we are cancelled
+            lost.cancel()
+            stopping.cancel()
         if not stop.is_set():
             raise ConnectionError("broker connection lost")
 
@@ -243,7 +293,5 @@ class MqttLink:
             self._unwatch(sock)
         with contextlib.suppress(Exception):
             self.client._sock_close()
-        if self._misc is not None:
-            self._misc.cancel()
-            with contextlib.suppress(BaseException):
-                await self._misc
+        misc, self._misc = self._misc, None
+        await cancel_and_wait(misc, "mqtt keep-alive")
