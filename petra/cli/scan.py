@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from petra.logs import setup_logging
@@ -20,7 +21,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+# BLAS threads the scan never uses: each would be one more thread, one more 8 MB stack
+# and one more 32 MB OpenBLAS buffer mapped in a locked process. Read by OpenBLAS (and
+# MKL, OpenMP) when numpy loads, so set before petra.scan imports it.
+SINGLE_THREAD_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1"}
+
+
 def run(args: argparse.Namespace) -> int:
+    os.environ.update(SINGLE_THREAD_BLAS)
     from petra.scan import main
 
     setup_logging(args.log_level, role="scan")

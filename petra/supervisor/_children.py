@@ -19,8 +19,11 @@ import os
 import signal
 import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from petra.cli.scan import SINGLE_THREAD_BLAS
 
 PR_SET_PDEATHSIG = 1
 
@@ -112,6 +115,19 @@ def child_preexec() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     os.setpgid(0, 0)
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every child: the supervisor's, with BLAS held to one thread.
+
+    No Petra process does linear algebra, yet numpy's OpenBLAS starts a thread per CPU
+    when numpy loads, each with an 8 MB stack and a 32 MB work buffer mapped; in the
+    scan, whose memory is locked, they were most of its footprint. The variables are
+    read once, when numpy loads, so they must be in the environment the child starts
+    with (``petra scan`` sets them too, for a scan started by hand)."""
+    env = dict(os.environ if base is None else base)
+    env.update(SINGLE_THREAD_BLAS)
+    return env
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ from petra.supervisor._children import (
     ChildSpec,
     ChildState,
     RestartPolicy,
+    child_env,
     child_preexec,
     describe_exit,
     petra_argv,
@@ -194,7 +195,8 @@ class Supervisor:
     async def _start(self, child: Child, is_restart: bool) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL)
+                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
+                env=child_env())
         except OSError as exc:
             log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
             child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")
