@@ -138,7 +138,7 @@ def apply(settings: RtSettings) -> RtState:
                 state.notes.append("not fully populated: " + "; ".join(state.lock.failed[:3]))
         except OSError as exc:
             _fail_or_note(state, settings.require,
-                          f"mlockall failed ({exc.strerror}); raise RLIMIT_MEMLOCK for petra")
+                          f"locking memory failed ({exc.strerror}); raise RLIMIT_MEMLOCK for petra")
     _core.prefault_stack(256 * 1024)
     if settings.cpu_dma_latency:
         try:
