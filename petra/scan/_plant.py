@@ -33,6 +33,7 @@ anything: a reload must not compete with the loop it reloads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import marshal
 import os
 import select
@@ -48,6 +49,7 @@ from petra.errors import PetraError
 from petra.types import Quality, SignalDef, SignalType, Value
 
 FORMAT = 1
+PR_SET_PDEATHSIG = 1
 # The child runs this (not ``-m``: runpy would import this module twice).
 _CHILD_CODE = "import sys; from petra.scan._plant import child; sys.exit(child(sys.argv[1:]))"
 COMPILE_TIMEOUT_S = 60.0
@@ -178,7 +180,8 @@ def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
     killed) or ``cancelled()`` turns true (checked whenever ``wake_fd`` is readable).
     """
     out_r, out_w = os.pipe()
-    argv = [sys.executable, "-c", _CHILD_CODE, str(path), _child_cpus(avoid_cpu)]
+    argv = [sys.executable, "-c", _CHILD_CODE, str(path), _child_cpus(avoid_cpu),
+            str(os.getpid())]
     try:
         pid = os.posix_spawn(
             sys.executable, argv, os.environ,
@@ -242,8 +245,15 @@ def _decode(raw: bytes) -> ScanPlant:
 
 # -------------------------------------------------------------------- the child's side
 def child(argv: Sequence[str]) -> int:
-    """The loader process (``argv``: PLANT CPUS): load, validate, write, exit."""
-    path, cpus = argv[0], argv[1]
+    """The loader process (``argv``: PLANT CPUS SCAN_PID): load, validate, write, exit.
+
+    It dies with the scan (``PR_SET_PDEATHSIG``): a scan killed while a loader hangs
+    on an unreadable file must not leave the loader behind."""
+    path, cpus, scan_pid = argv[0], argv[1], int(argv[2])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != scan_pid:  # the scan died before the prctl took hold
+        return 1
     with contextlib.suppress(OSError, ValueError):  # a cpuset may forbid it: SCHED_OTHER still
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",") if c})
     from petra.config import ConfigErrors, load_plant

@@ -166,3 +166,35 @@ def test_sigterm_during_a_reload_stops_promptly(scan: Scan, tmp_path: Path) -> N
     assert scan.stop() == 0
     assert not psutil.pid_exists(loader.pid) or loader.status() == psutil.STATUS_ZOMBIE
     assert "event=reload_worker_stuck" not in scan.log.read_text()
+
+
+def _hang_next_reload(scan: Scan) -> psutil.Process:
+    """Replace the plant by a FIFO nobody writes and SIGHUP: the loader blocks on it."""
+    wait_until(lambda: scan.doubled_is(2.0), what="the first program to run")
+    scan.plant.unlink()
+    os.mkfifo(scan.plant)
+    os.kill(scan.proc.pid, signal.SIGHUP)
+    kids: list[psutil.Process] = wait_until(lambda: psutil.Process(scan.proc.pid).children(),
+                                            what="the loader")
+    # blocked in open(2) of the FIFO, past its start-up (fs/pipe.c: wait_for_partner)
+    wchan = Path(f"/proc/{kids[0].pid}/wchan")
+    wait_until(lambda: wchan.read_text() == "wait_for_partner", what="the loader to hang")
+    return kids[0]
+
+
+def test_a_killed_loader_is_a_failed_reload_and_the_scan_goes_on(scan: Scan) -> None:
+    loader = _hang_next_reload(scan)
+    loader.kill()
+    wait_until(lambda: scan.counters() == (0, 1), what="the failed reload to be counted")
+    assert "exit status -9" in scan.log.read_text()
+    count = scan.seg.get("count")
+    wait_until(lambda: scan.seg.get("count") != count, what="the scan to keep running")
+    assert scan.threads() == 2
+
+
+def test_a_killed_scan_takes_its_hung_loader_with_it(scan: Scan) -> None:
+    loader = _hang_next_reload(scan)
+    scan.proc.kill()
+    scan.proc.wait()
+    wait_until(lambda: not loader.is_running() or loader.status() == psutil.STATUS_ZOMBIE,
+               what="the loader to die with the scan")
