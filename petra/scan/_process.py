@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,9 +43,6 @@ HB_RELOADS_FAILED = ScanCounter.RELOADS_FAILED
 HB_BUSY_READS = ScanCounter.BUSY_READS
 HB_WRITES = ScanCounter.WRITES
 HB_CYCLES = ScanCounter.CYCLES
-# GIL switch interval while the worker compiles, so the loop gets the interpreter back
-# promptly when it wakes.
-COMPILE_SWITCH_INTERVAL_S = 0.0002
 
 
 def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | None = None
@@ -208,12 +204,7 @@ class ScanProcess:
             check_same_signals(plant, self._segment)
             if plant.scan.period_ns != self._engine.period_ns:
                 raise ReloadError("scan.period changed: restart the plant to apply it")
-            old_switch = sys.getswitchinterval()
-            sys.setswitchinterval(COMPILE_SWITCH_INTERVAL_S)
-            try:
-                program = build_program(plant, self._segment, previous=self._engine.program)
-            finally:
-                sys.setswitchinterval(old_switch)
+            program = build_program(plant, self._segment, previous=self._engine.program)
         except PlantLoadError as exc:
             self._failed(exc.lines)
             return

@@ -11,10 +11,13 @@ Talking to the worker without a lock
 The loop thread may run SCHED_FIFO on its own CPU while the worker runs SCHED_OTHER
 elsewhere; a lock they shared would let the worker, preempted while holding it, stall
 the loop (priority inversion). So nothing is shared under a lock. The signal handler
-and the loop only bump a counter they alone write (``requested``, ``swaps``) and write
-one byte to a non-blocking pipe; the worker sleeps in ``select`` on that pipe, drains
-it and compares the counters with what it has served. A full pipe loses no request:
-the bytes already in it wake the worker, which reads the counters, not the bytes.
+bumps a counter only it writes (``requested``) and writes one byte to a non-blocking
+pipe; the worker sleeps in ``select`` on that pipe, drains it and compares the counter
+with what it has served. A full pipe loses no request: the bytes already in it wake
+the worker, which reads the counter, not the bytes. The loop reports a swap the same
+way (``swaps``) but without a byte, see :meth:`ReloadWorker.swapped`. The GIL is the
+one thing they still share; :func:`petra.scan._rt.bound_threads` shortens its switch
+interval so the loop gets it back within 0.2 ms.
 
 Failure
 -------
@@ -37,6 +40,7 @@ from collections.abc import Callable
 log = logging.getLogger("petra.scan")
 
 JOIN_TIMEOUT_S = 10.0
+SWAP_POLL_S = 0.02
 
 
 class ReloadWorker:
@@ -81,9 +85,11 @@ class ReloadWorker:
         self._poke()
 
     def swapped(self) -> None:
-        """Tell the worker the loop swapped the program in (called by the loop)."""
+        """Tell the worker the loop swapped the program in (called by the loop, in the
+        swap cycle). No wake-up byte: a worker woken now would want the GIL while the
+        loop runs that cycle in Python; it notices within :data:`SWAP_POLL_S`, almost
+        always while the loop sleeps."""
         self.swaps += 1
-        self._poke()
 
     def _poke(self) -> None:
         fd = self._w
@@ -127,8 +133,8 @@ class ReloadWorker:
             pass
         return self._stopping
 
-    def _wait(self) -> None:
-        select.select([self._r], [], [])
+    def _wait(self, timeout: float | None = None) -> None:
+        select.select([self._r], [], [], timeout)
         self.cancelled()
 
     def wait_swapped(self, before: int) -> bool:
@@ -137,7 +143,7 @@ class ReloadWorker:
         while self.swaps == before:
             if self._stopping:
                 return False
-            self._wait()
+            self._wait(SWAP_POLL_S)
         return True
 
     def _main(self) -> None:

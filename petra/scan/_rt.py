@@ -37,10 +37,11 @@ use, and the size it books in ``VmLck`` (what ``RLIMIT_MEMLOCK`` limits) is unch
 
 Before locking, :func:`bound_threads` caps what later threads can add: glibc gets at
 most two malloc arenas (the main thread keeps its own, so the loop never waits on an
-arena lock held by a helper thread; every other thread shares the second) and new
-Python threads get 1 MB stacks. ``OPENBLAS_NUM_THREADS=1`` must be set before numpy is
-imported (``petra scan`` and the supervisor's child environment do), so OpenBLAS
-starts no thread and maps one buffer, not one per CPU.
+arena lock held by a helper thread; every other thread shares the second), new Python
+threads get 1 MB stacks, and the GIL switch interval is 0.2 ms, so a helper thread
+running Python hands the interpreter back to the loop quickly. ``OPENBLAS_NUM_THREADS=1``
+must be set before numpy is imported (``petra scan`` and the supervisor's child
+environment do), so OpenBLAS starts no thread and maps one buffer, not one per CPU.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import gc
 import logging
 import os
 import resource
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,6 +158,7 @@ MCL_CURRENT, MCL_FUTURE = 1, 2
 M_ARENA_MAX = -8                # mallopt parameter (glibc malloc.h)
 MALLOC_ARENAS = 2
 THREAD_STACK_BYTES = 1 << 20
+SWITCH_INTERVAL_S = 0.0002
 UNTOUCHED_MIN_BYTES = 1 << 20
 CAP_IPC_LOCK = 14
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -178,10 +181,13 @@ def _raise_errno(what: str) -> None:
 
 
 def bound_threads() -> None:
-    """Cap malloc arenas and Python thread stacks; call before starting any thread."""
+    """Cap malloc arenas and Python thread stacks, and make a helper thread hand the
+    GIL back to the loop within 0.2 ms instead of the default 5 ms (while only the loop
+    runs Python the interval costs nothing). Call before starting any thread."""
     if _libc().mallopt(M_ARENA_MAX, MALLOC_ARENAS) != 1:
         log.warning("event=rt_degraded detail='mallopt(M_ARENA_MAX) refused'")
     threading.stack_size(THREAD_STACK_BYTES)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 @dataclass(frozen=True, slots=True)
