@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import enum
 import marshal
 import os
 import select
@@ -41,7 +42,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,7 @@ class ScanPlant:
             FORMAT, self.instance, self.source,
             (s.period_ns, s.grid_offset_ns, s.spin_ns, s.cpu, s.policy, s.priority, s.rt,
              s.cpu_dma_latency, s.journal_capacity),
-            tuple((d.name, int(d.type), d.unit, d.owner, d.writable, d.initial,
-                   int(d.initial_quality)) for d in self.signals),
+            tuple(_signal_row(d) for d in self.signals),
             self.safe_values,
             tuple((b.name, b.type, dict(b.inputs), dict(b.outputs), dict(b.params))
                   for b in self.blocks),
@@ -131,9 +131,7 @@ class ScanPlant:
                 instance=instance,
                 source=source,
                 scan=ScanSettings(*scan),
-                signals=tuple(SignalDef(n, SignalType(t), unit=u, owner=o, writable=w,
-                                        initial=i, initial_quality=Quality(q))
-                              for n, t, u, o, w, i, q in signals),
+                signals=tuple(_signal_def(row) for row in signals),
                 safe_values=tuple(tuple(p) for p in safe),
                 blocks=tuple(ScanBlock(*b) for b in blocks),
             )
@@ -157,6 +155,22 @@ class ScanPlant:
             blocks=tuple(ScanBlock(b.name, b.type, dict(b.inputs), dict(b.outputs),
                                    dict(b.params)) for b in plant.blocks),
         )
+
+
+# Every field of SignalDef travels, by name, so a field added to it is carried too.
+_SIGNAL_FIELDS = tuple(f.name for f in fields(SignalDef))
+
+
+def _signal_row(d: SignalDef) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, enum.IntEnum) else v
+                 for v in (getattr(d, name) for name in _SIGNAL_FIELDS))
+
+
+def _signal_def(row: Sequence[Any]) -> SignalDef:
+    kw = dict(zip(_SIGNAL_FIELDS, row, strict=True))
+    kw["type"] = SignalType(kw["type"])
+    kw["initial_quality"] = Quality(kw["initial_quality"])
+    return SignalDef(**kw)
 
 
 # -------------------------------------------------------------------- the scan's side
