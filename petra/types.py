@@ -237,6 +237,7 @@ ROLE_SUPERVISOR = "supervisor"
 DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
+SINK_HISTORY = "history"
 ROLE_MAX_BYTES = 47
 DRIVER_NAME_MAX = 16
 
@@ -302,8 +303,27 @@ class SinkCounter(enum.IntEnum):
     JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
 
 
+class HistoryCounter(enum.IntEnum):
+    """Counter indices of the history sink's heartbeat record (``sink:history``).
+
+    Indices 0, 2, 3, 4 and 7 mean what they mean for every sink (:class:`SinkCounter`);
+    1, 5 and 6 are the history's own. Per-destination figures (lag, backlog bytes, last
+    success) do not fit eight counters: they are in the sink's status file."""
+
+    STATE = 0  # ConnState of the write-ahead log (UP while it accepts samples)
+    RECORDED = 1  # samples appended to the write-ahead log
+    DROPPED = 2  # samples lost: journal overruns, WAL quota, full-disk holding buffer
+    ERRORS = 3  # WAL and destination errors
+    RECONNECTS = 4  # WAL re-opens after the first
+    BACKLOG = 5  # samples in the WAL not yet confirmed by every destination
+    ALARMS = 6  # bit mask of active alarms (petra.history.Alarm)
+    JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
+
+
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
+    if role == sink_role(SINK_HISTORY):
+        return HistoryCounter
     kind = role_kind(role)
     if kind == ROLE_SCAN:
         return ScanCounter

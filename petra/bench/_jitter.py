@@ -253,6 +253,9 @@ def parse_cyclictest(text: str) -> dict[str, Any]:
             average = int(line.split(":")[1].split()[0])
     total = sum(counts.values()) + overflow
     out: dict[str, Any] = {"samples": total, "overflow": overflow,
+                           "histogram": {"bucket_us": 1, "buckets": {
+                               k: v for k, v in sorted(counts.items()) if v},
+                               "overflow": overflow},
                            "min_us": float(minimum) if minimum is not None else None,
                            "avg_us": float(average) if average is not None else None,
                            "max_us": float(maximum) if maximum is not None else None}
@@ -343,26 +346,115 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Latency histogram and time series, for people who would rather look."""
-    try:
-        import matplotlib
+def plot_hint() -> str:
+    """How to get matplotlib: from the checkout when petra runs from one (an index
+    install of ``petra[plot]`` would fetch another petra), else from the index."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "petra").is_dir():
+        return f"cd {root} && .venv/bin/pip install -e '.[plot]'"
+    return "pip install 'petra[plot]'"
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def require_matplotlib() -> None:
+    """Fail before measuring, not after a minute of it, when --plot cannot work."""
+    try:
+        import matplotlib  # noqa: F401  # the check is the import
     except ImportError:
-        raise PetraError("--plot needs matplotlib: pip install 'petra[plot]'") from None
+        raise PetraError(f"--plot needs matplotlib, which is not installed: "
+                         f"{plot_hint()}") from None
+
+
+def _marks(ax: Any, d: dict[str, Any], period_us: float, *, vertical: bool) -> None:
+    """The period and the p99/p99.9 of one distribution as lines across ``ax``."""
+    line = ax.axvline if vertical else ax.axhline
+    line(period_us, color="black", linewidth=1.0, label=f"period {period_us:g} us")
+    for key, label, style in (("p99", "p99", "--"), ("p999", "p99.9", ":")):
+        v = d.get(key)
+        if isinstance(v, int | float):
+            line(v, color="tab:red", linestyle=style, linewidth=1.0,
+                 label=f"{label} {v:.1f} us")
+
+
+def _bars(ax: Any, buckets: dict[Any, int], overflow: int, xmax: float, color: str) -> None:
+    """A 1-us histogram drawn up to ``xmax``; what lies beyond goes in the last bar."""
+    xs = np.array([int(k) for k in buckets], dtype=np.int64)
+    ns = np.array([int(v) for v in buckets.values()], dtype=np.int64)
+    beyond = int(ns[xs >= xmax].sum()) + overflow if len(xs) else overflow
+    keep = xs < xmax
+    width = max(1.0, xmax / 200)
+    edges = np.arange(0.0, xmax + width, width)
+    counts, _ = np.histogram(xs[keep], bins=edges, weights=ns[keep])
+    if beyond:
+        counts[-1] += beyond
+    ax.bar(edges[:-1], np.maximum(counts, 0), width=width, align="edge", color=color,
+           log=True)
+
+
+def _cyclictest_panel(ax: Any, cyc: dict[str, Any], period: float, xmax: float) -> None:
+    if "histogram" in cyc:
+        _bars(ax, cyc["histogram"]["buckets"], int(cyc["histogram"]["overflow"]), xmax,
+              "tab:green")
+        _marks(ax, cyc, period, vertical=True)
+        ax.set_title(f"cyclictest, same settings: {cyc.get('samples', 0)} cycles")
+        ax.legend(fontsize="small")
+    else:
+        why = cyc.get("error") or "not installed (apt-get install rt-tests)"
+        ax.text(0.5, 0.5, f"cyclictest: {why}"[:120], ha="center", va="center",
+                transform=ax.transAxes, wrap=True)
+        ax.set_title("cyclictest")
+    ax.set_xlabel("wake-up latency (us)")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Petra beside cyclictest: both wake-up histograms on one latency axis, each with
+    the period and its p99/p99.9 marked, and Petra's per-cycle latency below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    period = float(result["settings"]["period_us"])
+    wake = result["wake"]
+    cyc = result.get("cyclictest") or {}
+    has_cyc = "histogram" in cyc
+    tops = [period, *(d.get(k) for d in (wake, cyc) for k in ("p999", "p99"))]
+    xmax = min(CYCLICTEST_HIST_US, 1.3 * max(float(v) for v in tops if isinstance(
+        v, int | float)))
+    fig = plt.figure(figsize=(12, 8))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 1))
+    left = fig.add_subplot(grid[0, 0])
+    right = fig.add_subplot(grid[0, 1], sharex=left, sharey=left)
+    below = fig.add_subplot(grid[1, :])
+    hist = result["histogram"]
     trace = result["_trace"]
     lat_us = trace[:, 0] / 1e3
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7))
-    ax1.hist(np.clip(lat_us, 0, HIST_LIMIT_US), bins=200, log=True, color="tab:blue")
-    ax1.set_xlabel("wake-up latency (us), overflow clipped")
-    ax1.set_ylabel("cycles")
-    ax1.set_title(f"petra scan wake-up latency, period {result['settings']['period_us']:g} us")
-    ax2.plot(np.arange(len(lat_us)), lat_us, linewidth=0.4, color="tab:orange")
-    ax2.set_xlabel("cycle")
-    ax2.set_ylabel("latency (us)")
-    ax2.set_yscale("log")
+    # Petra's own histogram stops at HIST_LIMIT_US; the trace has every cycle.
+    us = (trace[:, 0] // 1000).astype(np.int64)
+    vals, counts = np.unique(us, return_counts=True)
+    _bars(left, dict(zip(vals.tolist(), counts.tolist(), strict=True)), 0, xmax, "tab:blue")
+    _marks(left, wake, period, vertical=True)
+    left.set_title(f"petra scan: {wake.get('samples', 0)} cycles, "
+                   f"{hist['overflow']} beyond {HIST_LIMIT_US} us")
+    left.set_xlabel("wake-up latency (us); the last bar holds everything beyond")
+    left.set_ylabel("cycles")
+    left.legend(fontsize="small")
+    _cyclictest_panel(right, cyc, period, xmax)
+    below.plot(np.arange(len(lat_us)), np.maximum(lat_us, 0.01), linewidth=0.4,
+               color="tab:blue", label="petra, per cycle")
+    _marks(below, wake, period, vertical=False)
+    if has_cyc:
+        for key, label in (("p99", "cyclictest p99"), ("p999", "cyclictest p99.9")):
+            v = cyc.get(key)
+            if isinstance(v, int | float):
+                below.axhline(v, color="tab:green", linestyle="--" if key == "p99" else ":",
+                              linewidth=1.0, label=f"{label} {v:.1f} us")
+    below.set_yscale("log")
+    below.set_xlabel("cycle")
+    below.set_ylabel("wake-up latency (us)")
+    below.legend(fontsize="small", loc="upper right")
+    s = result["settings"]
+    fig.suptitle(f"petra-bench jitter: period {period:g} us, {s['duration_s']:g} s, "
+                 f"policy {s['policy']}, cpu {s['cpu']}, wait {s['wait']}, load {s['load']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -383,8 +475,11 @@ def register(sub: Any) -> None:
     p.add_argument("--signals", type=int, default=1000)
     p.add_argument("--load", choices=("cpu", "mem", "io"), default=None)
     p.add_argument("--no-cyclictest", action="store_true")
-    p.add_argument("--json", type=Path, default=None, help="write the result here")
-    p.add_argument("--plot", type=Path, default=None, help="write a PNG here")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write the result here (with --plot alone: beside the PNG)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="write a PNG here: petra beside cyclictest, period and p99/p99.9 "
+                        "marked (needs matplotlib, checked before measuring)")
     p.set_defaults(func=run)
 
 
@@ -397,11 +492,18 @@ def run(args: argparse.Namespace) -> int:
                               policy=args.policy, priority=args.priority, wait=args.wait,
                               spin_ns=args.spin, blocks=args.blocks, signals=args.signals,
                               load=args.load, cyclictest=not args.no_cyclictest)
+    if args.plot:
+        require_matplotlib()
     result = measure(settings)
     print(format_table(result))
+    trace = result.pop("_trace")
+    out: Path | None = args.json
+    if out is None and args.plot:  # a plot comes with its numbers
+        out = args.plot.with_suffix(".json")
+    if out is not None:  # first: a plot that fails must not lose the measurement
+        out.write_text(json.dumps(result, indent=2, default=float))
+        print(f"json: {out}")
     if args.plot:
-        plot(result, args.plot)
-    result.pop("_trace")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=float))
+        plot({**result, "_trace": trace}, args.plot)
+        print(f"plot: {args.plot}")
     return 0

@@ -10,7 +10,8 @@ from petra.cli._commands import build_parser as _build
 from petra.cli._commands import run
 
 # Subcommand modules, in the order `petra --help` lists them.
-SUBCOMMANDS = ("run", "check", "scan", "reload", "driver", "segment")
+SUBCOMMANDS = ("run", "check", "scan", "reload", "read", "write", "driver", "segment",
+               "history", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

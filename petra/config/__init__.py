@@ -23,6 +23,7 @@ from petra.config._plant import (
     load_plant_text,
 )
 from petra.config._semantic import BlockInstance
+from petra.config._yaml import parse_scalar
 from petra.errors import ConfigError
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "load_plant",
     "load_plant_text",
     "parse_duration",
+    "parse_scalar",
     "signal_refs",
 ]

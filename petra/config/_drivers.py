@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from petra.config._seconds import Seconds, WholeSeconds
+
 Direction = Literal["read", "write", "readwrite"]
 
 
@@ -47,8 +49,8 @@ class RetryConfig(_Model):
 
     A zero delay would make a dead peer a busy loop, so every delay must be > 0."""
 
-    initial_delay_s: float = Field(default=0.5, gt=0, description="first reconnect delay")
-    max_delay_s: float = Field(default=30.0, gt=0, description="cap of the reconnect delay")
+    initial_delay_s: Seconds = Field(default=0.5, gt=0, description="first reconnect delay")
+    max_delay_s: Seconds = Field(default=30.0, gt=0, description="cap of the reconnect delay")
     multiplier: float = Field(default=2.0, ge=1.0, description="growth per failed attempt")
     jitter: float = Field(default=0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
     write_attempts: int = Field(default=3, ge=1, le=100, description="tries per device write")
@@ -63,14 +65,14 @@ class RetryConfig(_Model):
 class TimeoutConfig(_Model):
     """How long to wait for a connection and for one request's reply."""
 
-    connect_s: float = Field(default=3.0, gt=0, le=600)
-    request_s: float = Field(default=1.0, gt=0, le=600)
+    connect_s: Seconds = Field(default=3.0, gt=0, le=600)
+    request_s: Seconds = Field(default=1.0, gt=0, le=600)
 
 
 class PollGroup(_Model):
     """A named poll period; points name their group."""
 
-    period_s: float = Field(gt=0, le=86400)
+    period_s: Seconds = Field(gt=0, le=86400)
 
 
 def _check_groups(groups: dict[str, PollGroup], points: list[Any]) -> None:
@@ -153,7 +155,7 @@ class _ModbusCommon(_Model):
                       description="Driver name; at most 16 characters, so that the "
                       "owner label driver:<name> fits the segment's 23-byte owner field")
     unit_id: int = Field(default=1, ge=0, le=255)
-    poll_period_s: float = Field(default=1.0, gt=0, le=86400)
+    poll_period_s: Seconds = Field(default=1.0, gt=0, le=86400)
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -241,7 +243,7 @@ class S7Config(_Model):
                                     description="overrides rack/slot when set")
     pdu_size: int = Field(default=480, ge=240, le=960,
                           description="requested; the CPU may lower it")
-    poll_period_s: float = Field(default=1.0, gt=0, le=86400)
+    poll_period_s: Seconds = Field(default=1.0, gt=0, le=86400)
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -281,7 +283,7 @@ class BrokerConfig(_Model):
     password_file: str | None = None
     password_env: str | None = None
     tls: TlsConfig | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    keepalive_s: WholeSeconds = Field(default=30, ge=5, le=3600)
 
     @model_validator(mode="after")
     def _secret(self) -> BrokerConfig:
@@ -353,7 +355,7 @@ class PublishRule(_Model):
     retain: bool = False
     format: Literal["json", "plain"] = "json"
     deadband: float = Field(default=0.0, ge=0, description="absolute; 0 publishes every change")
-    min_interval_s: float = Field(default=0.0, ge=0, description="at most one message per signal "
+    min_interval_s: Seconds = Field(default=0.0, ge=0, description="at most one message per signal "
                                   "per interval; the latest value is sent when it ends")
     batch: bool = Field(default=False, description="send through the batched topic instead")
 
@@ -368,7 +370,7 @@ class BatchConfig(_Model):
 
     topic: str = "{prefix}/batch"
     max_changes: int = Field(default=1000, ge=1, le=100_000)
-    max_delay_s: float = Field(default=0.05, gt=0, le=60)
+    max_delay_s: Seconds = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
 
 

@@ -23,11 +23,14 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
 from petra.config._drivers import DriverConfig, MqttConfig
+from petra.config._history import HistoryConfig
+from petra.config._seconds import convert_block_times
 from petra.errors import InvalidNameError
 from petra.types import validate_instance_name, validate_signal_name
 
@@ -286,6 +289,12 @@ class BlockConfig(_Model):
     def _name(cls, v: str) -> str:
         return _name_rule(v, "block")
 
+    @field_validator("inputs", "params", mode="before")
+    @classmethod
+    def _times(cls, v: Any, info: ValidationInfo) -> Any:
+        """A timer's ``pt: 20s`` (and every other time of a built-in) in seconds."""
+        return convert_block_times(info.data.get("type"), str(info.field_name), v)
+
 
 class PlantConfig(_Model):
     """A whole plant file."""
@@ -300,7 +309,8 @@ class PlantConfig(_Model):
     drivers: list[DriverConfig] = Field(
         default_factory=list, description="Field device connections (docs/drivers.md)")
     mqtt: MqttConfig | None = Field(default=None, description="MQTT connection (docs/drivers.md)")
-    history: dict[str, Any] = Field(default_factory=dict, description="Reserved")
+    history: HistoryConfig | None = Field(
+        default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
     alarms: list[Any] = Field(default_factory=list, description="Reserved")
     api: dict[str, Any] = Field(default_factory=dict, description="Reserved")
     users: list[Any] = Field(default_factory=list, description="Reserved")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from petra.blocks import BlockSpec
 from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics
+from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
 from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
 from petra.config._yaml import YamlError, dump_yaml, parse_yaml
@@ -141,6 +142,8 @@ def load_plant_text(
     config = _validate(data, diag)
     part = _from_config(config, data) if config is not None else _partial(data)
     analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
+    if config is not None:
+        check_history(config, analysis.owners, diag)
     if diag.errors or config is None:
         raise ConfigErrors(diag.errors, diag.warnings)
     by_name = analysis.blocks

@@ -106,6 +106,25 @@ def _scalar(node: yaml.ScalarNode) -> Any:  # noqa: PLR0911 - one return per tag
     return text
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+def parse_scalar(text: str) -> bool | int | float:
+    """A value typed by a person (``petra write``, petra-top) read as the plant file
+    reads it: the YAML 1.2 core scalars ``true``/``false``, ints (``12``, ``0x1f``) and
+    floats (``2.5``, ``1e3``, ``.nan``), plus ``nan``/``inf``/``-inf`` spelt plainly.
+    Raises ValueError for anything else (the signal's type is checked by the writer)."""
+    t = text.strip()
+    if t.lower() in _NONFINITE:
+        return _NONFINITE[t.lower()]
+    for tag, regex in (("bool", _BOOL_RE), ("int", _INT_RE), ("float", _FLOAT_RE)):
+        if regex.match(t):
+            value: bool | int | float = _scalar(
+                yaml.ScalarNode(f"tag:yaml.org,2002:{tag}", t))
+            return value
+    raise ValueError(f"not a value: {text!r} (write true, false, or a number such as 2.5)")
+
+
 class YamlError(Exception):
     """The text is not YAML, or not YAML this format can hold; has a position."""
 

@@ -118,6 +118,16 @@ class JournalConsumer:
         self._cur.stall_since_ns = 0
         return self._seg.read_batch()
 
+    def seek(self, position: int) -> None:
+        """Continue from ``position``, a :attr:`position` saved earlier (a sink that
+        restarted resumes where its log says it stopped). Entries the ring no longer
+        holds are counted lost by the next :meth:`read`, as for a lapped consumer."""
+        head = int(lib.petra_journal_head(self._seg.handle))
+        if not 0 <= position <= head:
+            raise ValueOutOfRangeError(f"journal position {position} is not in 0..{head}")
+        self._cur.next = position
+        self._cur.stall_since_ns = 0
+
     @property
     def position(self) -> int:
         return int(self._cur.next)

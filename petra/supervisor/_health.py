@@ -27,9 +27,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class PlantCollector(Collector):
     """Reads the live segment and the supervisor's view at each scrape."""
 
-    def __init__(self, segment: Segment, children: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, segment: Segment, children: Callable[[], list[dict[str, Any]]],
+                 history: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._seg = segment
         self._children = children
+        self._history = history
 
     def collect(self) -> Iterator[Any]:
         st = read_stats(self._seg)
@@ -52,8 +54,9 @@ class PlantCollector(Collector):
         yield g
         g = GaugeMetricFamily("petra_scan_wakeup_latency_seconds",
                               "Scan wake-up latency (histogram upper edge)", labels=["quantile"])
-        for q in (50.0, 90.0, 99.0, 99.9):
-            g.add_metric([str(q / 100)], st.wake_percentile_us(q) / 1e6)
+        # Labels written out: str(99.9 / 100) is "0.9990000000000001".
+        for label, q in (("0.5", 50.0), ("0.9", 90.0), ("0.99", 99.0), ("0.999", 99.9)):
+            g.add_metric([label], st.wake_percentile_us(q) / 1e6)
         g.add_metric(["max"], st.wake_max_ns / 1e9)
         yield g
         info = self._seg.info()
@@ -89,14 +92,48 @@ class PlantCollector(Collector):
                     counters.add_metric([hb.role, str(i)], float(v))
         yield counters
         yield age
+        if self._history is not None:
+            yield from history_metrics(self._history())
+
+
+def history_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
+    """Per-destination gauges from the history sink's status file (petra/history)."""
+    if not status:
+        return
+    labels = ["destination"]
+    lag = GaugeMetricFamily("petra_history_lag_samples",
+                            "Samples in the WAL a destination has not confirmed", labels=labels)
+    backlog = GaugeMetricFamily("petra_history_backlog_bytes",
+                                "WAL bytes a destination has not confirmed", labels=labels)
+    last = GaugeMetricFamily("petra_history_last_success_timestamp_seconds",
+                             "Unix time of a destination's last confirmed write", labels=labels)
+    up = GaugeMetricFamily("petra_history_destination_up", "1 while a destination is up",
+                           labels=labels)
+    lost = GaugeMetricFamily("petra_history_destination_lost_samples",
+                             "Samples a destination never got (WAL quota)", labels=labels)
+    for name, d in status.get("destinations", {}).items():
+        lag.add_metric([name], float(d.get("lag_samples", 0)))
+        backlog.add_metric([name], float(d.get("backlog_bytes", 0)))
+        last.add_metric([name], float(d.get("last_success", 0)))
+        up.add_metric([name], 1.0 if d.get("state") == "up" else 0.0)
+        lost.add_metric([name], float(d.get("lost_samples", 0)))
+    yield from (lag, backlog, last, up, lost)
+    wal = status.get("wal", {})
+    g = GaugeMetricFamily("petra_history_wal_bytes", "Bytes held by the history WAL")
+    g.add_metric([], float(wal.get("bytes", 0)))
+    yield g
+    g = GaugeMetricFamily("petra_history_alarms", "Active history alarms (bit mask)")
+    g.add_metric([], float(status.get("alarm_mask", 0)))
+    yield g
 
 
 class HealthServer:
     def __init__(self, segment: Segment, health: Callable[[], dict[str, Any]],
-                 children: Callable[[], list[dict[str, Any]]]) -> None:
+                 children: Callable[[], list[dict[str, Any]]],
+                 history: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._health = health
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(PlantCollector(segment, children))
+        self._registry.register(PlantCollector(segment, children, history))
         self._runner: web.AppRunner | None = None
         self.port = 0
 

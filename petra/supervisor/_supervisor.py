@@ -7,7 +7,8 @@ heartbeat age in the segment. A dead child's half-finished slot writes are repai
 and restarted. Stop order matters for a PLC: the scan stops first and writes its
 safe values, the drivers get a moment to carry them to the devices, and only then
 are drivers and sinks stopped (and given time to flush). A second SIGTERM/SIGINT
-skips the courtesy and kills everything at once.
+skips the courtesy and kills everything at once, unless it comes within
+``REPEAT_SIGNAL_S`` of the first (one Ctrl-C delivered twice is not a second request).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from petra.supervisor._systemd import Notifier
 from petra.types import (
     ROLE_SCAN,
     ROLE_SUPERVISOR,
+    SINK_HISTORY,
     SINK_MQTT_OUT,
     ScanCounter,
     driver_role,
@@ -61,6 +63,8 @@ TICK_S = 0.1
 STOP_TIMEOUT_S = 10.0
 DRIVER_SETTLE_S = 0.5
 RELOAD_TIMEOUT_S = 15.0
+REPEAT_SIGNAL_S = 1.0
+"""A second stop signal sooner than this after the first is the same request (no force)."""
 
 
 def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
@@ -84,7 +88,23 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others))
+    if getattr(plant.config, "history", None) is not None:
+        specs.append(ChildSpec(sink_role(SINK_HISTORY),
+                               petra_argv("history", "run", path, "--instance", instance,
+                                          "--log-level", log_level),
+                               cpus=others, stop_order=2))  # after the drivers: last values
     return specs
+
+
+def _history_status(plant: Any, instance: str, plant_path: Path) -> Any:
+    """A reader of the history sink's status file (for /metrics), or None."""
+    cfg = getattr(plant.config, "history", None)
+    if cfg is None:
+        return None
+    from petra.history import read_status, resolve_dir
+
+    base = resolve_dir(cfg, instance, plant_path)
+    return lambda: read_status(base)
 
 
 def _mqtt_out_configured(plant: Any) -> bool:
@@ -109,6 +129,7 @@ class Supervisor:
         self.children: list[Child] = []
         self._stop = asyncio.Event()
         self._force = False
+        self._stop_signal_mono = 0.0
         self._reload_requested = False
         self._reload_task: asyncio.Task[None] | None = None
         self._ready = False
@@ -143,7 +164,8 @@ class Supervisor:
             port = 0
             if self.health_addr:
                 host, _, port_s = self.health_addr.rpartition(":")
-                health = HealthServer(self.segment, self.health, self.child_table)
+                health = HealthServer(self.segment, self.health, self.child_table,
+                                      _history_status(plant, self.instance, self.plant_path))
                 port = await health.start(host or "127.0.0.1", int(port_s))
                 log.info("event=health_listen host=%s port=%d", host, port)
             self._write_state(port)
@@ -179,6 +201,13 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
+        now = time.monotonic()
+        if self._stop.is_set() and now - self._stop_signal_mono < REPEAT_SIGNAL_S:
+            # One keypress can arrive twice (a terminal's Ctrl-C reaches both
+            # `timeout --foreground` and us): not a request to skip the safe values.
+            log.info("event=stop_signal_repeated signal=%s detail='already stopping; "
+                     "send it again after %.0f s to force'", sig.name, REPEAT_SIGNAL_S)
+            return
         if self._stop.is_set():
             self._force = True
             log.warning("event=stop_forced signal=%s", sig.name)
@@ -186,6 +215,7 @@ class Supervisor:
                 self._kill(child, signal.SIGKILL)
             return
         log.info("event=stop_requested signal=%s", sig.name)
+        self._stop_signal_mono = now
         self._stop.set()
 
     def _on_hup(self) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from petra.top._snapshot import ProcessView, SignalView, Snapshot
+from petra.top._snapshot import ProcessView, SignalDetail, SignalView, Snapshot
 
 R = TypeVar("R")
 Align = Literal["left", "right"]
@@ -25,12 +25,18 @@ SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
 
 # ---------------------------------------------------------------------- formatters
+# Every formatter takes whatever the data holds (None, NaN, inf, a negative age) and
+# returns text: a bad number is a cell that says so, never an exception in the UI.
+def _bad(x: float | None) -> bool:
+    return x is None or not math.isfinite(x)
+
+
 def fmt_us(us: float | None) -> str:
     """A duration given in microseconds: ``12.3 us``, ``1.25 ms``, ``2.50 s``."""
-    if us is None:
+    if us is None or math.isnan(us):
         return "-"
-    if not math.isfinite(us):
-        return ">1 ms"  # the histogram's overflow bucket
+    if math.isinf(us):
+        return ">1 ms"  # the overflow of a histogram without a known top
     if us < 10:
         return f"{us:.2f} us"
     if us < 1000:
@@ -40,25 +46,40 @@ def fmt_us(us: float | None) -> str:
     return f"{us / 1e6:.2f} s"
 
 
+def fmt_percentile(us: float | None, top_us: float) -> str:
+    """A histogram percentile: beyond the histogram (``inf``) it reads ``>`` the top
+    edge (``>1 ms`` with 1-us buckets up to 1 ms), since only that much is known."""
+    if us is not None and math.isinf(us) and us > 0:
+        if not math.isfinite(top_us):
+            return "overflow"  # a histogram whose top edge is unknown
+        return ">" + fmt_us(top_us).replace(".00 ", " ").replace(".0 ", " ")
+    return fmt_us(us)
+
+
+_AGE_STEPS = ((60.0, 1.0, "s"), (3600.0, 60.0, "min"), (86400.0, 3600.0, "h"))
+
+
 def fmt_age_ms(ms: float | None) -> str:
     """An age given in milliseconds, coarser as it grows."""
-    if ms is None:
+    if ms is None or math.isnan(ms):
         return "-"
+    if math.isinf(ms):
+        return "never"
+    ms = max(0.0, ms)
     if ms < 1000:
         return f"{ms:.0f} ms"
     s = ms / 1000
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{s / 60:.1f} min"
-    if s < 86400:
-        return f"{s / 3600:.1f} h"
+    for limit, size, unit in _AGE_STEPS:
+        if s < limit:
+            return f"{s / size:.1f} {unit}"
     return f"{s / 86400:.1f} d"
 
 
 def fmt_uptime(s: float) -> str:
     """``3d 04:05:06`` / ``04:05:06``."""
-    total = int(s)
+    if _bad(s):
+        return "-"
+    total = int(max(0.0, s))
     days, rest = divmod(total, 86400)
     h, rest = divmod(rest, 3600)
     m, sec = divmod(rest, 60)
@@ -81,7 +102,7 @@ def fmt_bytes(n: int | None) -> str:
 
 
 def fmt_percent(p: float | None) -> str:
-    return "-" if p is None else f"{p:.1f}%"
+    return "-" if _bad(p) else f"{p:.1f}%"
 
 
 def fmt_count(n: int | None) -> str:
@@ -89,7 +110,7 @@ def fmt_count(n: int | None) -> str:
 
 
 def fmt_rate(r: float | None) -> str:
-    if r is None:
+    if r is None or _bad(r):
         return "-"
     if r >= 1e6:
         return f"{r / 1e6:.2f}M/s"
@@ -99,7 +120,8 @@ def fmt_rate(r: float | None) -> str:
 
 
 def fmt_value(v: object) -> str:
-    """A signal value: booleans as words, floats to 6 significant digits."""
+    """A signal value: booleans as words, floats to 6 significant digits (``nan``,
+    ``inf`` and ``-inf`` as such)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -107,20 +129,77 @@ def fmt_value(v: object) -> str:
     return str(v)
 
 
+def fmt_limit(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def fmt_cpus(cpus: object) -> str:
+    """The CPU column: ``all`` for a process that may run anywhere, else its CPUs as
+    ranges (``1``, ``0,2``, ``2-5``); ``-`` when the OS would not say."""
+    if cpus is None:
+        return "-"
+    if isinstance(cpus, str):
+        return cpus
+    ids = sorted(int(c) for c in cpus)  # type: ignore[attr-defined]
+    parts: list[str] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts) or "-"
+
+
 def fmt_text(v: object) -> str:
     return str(v)
 
 
+def spark_values(values: Sequence[float]) -> list[float]:
+    """Sparkline data a drawing routine can scale: NaN and negatives become 0, an
+    interval beyond the histogram (``inf``) the tallest finite bar, or 1 when there is
+    none. textual's Sparkline (and :func:`sparkline`) would fail or mislead on them."""
+    finite = [v for v in values if math.isfinite(v)]
+    top = max(finite, default=0.0) or 1.0
+    return [0.0 if math.isnan(v) or v < 0 else (top if math.isinf(v) else v) for v in values]
+
+
 def sparkline(values: Sequence[float], width: int, *, top: float | None = None) -> str:
-    """The last ``width`` values as block characters scaled to ``top`` (default: max)."""
-    data = [v if math.isfinite(v) else (top or 0.0) for v in values[-width:]] if width else []
-    if not data:
+    """The last ``width`` values as block characters scaled to ``top`` (default: the
+    largest); a value beyond the histogram draws a full bar."""
+    if width <= 0 or not values:
         return ""
-    hi = top if top is not None else max(data)
-    if hi <= 0:
+    raw = list(values[-width:])
+    data = spark_values(raw)
+    if top is not None:
+        data = [top if math.isinf(r) and r > 0 else v for r, v in zip(raw, data, strict=True)]
+    hi = max(data) if top is None else top
+    if not math.isfinite(hi) or hi <= 0:
         return SPARK_CHARS[0] * len(data)
     last = len(SPARK_CHARS) - 1
     return "".join(SPARK_CHARS[min(last, max(0, round(v / hi * last)))] for v in data)
+
+
+def spark_top(snap: Snapshot) -> float | None:
+    """The latency line's full bar: the histogram's top edge when an interval went
+    beyond it (finite intervals then scale against it too), else None (the largest)."""
+    over = any(math.isinf(v) and v > 0 for v in snap.scan.history)
+    return snap.scan.hist_top_us if over else None
+
+
+def spark_label(snap: Snapshot) -> str:
+    """What the latency line's full bar stands for: ``p99/refresh 0..250 us``."""
+    top = spark_top(snap)
+    if top is not None:
+        return f"p99/refresh 0..{fmt_percentile(math.inf, top)}"
+    finite = [v for v in snap.scan.history if math.isfinite(v)]
+    return f"p99/refresh 0..{fmt_us(max(finite, default=0.0))}"
+
+
+def spark_text(snap: Snapshot, width: int) -> str:
+    """The latency line itself (``-`` before the first interval)."""
+    return sparkline(snap.scan.history, width, top=spark_top(snap)) or "-"
 
 
 # ---------------------------------------------------------------------- registry
@@ -135,13 +214,15 @@ class Column(Generic[R]):
     """The cell's raw value; also the sort key (None sorts first)."""
     fmt: Callable[[Any], str] = fmt_text
     align: Align = "left"
+    order: Callable[[R], Any] | None = None
+    """The sort key when it is not the shown value (quality sorts bad first)."""
 
     def cell(self, row: R) -> str:
         return self.fmt(self.get(row))
 
     def sort_key(self, row: R) -> tuple[int, Any]:
         """None first, then by value; numbers and strings never compared together."""
-        v = self.get(row)
+        v = self.get(row) if self.order is None else self.order(row)
         if v is None:
             return (0, 0)
         if isinstance(v, bool | int | float):
@@ -177,6 +258,17 @@ class Meter:
     fmt: Callable[[Any], str] = fmt_text
 
 
+QUALITY_ORDER = {"bad": 0, "uncertain": 1, "good": 2}
+"""Sorting by quality puts the worst first."""
+
+
+def _cpus(p: ProcessView) -> object:
+    """What the CPU column shows: the OS affinity, ``all`` when not pinned."""
+    if p.affinity is None or p.pinned is None:
+        return None
+    return p.affinity if p.pinned else "all"
+
+
 PROCESS_PANEL: Panel[ProcessView] = Panel(
     key="processes",
     title="Processes",
@@ -187,7 +279,7 @@ PROCESS_PANEL: Panel[ProcessView] = Panel(
         Column("cpu_percent", "CPU%", 7, lambda p: p.cpu_percent, fmt_percent, "right"),
         Column("rss", "RSS", 7, lambda p: p.rss_bytes, fmt_bytes, "right"),
         Column("restarts", "RESTARTS", 8, lambda p: p.restarts, fmt_count, "right"),
-        Column("cpu", "CPU", 4, lambda p: p.cpu, fmt_text, "right"),
+        Column("cpu", "CPU", 5, _cpus, fmt_cpus, "right"),
         Column("heartbeat", "BEAT AGE", 9, lambda p: p.heartbeat_age_ms, fmt_age_ms, "right"),
         Column("counters", "COUNTERS", 30,
                lambda p: " ".join(str(c) for c in p.counters if c) or "-"),
@@ -203,7 +295,8 @@ SIGNAL_PANEL: Panel[SignalView] = Panel(
         Column("name", "NAME", 32, lambda s: s.name),
         Column("value", "VALUE", 14, lambda s: s.value, fmt_value, "right"),
         Column("unit", "UNIT", 6, lambda s: s.unit),
-        Column("quality", "QUALITY", 9, lambda s: s.quality),
+        Column("quality", "QUALITY", 9, lambda s: s.quality,
+               order=lambda s: QUALITY_ORDER.get(s.quality, -1)),
         Column("age", "AGE", 9, lambda s: s.age_ms, fmt_age_ms, "right"),
         Column("type", "TYPE", 5, lambda s: s.type),
         Column("owner", "OWNER", 16, lambda s: s.owner),
@@ -217,8 +310,12 @@ PANELS: dict[str, Panel[Any]] = {p.key: p for p in (PROCESS_PANEL, SIGNAL_PANEL)
 
 def _wake_line(s: Snapshot) -> str:
     sc = s.scan
-    return (f"p50 {fmt_us(sc.wake_p50_us)}  p90 {fmt_us(sc.wake_p90_us)}  "
-            f"p99 {fmt_us(sc.wake_p99_us)}  p99.9 {fmt_us(sc.wake_p999_us)}  "
+
+    def pct(v: float) -> str:
+        return fmt_percentile(v, sc.hist_top_us)
+
+    return (f"p50 {pct(sc.wake_p50_us)}  p90 {pct(sc.wake_p90_us)}  "
+            f"p99 {pct(sc.wake_p99_us)}  p99.9 {pct(sc.wake_p999_us)}  "
             f"max {fmt_us(sc.wake_max_us)}")
 
 
@@ -248,6 +345,37 @@ HEADER_METERS: tuple[Meter, ...] = (
     Meter("wake", "Wake-up", _wake_line),
     Meter("journal", "Journal", _journal_line),
 )
+
+
+def _writer(d: SignalDetail) -> str:
+    if not d.writer_pid:
+        return "-"
+    return f"{d.writer_role} (pid {d.writer_pid})" if d.writer_role else f"pid {d.writer_pid}"
+
+
+def _limits(d: SignalDetail) -> str:
+    if d.minimum is None and d.maximum is None:
+        return "-"
+    return f"{fmt_limit(d.minimum)} .. {fmt_limit(d.maximum)}"
+
+
+DETAIL_FIELDS: tuple[tuple[str, Callable[[SignalDetail], str]], ...] = (
+    ("Signal", lambda d: f"{d.name}  ({d.type}{', ' + d.unit if d.unit else ''}"
+                         f"{', writable' if d.writable else ', read-only'})"),
+    ("Description", lambda d: d.description or "-"),
+    ("Value", lambda d: f"{fmt_value(d.value)} {d.unit}".rstrip()),
+    ("Quality", lambda d: d.quality + (f" ({d.substatus})" if d.substatus != "none" else "")),
+    ("Limits", _limits),
+    ("Owner", lambda d: d.owner or "-"),
+    ("Last writer", _writer),
+    ("Age", lambda d: f"source {fmt_age_ms(d.source_age_ms)}, "
+                      f"written {fmt_age_ms(d.write_age_ms)} ago"),
+)
+"""The detail pane of one signal, label and text per line."""
+
+
+def render_detail(detail: SignalDetail) -> list[tuple[str, str]]:
+    return [(label, get(detail)) for label, get in DETAIL_FIELDS]
 
 
 # ---------------------------------------------------------------------- row selection
@@ -290,8 +418,8 @@ def render_text(snapshot: Snapshot, *, pattern: str = "", spark_width: int = 60)
     """The whole screen as plain text (``petra-top --once`` without ``--json``)."""
     width = max(len(m.label) for m in HEADER_METERS)
     lines = [f"{m.label.ljust(width)}  {m.fmt(m.get(snapshot))}" for m in HEADER_METERS]
-    spark = sparkline(snapshot.scan.history, spark_width)
-    lines.append(f"{'Latency'.ljust(width)}  {spark or '-'}  (wake-up p99 per refresh)")
+    lines.append(f"{'Latency'.ljust(width)}  {spark_text(snapshot, spark_width)}  (wake-up "
+                 f"{spark_label(snapshot)})")
     lines.append("")
     lines += _table(PROCESS_PANEL, list(snapshot.processes))
     lines.append("")

@@ -1,5 +1,8 @@
 """``petra-top``: attach to a running instance and show it live, or print one snapshot.
 
+The live view follows the instance across restarts and can write writable signals
+(``w``; ``--read-only`` turns that off); ``--once`` only reads.
+
 Exit status: 0 success, 1 nothing to show (no instance, cannot attach), 2 usage error
 (including "several instances run, say which one").
 """
@@ -12,14 +15,15 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from petra import __version__
 from petra.errors import PetraError
-from petra.shm import list_instances, segment_name
+from petra.shm import list_instances
 from petra.top._columns import matches, render_text
 from petra.top._sampler import Sampler
 from petra.top._snapshot import Snapshot
+from petra.top._source import InstanceSource
+from petra.top._write import SignalWriter, parse_for
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -29,7 +33,8 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petra-top",
-        description="Live monitor of a running Petra instance (read-only).")
+        description="Live monitor of a running Petra instance; writes writable signals "
+                    "on request (w), through the same checks as `petra write`.")
     parser.add_argument("--version", action="version", version=f"petra-top {__version__}")
     parser.add_argument("-i", "--instance", metavar="NAME",
                         help="instance to attach to (default: the only one running)")
@@ -46,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=float, default=0.25, metavar="SECONDS",
                         help="with --once: time between the two samples rates are "
                              "measured over (default 0.25)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="live view without the write key (w)")
     return parser
 
 
@@ -116,25 +123,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         if instance is None:
             print(f"petra-top: {why}", file=sys.stderr)
             return EXIT_USAGE if len(running) > 1 else EXIT_FAIL
+    if args.once:
+        try:
+            sampler = Sampler.attach(instance)
+        except PetraError as exc:
+            print(f"petra-top: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        with sampler:
+            sys.stdout.write(once(sampler, window_s=args.window, as_json=args.json,
+                                  pattern=args.filter))
+        return EXIT_OK
+    return live(instance, args)
+
+
+def check_text(name: str, text: str) -> str | None:
+    """What is wrong with ``text`` as a value (before asking to confirm), or None."""
     try:
-        sampler = Sampler.attach(instance)
+        parse_for(name, text)
+    except PetraError as exc:
+        return str(exc)
+    return None
+
+
+def live(instance: str, args: argparse.Namespace) -> int:
+    """The interactive view, following the instance across restarts."""
+    try:
+        source = InstanceSource(instance)
     except PetraError as exc:
         print(f"petra-top: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    with sampler:
-        if args.once:
-            sys.stdout.write(once(sampler, window_s=args.window, as_json=args.json,
-                                  pattern=args.filter))
-            return EXIT_OK
-        from petra.top._app import TopApp  # textual loads only for the live view
+    from petra.top._app import TopApp  # textual loads only for the live view
 
-        shm = Path("/dev/shm") / segment_name(instance).lstrip("/")
-        app = TopApp(sampler.sample, interval_s=args.interval, pattern=args.filter,
-                     present=shm.exists)
-        try:
-            app.run()
-        except KeyboardInterrupt:
-            return 130
+    writer = None if args.read_only else SignalWriter(instance).write
+    app = TopApp(source.sample, interval_s=args.interval, pattern=args.filter,
+                 present=source.present, detail=source.detail, write=writer,
+                 check=check_text)
+    try:
+        app.run()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        source.close()
     return EXIT_OK
 
 

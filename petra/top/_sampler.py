@@ -31,6 +31,19 @@ call on the *same* object, so objects are cached per pid, and dropped when the p
 goes away or is reused (psutil compares the creation time). A pid this user may not
 inspect (another user's process) still shows, with CPU% and RSS unknown.
 
+CPU affinity
+------------
+A heartbeat's ``cpu`` field is 0 both for "pinned to CPU 0" and "not pinned", so the
+CPU column comes from the OS instead (``sched_getaffinity`` through psutil): the CPUs
+the process may run on, and whether that is fewer than the machine has.
+
+Robustness
+----------
+Nothing read here is trusted to be tidy: a percentile beyond the histogram is ``inf``,
+a float signal may hold NaN, a pid may vanish between two calls. Those pass through
+as data (the formatters render them); only a failure to read the segment at all
+raises, and the live view shows that instead of crashing.
+
 Journal lag
 -----------
 The segment does not know its consumers (their cursors are private). A sink that
@@ -41,9 +54,14 @@ wants its lag shown publishes its cursor position in heartbeat counter
 from __future__ import annotations
 
 import collections
+import functools
+import math
+import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +71,7 @@ from petra.shm import (
     Heartbeat,
     Quality,
     Segment,
+    SignalInfo,
     SignalType,
     hist_percentile_us,
     read_heartbeats,
@@ -63,6 +82,7 @@ from petra.top._snapshot import (
     JournalView,
     ProcessView,
     ScanView,
+    SignalDetail,
     SignalView,
     Snapshot,
 )
@@ -73,6 +93,35 @@ SINK_CURSOR_COUNTER = int(SinkCounter.JOURNAL_POSITION)
 DEFAULT_HISTORY = 120
 
 _QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalMeta:
+    """What the plant file says about a signal beyond the segment's directory."""
+
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _limit(info: SignalInfo, which: str, meta: SignalMeta | None) -> float | None:
+    """A signal's min or max: the directory's when it carries limits, else the file's."""
+    value = getattr(info, which, None)
+    if value is None and meta is not None:
+        value = getattr(meta, which)
+    return None if value is None else float(value)
+
+
+@functools.cache
+def hist_top_us(n_buckets: int) -> float:
+    """Upper edge (us) of the last finite bucket of an ``n_buckets`` histogram (the
+    last bucket is the overflow): asked of :func:`hist_percentile_us` itself, so it
+    stays right whatever bucket layout the stats block uses."""
+    if n_buckets < 2:
+        return math.inf
+    probe = np.zeros(n_buckets, np.uint64)
+    probe[n_buckets - 2] = 1
+    return hist_percentile_us(probe, 100.0)
 
 
 class Clock(Protocol):
@@ -93,14 +142,27 @@ class SystemClock:
         return time.time_ns()
 
 
+class Probe(NamedTuple):
+    """What the OS says about one pid."""
+
+    alive: bool
+    cpu_percent: float | None
+    rss_bytes: int | None
+    affinity: tuple[int, ...] | None
+
+
+_GONE = Probe(False, None, None, None)
+_HIDDEN = Probe(True, None, None, None)  # alive but not ours to inspect
+
+
 class _ProcessProbe:
-    """CPU% and RSS per pid, with psutil objects kept between samples."""
+    """CPU%, RSS and affinity per pid, with psutil objects kept between samples."""
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
 
-    def probe(self, pid: int) -> tuple[bool, float | None, int | None]:
-        """(alive, cpu_percent, rss_bytes); the CPU% is None on a pid's first sample."""
+    def probe(self, pid: int) -> Probe:
+        """The CPU% is None on a pid's first sample (psutil needs two)."""
         proc = self._procs.get(pid)
         first = False
         if proc is None or not proc.is_running():
@@ -108,21 +170,22 @@ class _ProcessProbe:
                 proc = psutil.Process(pid)
             except psutil.NoSuchProcess:
                 self._procs.pop(pid, None)
-                return False, None, None
+                return _GONE
             except psutil.Error:
-                return True, None, None
+                return _HIDDEN
             self._procs[pid] = proc
             first = True
         try:
             with proc.oneshot():
                 cpu = proc.cpu_percent(interval=None)
                 rss = int(proc.memory_info().rss)
+                affinity = tuple(sorted(proc.cpu_affinity()))
         except psutil.NoSuchProcess:
             self._procs.pop(pid, None)
-            return False, None, None
+            return _GONE
         except psutil.Error:  # AccessDenied, zombie: alive but not inspectable
-            return True, None, None
-        return True, (None if first else float(cpu)), rss
+            return _HIDDEN
+        return Probe(True, None if first else float(cpu), rss, affinity)
 
     def forget_except(self, pids: set[int]) -> None:
         for pid in list(self._procs):
@@ -138,8 +201,13 @@ class Sampler:
     """
 
     def __init__(self, segment: Segment, *, clock: Clock | None = None,
-                 history: int = DEFAULT_HISTORY, owns_segment: bool = False) -> None:
+                 history: int = DEFAULT_HISTORY, owns_segment: bool = False,
+                 meta: Mapping[str, SignalMeta] | None = None) -> None:
+        """``meta``: what the plant file says about each signal (descriptions, limits),
+        when the caller could read it; the segment's directory is used without it."""
         self._seg = segment
+        self._meta: Mapping[str, SignalMeta] = meta or {}
+        self._n_cpus = psutil.cpu_count() or 1
         self._owns = owns_segment
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._probe = _ProcessProbe()
@@ -155,6 +223,7 @@ class Sampler:
         self._names = [s.name for s in sigs]
         self._units = [s.unit for s in sigs]
         self._owners = [s.owner for s in sigs]
+        self._writable = [s.writable for s in sigs]
         self._type_names = [s.type.name.lower() for s in sigs]
         types = np.array([int(s.type) for s in sigs], dtype=np.uint8)
         self._float_list: list[bool] = (types == int(SignalType.FLOAT)).tolist()
@@ -162,10 +231,11 @@ class Sampler:
 
     @classmethod
     def attach(cls, instance: str, *, clock: Clock | None = None,
-               history: int = DEFAULT_HISTORY) -> Sampler:
+               history: int = DEFAULT_HISTORY,
+               meta: Mapping[str, SignalMeta] | None = None) -> Sampler:
         """Attach read-only to a running instance by name."""
         return cls(Segment.attach(instance, readonly=True), clock=clock, history=history,
-                   owns_segment=True)
+                   owns_segment=True, meta=meta)
 
     @property
     def segment(self) -> Segment:
@@ -235,22 +305,25 @@ class Sampler:
             running_s=max(0.0, (real_ns - st.started_ns) / 1e9) if st.started_ns else 0.0,
             cycles_per_s=rate,
             history=tuple(self._history),
+            hist_top_us=hist_top_us(len(hist)),
         )
 
     def _processes(self, beats: list[Heartbeat], mono_ns: int) -> tuple[ProcessView, ...]:
         views = []
-        seen: dict[int, tuple[bool, float | None, int | None]] = {}
+        seen: dict[int, Probe] = {}
         for hb in beats:
             # Several records may share a pid (threads of one process): probe it once,
             # a second cpu_percent() call microseconds later would read ~0.
             if hb.pid not in seen:
                 seen[hb.pid] = self._probe.probe(hb.pid)
-            alive, cpu, rss = seen[hb.pid]
+            pr = seen[hb.pid]
             views.append(ProcessView(
                 record=hb.record, role=hb.role, pid=hb.pid, state=hb.state.name.lower(),
-                restarts=hb.restarts, cpu=hb.cpu, alive=alive, cpu_percent=cpu,
-                rss_bytes=rss, heartbeat_age_ms=max(0.0, (mono_ns - hb.last_beat_ns) / 1e6),
-                counters=hb.counters))
+                restarts=hb.restarts, cpu=hb.cpu, alive=pr.alive, cpu_percent=pr.cpu_percent,
+                rss_bytes=pr.rss_bytes,
+                heartbeat_age_ms=max(0.0, (mono_ns - hb.last_beat_ns) / 1e6),
+                counters=hb.counters, affinity=pr.affinity,
+                pinned=None if pr.affinity is None else len(pr.affinity) < self._n_cpus))
         self._probe.forget_except({hb.pid for hb in beats})
         return tuple(views)
 
@@ -269,7 +342,28 @@ class Sampler:
         quality = [_QUALITY_NAMES.get(q, "bad") for q in batch.quality.tolist()]
         return tuple(map(SignalView._make, zip(
             range(len(values)), self._names, self._type_names, values, quality, ages,
-            self._units, self._owners, strict=True)))
+            self._units, self._owners, self._writable, strict=True)))
+
+    def detail(self, name: str) -> SignalDetail:
+        """One signal in full: a consistent slot read (value, quality, substatus, both
+        timestamps, writer), its directory entry, and the writer's role when it is a
+        live process of the plant. Raises UnknownSignalError for a name not in the
+        segment."""
+        info = self._seg.info_of(name)
+        sample = self._seg.read(info.index)
+        real = self._clock.time_ns()
+        roles = {hb.pid: hb.role for hb in read_heartbeats(self._seg)}
+        roles.setdefault(os.getpid(), "this process")  # petra-top's own write key
+        meta = self._meta.get(name)
+        return SignalDetail(
+            name=info.name, type=info.type.name.lower(), unit=info.unit, owner=info.owner,
+            writable=info.writable, value=sample.value, quality=sample.quality.name.lower(),
+            substatus=sample.substatus.name.lower(),
+            source_age_ms=max(0.0, (real - sample.source_ts_ns) / 1e6),
+            write_age_ms=max(0.0, (real - sample.write_ts_ns) / 1e6),
+            writer_pid=sample.writer, writer_role=roles.get(sample.writer),
+            minimum=_limit(info, "minimum", meta), maximum=_limit(info, "maximum", meta),
+            description=meta.description if meta is not None else "")
 
     def _journal(self, head: int, drops: int, beats: list[Heartbeat],
                  dt_s: float | None) -> JournalView:

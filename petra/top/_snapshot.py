@@ -9,8 +9,11 @@ JSON
 ----
 :meth:`Snapshot.to_json` is the stable shape scripts rely on (see ``docs/operations.md``).
 JSON has no NaN or infinity, so a non-finite number is written as ``null``: a wake-up
-percentile that falls in the histogram's overflow bucket (above 1 ms) and a float signal
-holding NaN both read back as ``null``.
+percentile that falls in the histogram's overflow bucket (above ``hist_top_us``) and a
+float signal holding NaN both read back as ``null``.
+
+Nothing here assumes the data is sane: a percentile may be infinite, a float NaN, a
+process gone. The formatters in ``_columns.py`` turn each of those into text.
 """
 
 from __future__ import annotations
@@ -52,7 +55,11 @@ class ScanView:
     cycles_per_s: float | None
     """Cycle rate over the last sampling interval (None on the first sample)."""
     history: tuple[float, ...]
-    """Per-interval wake-up p99 (us), oldest first: the sparkline's data."""
+    """Per-interval wake-up p99 (us), oldest first: the sparkline's data. An interval
+    whose p99 fell beyond the histogram holds ``inf``."""
+    hist_top_us: float = 1000.0
+    """Upper edge of the wake-up histogram (us): a percentile beyond it is ``inf``,
+    shown as ``>`` this."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +80,7 @@ class ScanView:
                 "max": self.wake_max_us,
             },
             "running_s": self.running_s,
+            "hist_top_us": self.hist_top_us,
         }
 
 
@@ -86,13 +94,17 @@ class ProcessView:
     state: str
     restarts: int
     cpu: int
-    """The CPU the process says it is pinned to (from its heartbeat)."""
+    """The CPU the process put in its heartbeat (0 also when it is not pinned)."""
     alive: bool
     """Whether a process with that pid exists (as far as this user can see)."""
     cpu_percent: float | None
     rss_bytes: int | None
     heartbeat_age_ms: float
     counters: tuple[int, ...]
+    affinity: tuple[int, ...] | None = None
+    """The CPUs the OS lets the process run on (None: unknown, e.g. the pid is gone)."""
+    pinned: bool | None = None
+    """Whether ``affinity`` is narrower than every CPU of the machine (None: unknown)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +114,8 @@ class ProcessView:
             "state": self.state,
             "restarts": self.restarts,
             "cpu": self.cpu,
+            "affinity": None if self.affinity is None else list(self.affinity),
+            "pinned": self.pinned,
             "alive": self.alive,
             "cpu_percent": finite_or_none(self.cpu_percent),
             "rss_bytes": self.rss_bytes,
@@ -124,13 +138,51 @@ class SignalView(NamedTuple):
     writer supplied a device timestamp)."""
     unit: str
     owner: str
+    writable: bool = False
+    """Operators may write it (through the checked path: ``petra write``, the ``w`` key)."""
 
     def to_json(self) -> dict[str, Any]:
         value: bool | int | float | None = self.value
         if isinstance(value, float):
             value = finite_or_none(value)
         return {"value": value, "quality": self.quality, "age_ms": self.age_ms,
-                "unit": self.unit, "type": self.type, "owner": self.owner}
+                "unit": self.unit, "type": self.type, "owner": self.owner,
+                "writable": self.writable}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalDetail:
+    """Everything known about one signal: one full slot read, its directory entry and,
+    when the plant file can be read, its configuration (the detail pane)."""
+
+    name: str
+    type: str
+    unit: str
+    owner: str
+    writable: bool
+    value: bool | int | float
+    quality: str
+    substatus: str
+    source_age_ms: float
+    write_age_ms: float
+    writer_pid: int
+    writer_role: str | None
+    """The role of the heartbeat record with the writer's pid (None: not a live process
+    of the plant, e.g. a ``petra write`` that has exited)."""
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        value: bool | int | float | None = self.value
+        if isinstance(value, float):
+            value = finite_or_none(value)
+        return {"name": self.name, "type": self.type, "unit": self.unit, "owner": self.owner,
+                "writable": self.writable, "value": value, "quality": self.quality,
+                "substatus": self.substatus, "source_age_ms": self.source_age_ms,
+                "write_age_ms": self.write_age_ms, "writer_pid": self.writer_pid,
+                "writer_role": self.writer_role, "min": self.minimum, "max": self.maximum,
+                "description": self.description}
 
 
 @dataclass(frozen=True, slots=True)

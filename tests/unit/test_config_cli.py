@@ -184,10 +184,10 @@ def test_docs_tables_match_the_schema() -> None:
 def test_docs_example_is_a_valid_plant() -> None:
     """The example at the top of docs/config.md validates against the built-in blocks."""
     specs = block_specs()
-    needed = {"PID", "TANK", "TON"}
+    needed = {"PID", "SCALE", "TANK", "TON"}
     assert needed <= set(specs), f"built-ins missing: {sorted(needed - set(specs))}"
     text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
     m = re.search(r"```yaml\n(instance: demo.*?)```", text, re.S)
     assert m is not None
     plant = load_plant_text(m.group(1), "docs/config.md", specs=specs)
-    assert plant.order == ["level_ctl", "tank", "high"] and plant.warnings == []
+    assert plant.order == ["level_ctl", "valve", "tank", "high"] and plant.warnings == []

@@ -6,6 +6,7 @@ Pure functions over hand-made snapshots: no segment, no terminal.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -26,14 +27,19 @@ from petra.top import (
 from petra.top._columns import (
     fmt_age_ms,
     fmt_bytes,
+    fmt_cpus,
     fmt_percent,
+    fmt_percentile,
     fmt_rate,
     fmt_uptime,
     fmt_us,
     fmt_value,
     matches,
+    render_detail,
+    spark_label,
+    spark_values,
 )
-from petra.top._snapshot import ConsumerLag, JournalView
+from petra.top._snapshot import ConsumerLag, JournalView, SignalDetail
 
 
 def scan_view(**kw: object) -> ScanView:
@@ -60,7 +66,8 @@ def snapshot() -> Snapshot:
         processes=(
             ProcessView(record=0, role="scan", pid=100, state="running", restarts=0, cpu=1,
                         alive=True, cpu_percent=12.5, rss_bytes=40 << 20,
-                        heartbeat_age_ms=3.0, counters=(0,) * 8),
+                        heartbeat_age_ms=3.0, counters=(0,) * 8, affinity=(1,),
+                        pinned=True),
             ProcessView(record=1, role="driver:plc1", pid=101, state="degraded", restarts=3,
                         cpu=0, alive=False, cpu_percent=None, rss_bytes=None,
                         heartbeat_age_ms=4200.0, counters=(2, 0, 17, 0, 0, 0, 0, 0)),
@@ -118,6 +125,80 @@ def test_sparkline() -> None:
     assert sparkline([0.0, 50.0, 100.0], 10) == "▁▅█"
     assert sparkline([1.0, 2.0, 3.0, 4.0], 2) == "▆█"  # the last values, rescaled
     assert sparkline([5.0, math.inf], 5, top=10.0) == "▅█"
+    # Beyond the histogram draws the tallest bar, NaN the lowest, without a top too.
+    assert sparkline([5.0, math.inf, 10.0], 5) == "▅██"
+    assert sparkline([math.nan, 4.0, -1.0], 5) == "▁█▁"
+    assert sparkline([math.inf, math.inf], 5) == "██"
+
+
+def test_spark_values_are_always_drawable() -> None:
+    """textual's Sparkline turns each value into an int: inf and NaN crashed it."""
+    assert spark_values([]) == []
+    assert spark_values([3.0, math.inf, math.nan, -2.0]) == [3.0, 3.0, 0.0, 0.0]
+    assert spark_values([math.inf]) == [1.0]
+    assert all(math.isfinite(v) for v in spark_values([math.inf, -math.inf, math.nan]))
+
+
+@pytest.mark.parametrize(("us", "top", "text"), [
+    (math.inf, 1000.0, ">1 ms"), (math.inf, 1_000_000.0, ">1 s"),
+    (math.inf, 250.0, ">250 us"), (math.inf, math.inf, "overflow"),
+    (61.0, 1000.0, "61.0 us"), (math.nan, 1000.0, "-"),
+    (0.0, 1000.0, "0.00 us")])
+def test_fmt_percentile(us: float, top: float, text: str) -> None:
+    assert fmt_percentile(us, top) == text
+
+
+def test_formatters_take_any_number() -> None:
+    """NaN, inf and negative numbers are cells, never exceptions."""
+    for x in (math.nan, math.inf, -math.inf):
+        for fmt in (fmt_us, fmt_age_ms, fmt_percent, fmt_rate, fmt_uptime):
+            assert isinstance(fmt(x), str)
+        assert isinstance(fmt_percentile(x, 1000.0), str)
+    for opt in (fmt_us, fmt_age_ms, fmt_percent, fmt_rate):
+        assert opt(None) == "-"
+    assert fmt_age_ms(-5.0) == "0 ms"  # a source timestamp in the future
+    assert fmt_age_ms(math.inf) == "never"
+    assert fmt_uptime(math.nan) == "-"
+    assert fmt_value(math.inf) == "inf" and fmt_value(-math.inf) == "-inf"
+
+
+def test_cpu_column_shows_the_affinity() -> None:
+    assert fmt_cpus(None) == "-"
+    assert fmt_cpus("all") == "all"
+    assert fmt_cpus((1,)) == "1"
+    assert fmt_cpus((0, 2)) == "0,2"
+    assert fmt_cpus((0, 1, 2, 3, 6)) == "0-3,6"
+    scan, drv = snapshot().processes
+    col = PROCESS_PANEL.column("cpu")
+    assert col.cell(scan) == "1"
+    assert col.cell(replace(scan, pinned=False, affinity=(0, 1))) == "all"
+    assert col.cell(drv) == "-"  # gone: the OS cannot say
+
+
+def test_quality_sorts_worst_first() -> None:
+    rows = select_rows(SIGNAL_PANEL, snapshot(), sort_key="quality")
+    assert [s.quality for s in rows] == ["bad", "uncertain", "good", "good"]
+
+
+def test_detail_fields() -> None:
+    d = SignalDetail(name="tank.sp", type="float", unit="m", owner="", writable=True,
+                     value=math.nan, quality="bad", substatus="writer_died",
+                     source_age_ms=1500.0, write_age_ms=20.0, writer_pid=42,
+                     writer_role="driver:plc", minimum=0.0, maximum=5.0,
+                     description="Level setpoint")
+    lines = dict(render_detail(d))
+    assert lines["Signal"] == "tank.sp  (float, m, writable)"
+    assert lines["Description"] == "Level setpoint"
+    assert lines["Value"] == "nan m"
+    assert lines["Quality"] == "bad (writer_died)"
+    assert lines["Limits"] == "0 .. 5"
+    assert lines["Last writer"] == "driver:plc (pid 42)"
+    assert lines["Age"] == "source 1.5 s, written 20 ms ago"
+    bare = dict(render_detail(replace(d, minimum=None, maximum=None, writer_role=None,
+                                      substatus="none", description="", writable=False)))
+    assert bare["Limits"] == "-" and bare["Description"] == "-"
+    assert bare["Last writer"] == "pid 42" and bare["Quality"] == "bad"
+    assert bare["Signal"].endswith("read-only)")
 
 
 def test_registry_is_consistent() -> None:
@@ -194,7 +275,8 @@ def test_snapshot_json_shape() -> None:
     assert data["scan"]["wake_us"]["p999"] is None
     assert data["processes"][1]["cpu_percent"] is None
     assert data["signals"]["pump.run"] == {"value": True, "quality": "good", "age_ms": 900.0,
-                                           "unit": "", "type": "bool", "owner": "scan"}
+                                           "unit": "", "type": "bool", "owner": "scan",
+                                           "writable": False}
     assert data["journal"] == {"head": 5000, "capacity": 1 << 16, "producer_drops": 0,
                                "rate_per_s": 2500.0, "lag": 10,
                                "consumers": [{"role": "sink:mqtt", "position": 4990,
@@ -205,3 +287,12 @@ def test_public_exports() -> None:
     assert sorted(top.__all__) == sorted(set(top.__all__))
     for name in top.__all__:
         assert hasattr(top, name), name
+
+
+def test_spark_label_names_the_full_bar() -> None:
+    snap = snapshot()  # history (10, 20, 40)
+    assert spark_label(snap) == "p99/refresh 0..40.0 us"
+    over = replace(snap, scan=scan_view(history=(10.0, math.inf)))
+    assert spark_label(over) == "p99/refresh 0..>1 ms"
+    assert "▁█" in render_text(over)  # 10 us against the 1 ms top; beyond it: full
+    assert spark_label(replace(snap, scan=scan_view(history=()))) == "p99/refresh 0..0.00 us"

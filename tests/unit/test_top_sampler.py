@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from petra.errors import UnknownSignalError
 from petra.shm import (
     HeartbeatHandle,
     ProcessState,
@@ -26,10 +27,11 @@ from petra.shm import (
     SignalDef,
     SignalType,
     StatsWriter,
+    Substatus,
     add_restart,
     read_heartbeats,
 )
-from petra.top import SINK_CURSOR_COUNTER, Sampler, Snapshot
+from petra.top import SINK_CURSOR_COUNTER, InstanceSource, Sampler, SignalMeta, Snapshot
 
 MS = 1_000_000
 
@@ -170,7 +172,9 @@ def test_signals_values_quality_age(seg: Segment) -> None:
     assert by_name["setpoint"].value == 2.5
     js = snap.to_json()["signals"]
     assert js["tank.level"] == {"value": 1.25, "quality": "good", "age_ms": pytest.approx(1500.0),
-                                "unit": "m", "type": "float", "owner": "scan"}
+                                "unit": "m", "type": "float", "owner": "scan",
+                                "writable": False}
+    assert js["setpoint"]["writable"] is True
     seg.write("tank.level", float("nan"))
     assert json.loads(json.dumps(Sampler(seg, clock=clock).sample().to_json(),
                                  allow_nan=False))["signals"]["tank.level"]["value"] is None
@@ -254,3 +258,84 @@ def test_empty_segment() -> None:
     finally:
         s.unlink()
         s.close()
+
+
+def test_cpu_affinity_from_the_os(seg: Segment) -> None:
+    HeartbeatHandle(seg, "scan", os.getpid(), cpu=0).beat(ProcessState.RUNNING)
+    HeartbeatHandle(seg, "driver:plc", _dead_pid(), cpu=0).beat(ProcessState.RUNNING)
+    procs = {p.role: p for p in Sampler(seg, clock=clock_for(seg)).sample().processes}
+    mine = tuple(sorted(os.sched_getaffinity(0)))
+    assert procs["scan"].affinity == mine
+    assert procs["scan"].pinned == (len(mine) < (os.cpu_count() or 1))
+    assert procs["driver:plc"].affinity is None and procs["driver:plc"].pinned is None
+    if len(mine) > 1:  # pin a child to one CPU: the column must say which
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            os.sched_setaffinity(child.pid, {mine[-1]})
+            HeartbeatHandle(seg, "sink:x", child.pid).beat(ProcessState.RUNNING)
+            procs = {p.role: p for p in Sampler(seg, clock=clock_for(seg)).sample().processes}
+            assert procs["sink:x"].affinity == (mine[-1],) and procs["sink:x"].pinned
+            assert procs["sink:x"].to_json()["affinity"] == [mine[-1]]
+        finally:
+            child.kill()
+            child.wait()
+
+
+def test_detail_reads_one_slot_in_full(seg: Segment) -> None:
+    clock = clock_for(seg)
+    drv = HeartbeatHandle(seg, "driver:plc", os.getpid())
+    drv.beat(ProcessState.RUNNING)
+    seg.write("pump.starts", 7, quality=Quality.BAD, substatus=Substatus.NOT_CONNECTED,
+              source_ts_ns=clock.real - 2000 * MS)
+    meta = {"setpoint": SignalMeta(description="Level setpoint", minimum=0.0, maximum=5.0)}
+    sampler = Sampler(seg, clock=clock, meta=meta)
+    d = sampler.detail("pump.starts")
+    assert (d.name, d.type, d.owner, d.writable) == ("pump.starts", "int", "driver:plc", False)
+    assert (d.value, d.quality, d.substatus) == (7, "bad", "not_connected")
+    assert d.source_age_ms == pytest.approx(2000.0)
+    assert d.writer_pid == os.getpid() and d.writer_role == "driver:plc"
+    sp = sampler.detail("setpoint")
+    assert sp.writable and sp.description == "Level setpoint"
+    assert (sp.minimum, sp.maximum) == (0.0, 5.0)
+    assert sp.to_json()["min"] == 0.0
+    drv.release()
+    # no heartbeat names the pid any more: it is this test process itself
+    assert sampler.detail("pump.starts").writer_role == "this process"
+    # written by a process that has exited (a `petra write`): its pid, no role
+    code = ("import os, sys; from petra.shm import Segment\n"
+            "with Segment.attach(sys.argv[1]) as s: s.write('pump.starts', 8)\n"
+            "print(os.getpid())")
+    other = subprocess.run([sys.executable, "-c", code, seg.instance],
+                           capture_output=True, text=True, check=True, timeout=60)
+    gone = sampler.detail("pump.starts")
+    assert (gone.value, gone.writer_pid, gone.writer_role) == (8, int(other.stdout), None)
+    with pytest.raises(UnknownSignalError):
+        sampler.detail("nope")
+
+
+def test_source_follows_a_restarted_instance() -> None:
+    name = f"toptest-{uuid.uuid4().hex[:8]}"
+    first = Segment.create(name, [SignalDef("a", SignalType.FLOAT)], heartbeats=2)
+    second: Segment | None = None
+    try:
+        first.write("a", 1.0)
+        source = InstanceSource(name)
+        assert source.present()
+        assert source.sample().signals[0].value == 1.0
+        first.unlink()  # the instance stopped: the old mapping stays readable
+        assert not source.present()
+        assert source.sample().signals[0].value == 1.0
+        assert source.reattached == 0
+        second = Segment.create(name, [SignalDef("a", SignalType.FLOAT),
+                                       SignalDef("b", SignalType.BOOL)], heartbeats=2)
+        second.write("a", 2.0)
+        snap = source.sample()  # the new instance, followed
+        assert source.reattached == 1 and source.present()
+        assert [(s.name, s.value) for s in snap.signals] == [("a", 2.0), ("b", False)]
+        assert source.detail("b").type == "bool"
+        source.close()
+    finally:
+        first.close()
+        if second is not None:
+            second.unlink()
+            second.close()
