@@ -17,6 +17,7 @@ def register(sub: Any) -> None:
     p.add_argument("--attach", action="store_true",
                    help="attach to an existing segment instead of creating one")
     p.add_argument("--cycles", type=int, default=None, help="stop after N cycles")
+    p.add_argument("--plant-data", default=None, help=argparse.SUPPRESS)  # from petra run
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
 
@@ -34,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level, role="scan")
     return main(args.plant, instance=args.instance, create=not args.attach,
-                max_cycles=args.cycles)
+                max_cycles=args.cycles, plant_data=args.plant_data)

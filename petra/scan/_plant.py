@@ -10,7 +10,11 @@ cannot be given back (a loaded extension module stays loaded). So the scan does 
 load plant files itself. It runs a child interpreter (:func:`child` of this module),
 which loads and validates the file with :mod:`petra.config` and writes the little the
 scan needs, a :class:`ScanPlant`, to its stdout; then it exits and its memory with it.
-The same step serves start-up and every hot reload, so both see exactly one loader.
+Every hot reload takes this step. At start-up under ``petra run`` the supervisor, which
+has validated the plant already, writes the same form to a file in its runtime
+directory and passes it (``petra scan --plant-data``): no loader at start, and a scan
+restarted after a crash runs the plant the supervisor last accepted, not edits to the
+file nobody reloaded yet.
 
 The form on the pipe
 --------------------
@@ -137,6 +141,20 @@ class ScanPlant:
             )
         except (ValueError, TypeError, EOFError) as exc:
             raise PetraError(f"the compiled plant is unreadable ({exc})") from None
+
+    def write(self, path: Path) -> None:
+        """Write the pipe form to ``path`` atomically (temp file, then rename), for
+        ``petra scan --plant-data``."""
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.dumps())
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> ScanPlant:
+        """Read what :meth:`write` wrote; OSError or PetraError when it cannot."""
+        return cls.loads(path.read_bytes())
 
     @classmethod
     def from_plant(cls, plant: Any) -> ScanPlant:

@@ -1,15 +1,16 @@
 """The scan process: one plant's logic on a fixed period, for as long as it runs.
 
-Start-up does all the slow work before the first cycle: the plant is loaded and
-validated by a short-lived child process (:mod:`petra.scan._plant`; the config stack
-never enters this locked process), the segment is mapped, the blocks compiled, the
-reload worker started, then the CPU pinned, memory locked and the garbage collector
-frozen (:mod:`petra.scan._rt`). SIGTERM/SIGINT stop at a cycle boundary; configured
-safe values are written on the way out. SIGHUP reloads: the scan's one reload worker
-(:mod:`petra.scan._reload`) has the plant loaded again by a child, compiles it away
-from the loop, and the engine swaps it in between two cycles; an invalid plant leaves
-the running one untouched. Every outcome is logged and counted in the scan's heartbeat
-counters (see ``HB_*`` below), so the supervisor gets an answer to each reload.
+Start-up does all the slow work before the first cycle: the plant comes validated from
+the supervisor (``--plant-data``) or is loaded by a short-lived child process
+(:mod:`petra.scan._plant`; the config stack never enters this locked process), the
+segment is mapped, the blocks compiled, the reload worker started, then the CPU pinned,
+memory locked and the garbage collector frozen (:mod:`petra.scan._rt`). SIGTERM/SIGINT
+stop at a cycle boundary; configured safe values are written on the way out. SIGHUP
+reloads: the scan's one reload worker (:mod:`petra.scan._reload`) has the plant file
+loaded again by a child, compiles it away from the loop, and the engine swaps it in
+between two cycles; an invalid plant leaves the running one untouched. Every outcome
+is logged and counted in the scan's heartbeat counters (see ``HB_*`` below), so the
+supervisor gets an answer to each reload.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class ScanProcess:
     plant_path: Path
     instance: str | None = None
     create: bool = False
+    plant_data: Path | None = None  # the supervisor's validated plant (see _plant)
     clock: Clock | None = None
     apply_rt: bool = True
     stop_event: threading.Event = field(default_factory=threading.Event)
@@ -128,7 +130,7 @@ class ScanProcess:
              ready: Callable[[ScanEngine], None] | None) -> int:
         if self.apply_rt:
             bound_threads()  # before any thread of ours exists
-        plant = compile_plant(self.plant_path)
+        plant = self._initial_plant()
         instance = self.instance or plant.instance
         if self.create:
             segment = Segment.create(instance, plant.signal_defs(),
@@ -187,6 +189,17 @@ class ScanProcess:
             if self.create:
                 segment.unlink()
 
+    def _initial_plant(self) -> ScanPlant:
+        """The supervisor's validated plant when it left one, else the plant file
+        loaded by a child."""
+        if self.plant_data is not None:
+            try:
+                return ScanPlant.read(self.plant_data)
+            except (OSError, PetraError) as exc:
+                log.warning("event=plant_data_unusable path=%s error=%r action=load_file",
+                            self.plant_data, str(exc))
+        return compile_plant(self.plant_path)
+
     def request_stop(self) -> None:
         self.stop_event.set()
 
@@ -242,9 +255,10 @@ class ScanProcess:
 
 
 def main(plant_path: str, instance: str | None = None, create: bool = False,
-         max_cycles: int | None = None) -> int:
+         max_cycles: int | None = None, plant_data: str | None = None) -> int:
     """Run a scan in this process until SIGTERM/SIGINT."""
-    proc = ScanProcess(Path(plant_path), instance=instance, create=create)
+    proc = ScanProcess(Path(plant_path), instance=instance, create=create,
+                       plant_data=Path(plant_data) if plant_data else None)
     signal.signal(signal.SIGTERM, lambda *_: proc.request_stop())
     signal.signal(signal.SIGINT, lambda *_: proc.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: proc.request_reload())

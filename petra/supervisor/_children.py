@@ -21,9 +21,11 @@ import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from petra.cli.scan import SINGLE_THREAD_BLAS
+from petra.supervisor._instance import runtime_dir
 
 PR_SET_PDEATHSIG = 1
 
@@ -128,6 +130,20 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(SINGLE_THREAD_BLAS)
     return env
+
+
+def scan_plant_file(instance: str) -> Path:
+    """Where the supervisor leaves the scan its validated plant (``--plant-data``)."""
+    return runtime_dir() / f"petra-{instance}.scan"
+
+
+def hand_over_plant(path: Path, plant: Any) -> None:
+    """Write a validated plant for the scan in the form it reads without the config
+    stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
+    scan accepted, so a restarted scan runs what the supervisor last accepted."""
+    from petra.scan._plant import ScanPlant
+
+    ScanPlant.from_plant(plant).write(path)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

@@ -157,3 +157,21 @@ def test_the_loader_runs_sched_other_off_the_scan_cpu(tmp_path: Path) -> None:
             p.kill()  # before the scan: an orphan would leave our process tree
         scan.kill()
         scan.wait()
+
+
+def test_the_handed_over_file_round_trips_and_a_bad_one_falls_back_to_the_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from petra.scan import ScanProcess
+
+    handed = tmp_path / "petra-x.scan"
+    plant = ScanPlant.from_plant(load_plant(DEMO))
+    plant.write(handed)
+    assert repr(ScanPlant.read(handed)) == repr(plant)
+    assert handed.stat().st_mode & 0o007 == 0  # not for other users
+    assert ScanProcess(DEMO, plant_data=handed)._initial_plant().instance == "demo"
+
+    handed.write_bytes(b"half a fi")  # a torn or foreign file: load the plant file instead
+    with caplog.at_level("WARNING", logger="petra.scan"):
+        got = ScanProcess(DEMO, plant_data=handed)._initial_plant()
+    assert repr(got) == repr(plant)
+    assert any("event=plant_data_unusable" in r.getMessage() for r in caplog.records)
