@@ -3,11 +3,13 @@
 A connected process owns one connection (a device, a broker, a database) and one
 heartbeat record. This package gives it the lifecycle and state machine
 (:class:`ConnectedProcess`), backoff and poll timing, telemetry counters, a
-rate-limited log, the MQTT broker link (:class:`MqttLink`) and the runner that attaches
-the segment and runs the process (:func:`run_process`). Drivers and sinks build on it
+rate-limited log, the MQTT broker link (:class:`MqttLink`), bounded parsers for external
+input (:func:`parse_number`, :func:`parse_json`) and the runner that attaches the segment
+and runs the process (:func:`run_process`). Drivers and sinks build on it
 and never import each other.
 """
 
+from petra.io._input import InputError, parse_json, parse_number
 from petra.io._mqtt_link import MqttLink, read_password
 from petra.io._process import ConnectedProcess, describe
 from petra.io._runner import Runnable, run_process, set_cpus, setup_logging
@@ -20,6 +22,7 @@ __all__ = [
     "Backoff",
     "Clock",
     "ConnectedProcess",
+    "InputError",
     "IoLimits",
     "MqttLink",
     "RateLimitedLog",
@@ -28,6 +31,8 @@ __all__ = [
     "cancel_and_wait",
     "describe",
     "next_due",
+    "parse_json",
+    "parse_number",
     "read_password",
     "run_process",
     "set_cpus",

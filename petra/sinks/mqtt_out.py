@@ -40,11 +40,19 @@ from typing import Any
 
 import numpy as np
 
-from petra.config._drivers import MqttConfig, PublishRule
+from petra.config._drivers import MqttConfig, PublishRule, topic_within
 from petra.io import ConnectedProcess, IoLimits, MqttLink, describe, wait_or_stop
+from petra.security import AuditLog, default_audit_file
 from petra.shm import JournalConsumer, Segment
-from petra.sinks._mqtt_commands import handle_command
-from petra.types import QUALITIES, SINK_MQTT_OUT, SINK_PREFIX, SignalType, SinkCounter
+from petra.sinks._mqtt_commands import CommandPolicy, handle_command
+from petra.types import (
+    QUALITIES,
+    SINK_MQTT_OUT,
+    SINK_PREFIX,
+    AccessRole,
+    SignalType,
+    SinkCounter,
+)
 
 log = logging.getLogger("petra.sinks.mqtt_out")
 QUALITY_NAMES = tuple(q.name for q in QUALITIES)
@@ -93,7 +101,7 @@ class MqttOutSink(ConnectedProcess):
 
     def __init__(self, cfg: MqttConfig, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, audit: AuditLog | None = None) -> None:
         super().__init__(SINK_MQTT_OUT, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
                          clock=clock, rng=rng, logger="petra.sinks")
         self.cfg = cfg
@@ -106,12 +114,17 @@ class MqttOutSink(ConnectedProcess):
             rule = next((r for r in cfg.publish
                          if any(fnmatch.fnmatchcase(info.name, pat) for pat in r.signals)), None)
             self.routes.append(None if rule is None else _Route(info.name, rule, self.prefix))
-        self.cmd_topic = self.reply_topic = None
+        self.cmd_topic: str | None = None
+        self.policy: CommandPolicy | None = None
         if cfg.commands is not None:
-            self.cmd_topic = cfg.commands.topic.format(prefix=self.prefix,
-                                                       instance=segment.instance)
-            self.reply_topic = cfg.commands.reply_topic.format(prefix=self.prefix,
-                                                               instance=segment.instance)
+            fmt = {"prefix": self.prefix, "instance": segment.instance}
+            self.cmd_topic = cfg.commands.topic.format(**fmt)
+            self.policy = CommandPolicy(
+                cfg.commands.reply_topic.format(**fmt),
+                (cfg.commands.reply_prefix or "").format(**fmt),
+                cfg.commands.allow_get_all,
+                {user: AccessRole.parse(role) for user, role in cfg.commands.roles.items()})
+        self.audit = audit or AuditLog(default_audit_file(), instance=segment.instance)
         self.queue: deque[Message] = deque()
         self.inflight: dict[int, tuple[Message, float]] = {}
         self.batch_buf: list[str] = []
@@ -141,7 +154,9 @@ class MqttOutSink(ConnectedProcess):
         await self.link.connect()
         self.link.publish(self.status_topic, b"online", 1, True)
         if self.cmd_topic is not None and self.cfg.commands is not None:
-            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos)])
+            # <topic> for the '*' role, <topic>/<broker user> for each user's own
+            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos),
+                                 (f"{self.cmd_topic}/+", self.cfg.commands.qos)])
         # messages unacked on the previous connection go first, in their order
         for mid in sorted(self.inflight, reverse=True):
             self.queue.appendleft(self.inflight[mid][0])
@@ -326,9 +341,18 @@ class MqttOutSink(ConnectedProcess):
                   describe(exc))
 
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.reply_topic is None:
+        if self.cmd_topic is None or self.policy is None:
             return
-        reply = handle_command(self.seg, bytes(msg.payload), self.reply_topic)
+        topic = str(msg.topic)
+        if topic == self.cmd_topic:
+            sender = None
+        elif topic.startswith(self.cmd_topic + "/") and not topic_within(
+                topic, self.policy.replies_under):
+            sender = topic[len(self.cmd_topic) + 1:]  # the broker user (ACL: %u)
+        else:
+            return  # our own replies, or nothing of ours
+        reply = handle_command(self.seg, bytes(msg.payload), self.policy, audit=self.audit,
+                               sender=sender)
         if not reply.ok:
             self.tm.inc(SinkCounter.REJECTED)
             self.rlog(logging.WARNING, "cmd_rejected", "event=command_rejected reason=%r",
