@@ -45,11 +45,12 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from petra.blocks import BlockInstance, Const
 from petra.errors import PetraError
 from petra.types import Quality, SignalDef, SignalType, Value
 
@@ -67,18 +68,6 @@ class PlantLoadError(PetraError):
     def __init__(self, lines: Sequence[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = list(lines)
-
-
-@dataclass(frozen=True, slots=True)
-class ScanBlock:
-    """One block, in execution order: inputs map a port to a signal name (str) or a
-    constant (bool, int, float); outputs map a port to a signal name."""
-
-    name: str
-    type: str
-    inputs: Mapping[str, str | Value]
-    outputs: Mapping[str, str]
-    params: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +94,7 @@ class ScanPlant:
     scan: ScanSettings
     signals: tuple[SignalDef, ...]
     safe_values: tuple[tuple[str, Value], ...]
-    blocks: tuple[ScanBlock, ...]
+    blocks: tuple[BlockInstance, ...]  # in execution order, signals by name
 
     def signal_defs(self) -> list[SignalDef]:
         return list(self.signals)
@@ -119,8 +108,8 @@ class ScanPlant:
              s.cpu_dma_latency, s.journal_capacity),
             tuple(_signal_row(d) for d in self.signals),
             self.safe_values,
-            tuple((b.name, b.type, dict(b.inputs), dict(b.outputs), dict(b.params))
-                  for b in self.blocks),
+            tuple((b.name, b.type, {k: _encode_input(v) for k, v in b.inputs.items()},
+                   dict(b.outputs), dict(b.params)) for b in self.blocks),
         )
         return marshal.dumps(data)
 
@@ -137,7 +126,10 @@ class ScanPlant:
                 scan=ScanSettings(*scan),
                 signals=tuple(_signal_def(row) for row in signals),
                 safe_values=tuple(tuple(p) for p in safe),
-                blocks=tuple(ScanBlock(*b) for b in blocks),
+                blocks=tuple(BlockInstance(name, kind, {k: _decode_input(v)
+                                                        for k, v in inputs.items()},
+                                           outputs, params)
+                             for name, kind, inputs, outputs, params in blocks),
             )
         except (ValueError, TypeError, EOFError) as exc:
             raise PetraError(f"the compiled plant is unreadable ({exc})") from None
@@ -170,9 +162,18 @@ class ScanPlant:
             signals=tuple(plant.signal_defs()),
             safe_values=tuple((s.name, s.safe_value) for s in plant.config.signals
                               if getattr(s, "safe_value", None) is not None),
-            blocks=tuple(ScanBlock(b.name, b.type, dict(b.inputs), dict(b.outputs),
-                                   dict(b.params)) for b in plant.blocks),
+            blocks=tuple(BlockInstance(b.name, b.type, dict(b.inputs), dict(b.outputs),
+                                       dict(b.params)) for b in plant.blocks),
         )
+
+
+def _encode_input(v: str | int | Const) -> Any:
+    """A signal name or index as itself, a constant as ``("const", value)``."""
+    return ("const", v.value) if isinstance(v, Const) else v
+
+
+def _decode_input(v: Any) -> str | int | Const:
+    return Const(v[1]) if isinstance(v, tuple) else v
 
 
 # Every field of SignalDef travels, by name, so a field added to it is carried too.

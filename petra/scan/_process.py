@@ -53,18 +53,12 @@ def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | N
 
     Block types the catalogue does not know yet are looked for among the installed
     ``petra.blocks`` entry points (custom blocks) before compiling."""
-    from petra.blocks import BlockInstance, Const, all_specs, compile_program, load_entry_points
+    from petra.blocks import all_specs, compile_program, load_entry_points
 
     known = all_specs()
     if any(b.type not in known for b in plant.blocks):
         load_entry_points()
-    instances = []
-    for b in plant.blocks:
-        inputs: dict[str, int | Const] = {
-            port: segment.index(ref) if isinstance(ref, str) else Const(ref)
-            for port, ref in b.inputs.items()}
-        outputs = {port: segment.index(sig) for port, sig in b.outputs.items()}
-        instances.append(BlockInstance(b.name, b.type, inputs, outputs, dict(b.params)))
+    instances = [b.bind(segment.index) for b in plant.blocks]
     prev = cast("Program | None", previous)  # the engine only ever holds compiled Programs
     program: BlockProgram = compile_program(instances, len(segment), previous=prev)
     return program

@@ -15,6 +15,7 @@ import psutil
 from test_run_e2e import start, stop, wait_until
 from test_scan_process import PLANT
 
+from petra.blocks import Const
 from petra.scan._plant import ScanPlant
 from petra.shm import Segment
 
@@ -22,8 +23,8 @@ from petra.shm import Segment
 def gain_of(plant: ScanPlant) -> float:
     block = next(b for b in plant.blocks if b.name == "gain")
     value = block.inputs["in2"]
-    assert isinstance(value, float)
-    return value
+    assert isinstance(value, Const)
+    return float(value.value)
 
 
 def test_the_scan_runs_what_the_supervisor_last_accepted(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from petra.blocks import BlockInstance, Const
 from petra.config import load_plant
 from petra.errors import PetraError
-from petra.scan._plant import PlantLoadError, ScanBlock, ScanPlant, ScanSettings, compile_plant
+from petra.scan._plant import PlantLoadError, ScanPlant, ScanSettings, compile_plant
 from petra.types import Quality, SignalDef, SignalType
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,13 +50,16 @@ def test_the_pipe_form_carries_any_yaml_data_unchanged() -> None:
                  SignalDef("c", SignalType.INT, initial=-3, initial_quality=Quality.GOOD),
                  SignalDef("d", SignalType.BOOL)),
         safe_values=(("a.b", 0.0), ("c", -1), ("d", False)),
-        blocks=(ScanBlock("x", "CUSTOM_T", {"in": "a.b", "k": 2.5, "on": True, "n": 3},
-                          {"out": "c"}, params),),
+        blocks=(BlockInstance("x", "CUSTOM_T", {"in": "a.b", "k": Const(2.5),
+                                                "on": Const(True), "n": Const(3), "i": 7},
+                              {"out": "c"}, params),),
     )
     back = ScanPlant.loads(plant.dumps())
     assert back == plant
-    assert type(back.blocks[0].inputs["n"]) is int  # constants keep their type
-    assert type(back.blocks[0].inputs["on"]) is bool
+    inputs = back.blocks[0].inputs
+    assert inputs["in"] == "a.b" and inputs["i"] == 7  # a signal by name, one by index
+    assert isinstance(inputs["n"], Const) and type(inputs["n"].value) is int
+    assert isinstance(inputs["on"], Const) and type(inputs["on"].value) is bool
     assert list(back.blocks[0].params["table"]) == [1, 2]  # integer keys stay integers
 
 
