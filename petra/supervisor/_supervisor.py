@@ -39,9 +39,12 @@ from petra.supervisor._children import (
     ChildSpec,
     ChildState,
     RestartPolicy,
+    child_env,
     child_preexec,
     describe_exit,
+    hand_over_plant,
     petra_argv,
+    scan_plant_file,
 )
 from petra.supervisor._health import HealthServer
 from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
@@ -67,15 +70,17 @@ REPEAT_SIGNAL_S = 1.0
 """A second stop signal sooner than this after the first is the same request (no force)."""
 
 
-def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
-                  ) -> list[ChildSpec]:
-    """The processes a plant needs: the scan, each driver, each sink."""
+def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
+                  scan_plant: Path | None = None) -> list[ChildSpec]:
+    """The processes a plant needs: the scan, each driver, each sink. ``scan_plant``
+    is the validated plant handed to the scan (see ``hand_over_plant``)."""
     path = str(plant_path.absolute())  # children work in "/" (_children.py)
+    handed = ("--plant-data", str(scan_plant)) if scan_plant is not None else ()
     scan_cpu = plant.config.scan.cpu
     all_cpus = frozenset(os.sched_getaffinity(0))
     others = all_cpus - {scan_cpu} if scan_cpu is not None and len(all_cpus) > 1 else None
     specs = [ChildSpec(ROLE_SCAN, petra_argv("scan", path, "--attach", "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                        cpus=frozenset({scan_cpu}) if scan_cpu is not None else None,
                        stop_order=0)]
     for drv in getattr(plant.config, "drivers", None) or []:
@@ -178,8 +183,11 @@ class Supervisor:
         self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
         self.notifier = Notifier()
         health: HealthServer | None = None
+        self._scan_plant = scan_plant_file(self.instance)
         try:
-            specs = plan_children(plant, self.instance, self.plant_path, self.log_level)
+            hand_over_plant(self._scan_plant, plant)
+            specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
+                                  self._scan_plant)
             self.children = [Child(spec, self.policy) for spec in specs]
             self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
@@ -204,6 +212,7 @@ class Supervisor:
             self.hb.release()
             self.segment.close()
             self.segment.unlink()
+            self._scan_plant.unlink(missing_ok=True)
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)
 
@@ -246,7 +255,8 @@ class Supervisor:
     async def _start(self, child: Child, is_restart: bool) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL)
+                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
+                env=child_env())
         except OSError as exc:
             log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
             child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")
@@ -418,6 +428,7 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
+                hand_over_plant(self._scan_plant, plant)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
