@@ -238,6 +238,7 @@ DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
 SINK_HISTORY = "history"
+SINK_ALARMS = "alarms"  # the alarm manager (``petra alarms run``)
 ROLE_MAX_BYTES = 47
 DRIVER_NAME_MAX = 16
 
@@ -255,6 +256,32 @@ def sink_role(name: str) -> str:
 def role_kind(role: str) -> str:
     """The part before the colon: ``scan``, ``supervisor``, ``driver`` or ``sink``."""
     return role.split(":", 1)[0]
+
+
+class AccessRole(enum.IntEnum):
+    """What a person or machine client may do (API users, MQTT command senders, local
+    tools). Ordered: each role may do everything the roles below it may."""
+
+    VIEWER = 1  # read signals, status, alarms
+    OPERATOR = 2  # write writable signals, acknowledge and shelve alarms
+    ENGINEER = 3  # reload the configuration, take alarms out of service
+    ADMIN = 4  # manage users, read the audit log
+
+    @classmethod
+    def parse(cls, text: object) -> AccessRole:
+        """``"operator"`` -> OPERATOR; ValueError naming the roles otherwise."""
+        if isinstance(text, str):
+            try:
+                return cls[text.strip().upper()]
+            except KeyError:
+                pass
+        raise ValueError(f"unknown role {text!r}; expected one of "
+                         f"{', '.join(r.label for r in cls)}")
+
+    @property
+    def label(self) -> str:
+        """The spelling in files and messages: ``viewer``, ``operator``..."""
+        return self.name.lower()
 
 
 # --------------------------------------------------------------------------- heartbeat counters
@@ -320,10 +347,29 @@ class HistoryCounter(enum.IntEnum):
     JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
 
 
+class AlarmCounter(enum.IntEnum):
+    """Counter indices of the alarm manager's heartbeat record (``sink:alarms``).
+
+    Indices 0 and 7 mean what they mean for every sink (:class:`SinkCounter`); the rest
+    are the alarm figures petra-top shows. Notification counts and the mean time to
+    acknowledge are in the alarm manager's status file (``/metrics`` reads it)."""
+
+    STATE = 0  # ConnState of the event log (UP while events are written)
+    ACTIVE = 1  # alarms annunciated and active (unacknowledged or acknowledged)
+    UNACKED = 2  # alarms waiting for an acknowledgement (active or returned to normal)
+    HIDDEN = 3  # alarms shelved, suppressed by design or out of service
+    PER_10MIN = 4  # alarms annunciated in the last 10 minutes (ISA-18.2 flood measure)
+    STANDING = 5  # alarms active for longer than the standing limit (24 h by default)
+    CHATTERING = 6  # alarms that chatter (too many activations in a short window)
+    JOURNAL_POSITION = 7  # the process's journal cursor (next position it will read)
+
+
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
     if role == sink_role(SINK_HISTORY):
         return HistoryCounter
+    if role == sink_role(SINK_ALARMS):
+        return AlarmCounter
     kind = role_kind(role)
     if kind == ROLE_SCAN:
         return ScanCounter

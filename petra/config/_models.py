@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from petra.config._alarms import AlarmsSection
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._history import HistoryConfig
 from petra.config._seconds import convert_block_times
@@ -311,7 +312,8 @@ class PlantConfig(_Model):
     mqtt: MqttConfig | None = Field(default=None, description="MQTT connection (docs/drivers.md)")
     history: HistoryConfig | None = Field(
         default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
-    alarms: list[Any] = Field(default_factory=list, description="Reserved")
+    alarms: AlarmsSection = Field(
+        default=None, description="Alarm definitions and notifications (docs/alarms.md)")
     api: dict[str, Any] = Field(default_factory=dict, description="Reserved")
     users: list[Any] = Field(default_factory=list, description="Reserved")
 
