@@ -39,7 +39,9 @@ Suppression by design
 ``suppress_when`` names a bool signal; while it is true the alarm is suppressed. An
 alarm on a signal of a driver that has a device alarm is suppressed while that driver
 is down (no delay: grouping must act before the members' own conditions), so an outage
-raises the one device alarm and not one alarm per signal.
+raises the one device alarm and not one alarm per signal. A driver marks its signals
+BAD a moment before its heartbeat says it is down, so members of a device group wait
+at least 1.5 passes before their condition counts (no race between the two).
 """
 
 from __future__ import annotations
@@ -113,18 +115,7 @@ class Conditions:
         self.off_delay = np.array([d.off_delay_s for d in defs])
         self.direction = np.array([{"both": 0, "rising": 1, "falling": -1}[d.direction]
                                    for d in defs], np.int8)
-        # devices: alarms of kind device, and the device each other alarm belongs to
-        self.drivers = sorted({d.driver for d in defs if d.driver is not None})
-        dev_index = {name: i for i, name in enumerate(self.drivers)}
-        self.device_of = np.array([dev_index[d.driver] if d.driver is not None else -1
-                                   for d in defs], np.int64)
-        member = []
-        for d, p in zip(defs, self.p.tolist(), strict=True):
-            owner = owner_of(int(self.slots[p])) if p >= 0 else ""
-            drv = owner.split(":", 1)[1] if owner.startswith("driver:") else None
-            member.append(dev_index.get(drv, -1) if drv is not None and d.type != "device"
-                          else -1)
-        self.member_of = np.array(member, np.int64)
+        self._devices(defs, owner_of, period_s)
         # index sets per kind
         self.idx = {k: np.flatnonzero(kind == k) for k in range(8)}
         # rate alarms: a ring of the values of the last passes
@@ -148,6 +139,27 @@ class Conditions:
         self.last_write_ns = np.zeros(m, np.int64)
         self.stale_positions = np.unique(self.p[self.idx[K_STALE]])
         self.passes = 0
+
+    def _devices(self, defs: Sequence[AlarmDef], owner_of: Callable[[int], str],
+                 period_s: float) -> None:
+        """Device alarms, and the device each other alarm belongs to (by the owner of
+        its signal)."""
+        self.drivers = sorted({d.driver for d in defs if d.driver is not None})
+        dev_index = {name: i for i, name in enumerate(self.drivers)}
+        self.device_of = np.array([dev_index[d.driver] if d.driver is not None else -1
+                                   for d in defs], np.int64)
+        member = []
+        for d, p in zip(defs, self.p.tolist(), strict=True):
+            owner = owner_of(int(self.slots[p])) if p >= 0 else ""
+            drv = owner.split(":", 1)[1] if owner.startswith("driver:") else None
+            member.append(dev_index.get(drv, -1) if drv is not None and d.type != "device"
+                          else -1)
+        self.member_of = np.array(member, np.int64)
+        # A driver marks its signals BAD a moment before its heartbeat says it is down:
+        # members of a device group wait at least 1.5 passes, so the device is seen
+        # down (and groups them) before their own condition counts.
+        self.on_delay = np.where(self.member_of >= 0,
+                                 np.maximum(self.on_delay, 1.5 * period_s), self.on_delay)
 
     # ------------------------------------------------------------------ inputs
     def seed(self, cond: Sequence[bool]) -> None:

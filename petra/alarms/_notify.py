@@ -10,7 +10,8 @@ Escalation
 ----------
 When an alarm is raised (a new occurrence enters UNACK) and a policy matches its
 priority and area, an escalation starts. Level ``L`` of round ``r`` is due at
-``raised + r * (last.after_s + repeat_s) + levels[L].after_s``. At its time every
+``raised + r * (last.after_s - first.after_s + repeat_s) + levels[L].after_s``: the
+first level is notified again ``repeat_s`` after the last one was. At its time every
 on-call contact of the level gets a job (one SMS or call). A level with nobody on call
 passes straight to the next. After the last level, ``repeat_s`` starts a new round
 (until ``max_rounds``); without it the escalation ends. Acknowledging, shelving,
@@ -248,7 +249,7 @@ class Notifier:
                 continue
             made += self._make_job(esc, c, now_ns)
         nxt = esc.level + 1
-        round_len = pol.levels[-1].after_s + (pol.repeat_s or 0.0)
+        round_len = pol.levels[-1].after_s - pol.levels[0].after_s + (pol.repeat_s or 0.0)
         if nxt < len(pol.levels):
             esc.level = nxt
             base = esc.started_ns + int(esc.round * round_len * NS)
@@ -327,7 +328,7 @@ class Notifier:
                     self.counters["rate_limited"] += 1
                 self._put_job(job, now_ns, "rate_limited", until_ns=free_at)
                 continue
-            self.sent_times.setdefault(job.contact, []).append(now_ns)
+            self.sent_times.setdefault(job.contact, []).append(now_ns)  # reserved
             job.sending = True
             job.attempts += 1
             self._put_job(job, now_ns, "sending", attempt=job.attempts)
@@ -379,10 +380,21 @@ class Notifier:
             self.counters["retried"] += 1
             self._put_job(job, now_ns, "retry", error=error, attempt=job.attempts,
                           retry_in_s=delay)
-            return
-        self.counters["failed"] += 1
-        self._drop_job(job, now_ns, "failed", error=error, attempt=job.attempts,
-                       permanent=not retryable)
+        else:
+            self.counters["failed"] += 1
+            self._drop_job(job, now_ns, "failed", error=error, attempt=job.attempts,
+                           permanent=not retryable)
+        self._unreserve(job.contact)  # what did not go out does not count against a limit
+
+    def _unreserve(self, contact: str) -> None:
+        """Give back the rate-limit slot taken for a send that failed; the line just
+        written records it."""
+        times = self.sent_times.get(contact)
+        if times:
+            times.pop()
+            if not times:
+                del self.sent_times[contact]
+            self._lines[-1]["put"]["rate"] = {contact: list(times) or None}
 
     def next_due_ns(self) -> int | None:
         """The earliest time anything is due (for tests and idle waits)."""

@@ -302,11 +302,13 @@ class AlarmProcess(ConnectedProcess):
             values, quality = np.zeros(0), np.zeros(0, np.uint8)
         changes = c.evaluate(values, quality, mono, now_ns, self._drivers_up())
         eng = self.engine
-        for i in changes.cond:
-            eng.set_condition(i, bool(c.cond[i]), now_ns, float(c.value[i]))
+        # suppression first: a condition and its suppression that change together
+        # (pump stops, flow drops) must not raise the alarm for one pass
         supp = range(c.n) if self._first_pass else changes.suppression
         for i in supp:
             eng.set_suppression(i, c.suppression_reason(i, self._supp_signals), now_ns)
+        for i in changes.cond:
+            eng.set_condition(i, bool(c.cond[i]), now_ns, float(c.value[i]))
         eng.tick(now_ns)
 
     def _read_journal(self) -> None:

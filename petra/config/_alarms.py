@@ -356,7 +356,7 @@ class PolicyConfig(_Model):
     areas: list[str] = Field(default_factory=list, description="none = all")
     levels: list[EscalationLevel] = Field(min_length=1, description="In order")
     repeat_s: Seconds | None = Field(
-        default=None, description="After the last level, start again this much later")
+        default=None, description="Notify the first level again this long after the last")
     max_rounds: int | None = Field(default=None, ge=1, description="Rounds at most")
     stop_on_return: bool = Field(
         default=False, description="Stop escalating once the condition has cleared")
@@ -399,6 +399,13 @@ class QuietHours(_Model):
     def _hhmm(cls, v: str) -> str:
         hhmm_minutes(v)
         return v
+
+    @model_validator(mode="after")
+    def _span(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ (quiet all day would hold those "
+                             "priorities forever)")
+        return self
 
 
 class RetryConfig(_Model):
