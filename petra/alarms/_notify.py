@@ -189,7 +189,7 @@ class Notifier:
         if ev.event != "transition":
             return
         if ev.to_state == "unack" and ev.from_state in RAISE_FROM:
-            self._stop(ev.alarm, now_ns, "raised again")
+            self._stop(ev.alarm, now_ns, "raised again", keep_started=True)
             policy = self.policy_for(ev.priority, ev.area) if notify else None
             if policy is None:
                 return
@@ -214,9 +214,14 @@ class Notifier:
     def _policy(self, name: str) -> PolicyConfig | None:
         return next((p for p in self.cfg.policies if p.name == name), None)
 
-    def _stop(self, alarm: str, now_ns: int, why: str) -> None:
+    def _stop(self, alarm: str, now_ns: int, why: str, *, keep_started: bool = False) -> None:
+        """End the escalation of ``alarm`` and cancel its jobs not being sent. With
+        ``keep_started`` (the alarm was raised anew) a job whose sending had started
+        is seen through: it may have been in flight when the process died, and at least
+        once means it goes out."""
         esc = self.escalations.pop(alarm, None)
-        for job in [j for j in self.jobs.values() if j.alarm == alarm and not j.sending]:
+        for job in [j for j in self.jobs.values() if j.alarm == alarm and not j.sending
+                    and not (keep_started and j.attempts > 0)]:
             self.counters["cancelled"] += 1
             self._drop_job(job, now_ns, "cancelled", reason=why)
         if esc is not None:
