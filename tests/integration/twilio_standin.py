@@ -63,10 +63,10 @@ class TwilioStandIn:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 standin._handle(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 standin._handle(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
