@@ -9,7 +9,7 @@ from the JSON a front end wrote into the action spool (see ``docs/alarms.md``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from petra.alarms._states import AlarmState
@@ -52,11 +52,15 @@ class AlarmRecord:
     """Why it is suppressed by design (the signal, or the device that is down)."""
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in _RECORD_FIELDS}  # asdict is 10x slower
         d["state"] = self.state.value
         if self.value is not None and not math.isfinite(self.value):
             d["value"] = None
         return d
+
+    def is_fresh(self) -> bool:
+        """Never raised, nothing set: what a new alarm starts as (not worth storing)."""
+        return self == _FRESH
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> AlarmRecord:
@@ -70,6 +74,10 @@ class AlarmRecord:
             kw["state"] = AlarmState.NORMAL
         rec = cls(**kw)
         return rec
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(AlarmRecord))
+_FRESH = AlarmRecord()
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from petra.alarms._metrics import AlarmMetrics
 from petra.alarms._model import ActionError, Event, parse_action
 from petra.alarms._notify import Job, Notifier
 from petra.alarms._outputs import MqttPublisher, write_json
-from petra.alarms._states import ACTIVE, UNACKED
+from petra.alarms._states import ACTIVE, UNACKED, AlarmState
 from petra.config._alarms import (
     AlarmsConfig,
     effective_definitions,
@@ -117,6 +117,7 @@ class AlarmProcess(ConnectedProcess):
         if mq is not None and cfg.mqtt.enabled:
             self.mqtt = MqttPublisher(mq, cfg.mqtt, segment.instance, self._all_states)
         self._build()
+        self._connected_once = False
         self.opened = asyncio.Event()
         self._send_q: asyncio.Queue[Job] = asyncio.Queue()
         self._completions: list[tuple[str, int, bool, str, bool, str]] = []
@@ -156,7 +157,8 @@ class AlarmProcess(ConnectedProcess):
                                     flood_per_10min=self.cfg.flood_per_10min)
         self.engine = AlarmEngine(self.defs, units=units, groups=groups,
                                   shelve_max_s=self.cfg.shelve_max_s, metrics=self.metrics)
-        self.conditions = Conditions(self.defs, seg.index, lambda s: seg.signals[s].owner,
+        infos = seg.signals
+        self.conditions = Conditions(self.defs, seg.index, lambda s: infos[s].owner,
                                      period_s=self.cfg.period_s)
         self._supp_signals = [d.suppress_when for d in self.defs]
         n = self.cfg.notifications
@@ -169,6 +171,13 @@ class AlarmProcess(ConnectedProcess):
                 active, unacked = state_signal_names(d.name)
                 self._signals.append((seg.index(active), seg.index(unacked)))
         self._written: list[tuple[bool, bool] | None] = [None] * len(self.defs)
+        if self._signals:  # what the segment holds already need not be written again
+            flat = [k for pair in self._signals for k in pair]
+            vals, qual, _ = seg.read_batch_f64(flat)
+            good = qual == int(Quality.GOOD)
+            for i in range(len(self._signals)):
+                if good[2 * i] and good[2 * i + 1]:
+                    self._written[i] = (bool(vals[2 * i]), bool(vals[2 * i + 1]))
         self._first_pass = True
 
     def _endpoint(self) -> str:
@@ -182,7 +191,9 @@ class AlarmProcess(ConnectedProcess):
 
     async def _connect(self) -> None:
         self.elog.close()
-        self._build()
+        if self._connected_once:  # a reconnect: the state comes back from the log only
+            self._build()
+        self._connected_once = True
         rep = self.elog.open()
         self.engine.restore(rep.state.get("alarm", {}))
         if self.notifier is not None:
@@ -516,8 +527,13 @@ class AlarmProcess(ConnectedProcess):
                           self.engine.infos[i].name, describe(exc))
 
     def _write_list(self, now_ns: int) -> None:
+        """The published list: every alarm that is not quietly normal (state other than
+        normal, or its condition holds); the rest are normal and listed by the config."""
+        recs = self.engine.records
+        rows = [self.engine.row(i) for i in range(len(recs))
+                if recs[i].state is not AlarmState.NORMAL or recs[i].cond]
         doc = {"time_ns": now_ns, "instance": self.seg.instance, "seq": self.elog.flushed_seq,
-               "alarms": [self.engine.row(i) for i in range(len(self.defs))]}
+               "total": len(recs), "alarms": rows}
         try:
             write_json(list_file(self.dir), doc)
             self._list_dirty = False
@@ -527,8 +543,8 @@ class AlarmProcess(ConnectedProcess):
 
     def _snapshot(self) -> None:
         state: dict[str, dict[str, Any]] = {
-            "alarm": {info.name: self.engine.records[info.index].to_json()
-                      for info in self.engine.infos},
+            "alarm": {info.name: rec.to_json() for info in self.engine.infos
+                      if not (rec := self.engine.records[info.index]).is_fresh()},
             "req": dict(self.requests)}
         if self.notifier is not None:
             state.update(self.notifier.state())

@@ -170,9 +170,20 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"no alarm list at {list_file(base)} (is the alarm manager running?)",
               file=sys.stderr)
         return 1
-    rows = [r for r in doc.get("alarms", [])
-            if (args.all or r.get("state") != "normal")
-            and (args.area is None or r.get("area") == args.area)]
+    rows = list(doc.get("alarms", []))
+    if args.all:  # the file holds the alarms that are not quietly normal; add the rest
+        from petra.config import load_plant
+        from petra.config._alarms import effective_definitions
+
+        listed = {r.get("name") for r in rows}
+        for d in effective_definitions(load_plant(args.plant).config):
+            if d.name not in listed:
+                rows.append({"name": d.name, "state": "normal", "priority": d.priority,
+                             "area": d.area, "type": d.type, "occurrence": 0,
+                             "message": ""})
+    else:
+        rows = [r for r in rows if r.get("state") != "normal"]
+    rows = [r for r in rows if args.area is None or r.get("area") == args.area]
     if args.json:
         json.dump(rows, sys.stdout)
         sys.stdout.write("\n")
@@ -185,7 +196,7 @@ def run_list(args: argparse.Namespace) -> int:
     print("  ".join(k.upper().ljust(w) for k, w in zip(keys, widths, strict=True)).rstrip())
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    print(f"({len(rows)} of {len(doc.get('alarms', []))} alarms)")
+    print(f"({len(rows)} of {doc.get('total', len(rows))} alarms)")
     return 0
 
 
