@@ -50,7 +50,8 @@ typedef enum {
     PETRA_SUB_CONFIG = 4,
     PETRA_SUB_LAST_KNOWN = 5,
     PETRA_SUB_CALC = 6,
-    PETRA_SUB_INITIAL = 7
+    PETRA_SUB_INITIAL = 7,
+    PETRA_SUB_OUT_OF_RANGE = 8
 } petra_substatus_t;
 
 typedef struct petra_seg petra_seg_t;

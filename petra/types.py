@@ -83,6 +83,7 @@ class Substatus(enum.IntEnum):
     LAST_KNOWN = 5
     CALC = 6
     INITIAL = 7
+    OUT_OF_RANGE = 8  # a device value outside the signal's limits, or not finite
 
 
 QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
@@ -185,7 +186,12 @@ def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Valu
     if sig_type is SignalType.FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SignalTypeError(f"{label} is float; got {type(value).__name__} {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64: a range error, never a crash
+            raise ValueOutOfRangeError(
+                f"{label} is float64; an integer of {value.bit_length()} bits does not fit"
+            ) from None
     if sig_type is SignalType.INT:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

@@ -19,6 +19,8 @@ silently ignored option.
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from petra.config._seconds import Seconds, WholeSeconds
 
 Direction = Literal["read", "write", "readwrite"]
+MAX_TOPIC_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +301,17 @@ class MqttSubscription(_Model):
     """A topic filter (wildcards allowed) mapped to a signal.
 
     ``signal`` may hold ``{1}``, ``{2}``... standing for the topic levels matched by
-    the filter's wildcards, in order (``plant/+/temp`` with ``signal: "{1}.temp"``)."""
+    the filter's wildcards, in order (``plant/+/temp`` with ``signal: "{1}.temp"``).
+    Such a template must list, in ``signals``, every signal it may write: a message
+    whose topic resolves to any other name is refused. The list is what ``petra
+    check`` verifies (each signal exists, has no other writer), so a broker client can
+    never reach a signal the plant did not hand to this driver."""
 
-    topic: str = Field(min_length=1)
+    topic: str = Field(min_length=1, max_length=MAX_TOPIC_CHARS)
     signal: str = Field(min_length=1)
+    signals: list[str] | None = Field(
+        default=None, description="for a template signal: the signals it may write "
+        "(required; a topic that resolves to any other name is refused)")
     format: Literal["plain", "json"] = "plain"
     json_path: str | None = Field(default=None, description="dotted path to the value, e.g. "
                                   "data.value or readings.0")
@@ -317,11 +327,60 @@ class MqttSubscription(_Model):
                 raise ValueError(f"'+' must be a whole level of {self.topic!r}")
         if self.json_path is not None and self.format != "json":
             raise ValueError("json_path needs format: json")
+        if not self.is_template:
+            if self.signals is not None:
+                raise ValueError("signals: lists what a template signal may write; "
+                                 f"the literal signal {self.signal!r} needs none")
+            return self
+        pattern = template_pattern(self.topic, self.signal)
+        if not self.signals:
+            raise ValueError(f"the template {self.signal!r} needs signals: the list of "
+                             "signals it may write (anything else is refused)")
+        for j, name in enumerate(self.signals):
+            if name in self.signals[:j]:
+                raise ValueError(f"signals: {name!r} is listed twice")
+            if pattern.fullmatch(name) is None:
+                raise ValueError(f"signals: {name!r} can never come out of the template "
+                                 f"{self.signal!r} on topic {self.topic!r}")
         return self
 
     @property
     def is_template(self) -> bool:
         return "{" in self.signal
+
+
+def template_pattern(topic: str, template: str) -> re.Pattern[str]:
+    """The names ``template`` can produce from topics matching ``topic``, as a regex.
+
+    Raises ValueError for a field that is not ``{1}``, ``{2}``... up to the number of
+    wildcards in ``topic`` (no attributes, indexing, conversions or format specs: a
+    template substitutes topic levels, nothing else)."""
+    wild = [lvl for lvl in topic.split("/") if lvl in ("+", "#")]
+    out: list[str] = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"signal template {template!r}: {exc}") from None
+    for literal, field, spec, conversion in parts:
+        out.append(re.escape(literal))
+        if field is None:
+            continue
+        if not field.isdecimal() or spec or conversion:
+            whole = field + (f"!{conversion}" if conversion else "") + (
+                f":{spec}" if spec else "")
+            raise ValueError(f"signal template {template!r}: {{{whole}}} is not a "
+                             "wildcard number ({1}, {2}, ...)")
+        n = int(field)
+        if not 1 <= n <= len(wild):
+            raise ValueError(f"signal template {template!r}: {{{n}}} but topic "
+                             f"{topic!r} has {len(wild)} wildcard(s), counted from {{1}}")
+        out.append("[^/]*" if wild[n - 1] == "+" else ".*")
+    return re.compile("".join(out), re.DOTALL)
+
+
+def topic_within(topic: str, prefix: str) -> bool:
+    """True when ``topic`` is ``prefix`` or lies below it (level by level)."""
+    return topic == prefix or topic.startswith(prefix.rstrip("/") + "/")
 
 
 class MqttInConfig(_Model):
@@ -375,11 +434,39 @@ class BatchConfig(_Model):
 
 
 class CommandsConfig(_Model):
-    """Set/get requests over MQTT. A set needs the signal declared ``writable``."""
+    """Set/get requests over MQTT.
+
+    A set needs the signal declared ``writable`` and a value inside its limits. A
+    request's ``reply_to`` is honoured only at ``reply_prefix`` or below it (default:
+    the reply topic), so a client cannot make Petra publish anywhere else with its
+    credentials. ``get_all`` reveals every signal and is refused unless allowed here."""
 
     topic: str = "{prefix}/cmd"
     reply_topic: str = "{prefix}/cmd/reply"
+    reply_prefix: str | None = Field(
+        default=None, min_length=1, description="reply_to must be this topic or below it; "
+        "default: reply_topic")
+    allow_get_all: bool = Field(default=False, description="answer get_all (every signal's "
+                                "value) instead of refusing it")
     qos: Literal[0, 1, 2] = 1
+
+    @property
+    def replies_under(self) -> str:
+        """The topic subtree replies may go to (``reply_prefix`` or ``reply_topic``)."""
+        return self.reply_prefix if self.reply_prefix is not None else self.reply_topic
+
+    @model_validator(mode="after")
+    def _apart(self) -> CommandsConfig:
+        if any(c in self.replies_under for c in "+#\0"):
+            raise ValueError(f"reply_prefix {self.replies_under!r}: a topic, without the "
+                             "wildcards + and #")
+        if topic_within(self.topic, self.replies_under):
+            raise ValueError(f"the command topic {self.topic!r} lies within the reply "
+                             f"topics {self.replies_under!r}: a reply would be a command")
+        if not topic_within(self.reply_topic, self.replies_under):
+            raise ValueError(f"reply_topic {self.reply_topic!r} lies outside reply_prefix "
+                             f"{self.replies_under!r}")
+        return self
 
 
 class MqttConfig(_Model):
@@ -401,8 +488,9 @@ class MqttConfig(_Model):
 
 # ----------------------------------------------------------------------------- refs
 def signal_refs(driver: Any) -> list[SignalRef]:
-    """Every signal ``driver`` names (literal names only; MQTT templates are resolved at
-    run time), with direction and key path inside the entry."""
+    """Every signal ``driver`` names, with direction and key path inside the entry. An
+    MQTT template contributes the signals of its allow-list (``signals:``): those are
+    all it can ever write."""
     refs: list[SignalRef] = []
     if isinstance(driver, ModbusTcpConfig | ModbusRtuConfig):
         for i, p in enumerate(driver.points):
@@ -415,6 +503,8 @@ def signal_refs(driver: Any) -> list[SignalRef]:
         for i, s in enumerate(driver.subscriptions):
             if not s.is_template:
                 refs.append(SignalRef(s.signal, "read", ("subscriptions", i, "signal"), None))
+            for j, name in enumerate(s.signals or ()):
+                refs.append(SignalRef(name, "read", ("subscriptions", i, "signals", j), None))
     return refs
 
 
@@ -439,4 +529,6 @@ __all__ = [
     "TimeoutConfig",
     "TlsConfig",
     "signal_refs",
+    "template_pattern",
+    "topic_within",
 ]

@@ -13,7 +13,6 @@ by walking the data alongside, so the key path printed is the one the user wrote
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from petra.blocks._validate import show, suggest  # one wording for config and blocks
 from petra.config._yaml import Path, SourceMap
 from petra.errors import ConfigError, PetraError
 
@@ -53,27 +53,6 @@ def format_path(path: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for a near miss, else ``""``."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def show(value: Any) -> str:
-    """A value as the user wrote it in YAML, for messages ("got ...")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)
 
 
 class Diagnostics:

@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from petra.blocks import BlockSpec
+from petra.blocks import BlockInstance, BlockSpec
 from petra.config._alarms import alarm_signal_defs, check_alarms
 from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics
 from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
-from petra.config._semantic import Analysis, BlockInstance, Partial, analyze
+from petra.config._semantic import Analysis, Partial, analyze
 from petra.config._yaml import YamlError, dump_yaml, parse_yaml
 from petra.errors import ConfigError
 from petra.types import DRIVER_PREFIX, Quality, SignalDef, SignalType, role_kind

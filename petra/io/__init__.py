@@ -3,12 +3,14 @@
 A connected process owns one connection (a device, a broker, a database) and one
 heartbeat record. This package gives it the lifecycle and state machine
 (:class:`ConnectedProcess`), backoff and poll timing, telemetry counters, a
-rate-limited log, the MQTT broker link (:class:`MqttLink`), the runner that attaches
-the segment and runs the process (:func:`run_process`), and a durable request spool
-(:class:`RequestSpool`) through which front ends hand requests to a process. Drivers
-and sinks build on it and never import each other.
+rate-limited log, the MQTT broker link (:class:`MqttLink`), bounded parsers for external
+input (:func:`parse_number`, :func:`parse_json`), the runner that attaches the segment
+and runs the process (:func:`run_process`), and a durable request spool
+(:class:`RequestSpool`) through which front ends hand requests to a process. Drivers and
+sinks build on it and never import each other.
 """
 
+from petra.io._input import InputError, parse_json, parse_number
 from petra.io._mqtt_link import MqttLink, read_password
 from petra.io._process import ConnectedProcess, describe
 from petra.io._runner import Runnable, run_process, set_cpus, setup_logging
@@ -22,6 +24,7 @@ __all__ = [
     "Backoff",
     "Clock",
     "ConnectedProcess",
+    "InputError",
     "IoLimits",
     "MqttLink",
     "RateLimitedLog",
@@ -32,6 +35,8 @@ __all__ = [
     "cancel_and_wait",
     "describe",
     "next_due",
+    "parse_json",
+    "parse_number",
     "read_password",
     "run_process",
     "set_cpus",

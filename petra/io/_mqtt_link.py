@@ -190,9 +190,12 @@ class MqttLink:
 
     def _handler_failed(self, exc: BaseException) -> None:
         if self._on_error is not None:
-            self._on_error(exc)
-        else:
-            log.warning("event=message_handler_failed error=%s", describe(exc))
+            try:
+                self._on_error(exc)
+                return
+            except Exception as exc2:  # the owner's accounting failed: still not into paho
+                exc = exc2
+        log.warning("event=message_handler_failed error=%s", describe(exc))
 
     def _readable(self) -> None:
         c = self.client

@@ -43,7 +43,7 @@ import numpy as np
 from petra.config._drivers import MqttConfig, PublishRule
 from petra.io import ConnectedProcess, IoLimits, MqttLink, describe, wait_or_stop
 from petra.shm import JournalConsumer, Segment
-from petra.sinks._mqtt_commands import handle_command
+from petra.sinks._mqtt_commands import CommandPolicy, handle_command
 from petra.types import QUALITIES, SINK_MQTT_OUT, SINK_PREFIX, SignalType, SinkCounter
 
 log = logging.getLogger("petra.sinks.mqtt_out")
@@ -106,12 +106,15 @@ class MqttOutSink(ConnectedProcess):
             rule = next((r for r in cfg.publish
                          if any(fnmatch.fnmatchcase(info.name, pat) for pat in r.signals)), None)
             self.routes.append(None if rule is None else _Route(info.name, rule, self.prefix))
-        self.cmd_topic = self.reply_topic = None
+        self.cmd_topic: str | None = None
+        self.policy: CommandPolicy | None = None
         if cfg.commands is not None:
-            self.cmd_topic = cfg.commands.topic.format(prefix=self.prefix,
-                                                       instance=segment.instance)
-            self.reply_topic = cfg.commands.reply_topic.format(prefix=self.prefix,
-                                                               instance=segment.instance)
+            fmt = {"prefix": self.prefix, "instance": segment.instance}
+            self.cmd_topic = cfg.commands.topic.format(**fmt)
+            self.policy = CommandPolicy(
+                cfg.commands.reply_topic.format(**fmt),
+                (cfg.commands.reply_prefix or "").format(**fmt),
+                cfg.commands.allow_get_all)
         self.queue: deque[Message] = deque()
         self.inflight: dict[int, tuple[Message, float]] = {}
         self.batch_buf: list[str] = []
@@ -326,9 +329,9 @@ class MqttOutSink(ConnectedProcess):
                   describe(exc))
 
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.reply_topic is None:
+        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.policy is None:
             return
-        reply = handle_command(self.seg, bytes(msg.payload), self.reply_topic)
+        reply = handle_command(self.seg, bytes(msg.payload), self.policy)
         if not reply.ok:
             self.tm.inc(SinkCounter.REJECTED)
             self.rlog(logging.WARNING, "cmd_rejected", "event=command_rejected reason=%r",
