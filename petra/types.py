@@ -190,7 +190,7 @@ def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Valu
             return float(value)
         except OverflowError:  # an int beyond float64: a range error, never a crash
             raise ValueOutOfRangeError(
-                f"{label} is float64; an integer of {value.bit_length()} bits does not fit"
+                f"{label} is float64; an integer of {int(value).bit_length()} bits does not fit"
             ) from None
     if sig_type is SignalType.INT:
         if isinstance(value, bool) or not isinstance(value, int):

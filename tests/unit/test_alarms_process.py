@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,3 +235,56 @@ def test_design_suppression_and_status(rig: Rig) -> None:
     assert doc["unacked"] == 1 and doc["per_10min"] == 1 and doc["alarms"] == 2
     assert rig.proc.tm[AlarmCounter.UNACKED] == 1
     assert rig.proc.tm[AlarmCounter.JOURNAL_POSITION] > 0
+
+
+def test_cli_acts_through_the_spool_and_reads_the_files(
+        rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from petra.cli import main
+
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(PLANT.format(instance=rig.instance, dir=rig.dir))
+    rig.set("tank.level", 95.0)
+    rig.step()
+    halt = threading.Event()
+
+    def serve() -> None:  # the alarm process, pass after pass, while the CLI waits
+        while not halt.is_set():
+            rig.step(0.05)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        base = ["--instance", rig.instance, "--user", "carol"]
+        assert main(["alarms", "shelve", str(plant), "lvl.high", "--reason", "sensor",
+                     "--for", "10min", *base]) == 0
+        assert capsys.readouterr().out == "shelve: lvl.high\n"
+        assert main(["alarms", "comment", str(plant), "lvl.high", "sensor swapped",
+                     *base]) == 0
+        assert main(["alarms", "shelve", str(plant), "lvl.low", "--reason", "r", "--for",
+                     "9h", *base]) == 1
+        assert "at most 28800 s" in capsys.readouterr().err
+        assert main(["alarms", "oos", str(plant), "lvl.low", "--reason", "maint",
+                     *base]) == 0
+        assert main(["alarms", "oos", str(plant), "lvl.low", "--return", *base]) == 0
+        capsys.readouterr()
+    finally:
+        halt.set()
+        t.join(5)
+    rig.proc._write_list(rig.clock.wall)
+    assert main(["alarms", "list", str(plant), "--all", "--instance", rig.instance]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^lvl\.high\s+shelved\s+critical\s+tanks", out, re.M), out
+    assert re.search(r"^lvl\.low\s+normal\s+low", out, re.M), out
+    assert main(["alarms", "events", str(plant), "--json", "--last", "0",
+                 "--instance", rig.instance]) == 0
+    docs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    comment = next(d for d in docs if d["event"] == "comment")
+    assert (comment["user"], comment["reason"], comment["via"]) == (
+        "carol", "sensor swapped", "cli")
+    assert all("put" not in d for d in docs)
+    rig.proc._publish_status()
+    assert main(["alarms", "status", str(plant), "--instance", rig.instance]) == 0
+    assert json.loads(capsys.readouterr().out)["hidden"] == 1
+    assert main(["alarms", "ack", str(plant), "--instance", rig.instance]) == 1
+    assert "ack needs alarm names" in capsys.readouterr().err
