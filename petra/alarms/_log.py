@@ -110,6 +110,7 @@ class EventLog:
     def open(self) -> Replay:
         """Create the directory if needed, recover, and be ready to append."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._buf.clear()  # lines a failed flush left were never durable: the disk rules
         rep = Replay()
         snap = self._read_snapshot()
         if snap is not None:

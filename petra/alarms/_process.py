@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -75,6 +76,22 @@ KEEP_REQUESTS = 1000
 SPOOL_BATCH = 64
 JOURNAL_BATCHES = 64
 DRIVER_STALE_S = 3.0
+
+
+def _loggable(value: Any, depth: int = 0) -> Any:
+    """A request field as the event log may hold it: finite numbers, strings cut to a
+    sane length, short lists; anything else as its (cut) text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 1 << 63 else str(value)[:40]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value[:512]
+    if isinstance(value, list) and depth < 2:
+        return [_loggable(v, depth + 1) for v in value[:10_000]]
+    return repr(value)[:512]
 
 
 def _submitted_ns(request_id: str) -> int:
@@ -394,10 +411,11 @@ class AlarmProcess(ConnectedProcess):
 
     def _request_line(self, rid: str, now_ns: int, info: dict[str, Any],
                       result: dict[str, Any], body: dict[str, Any]) -> None:
-        doc: dict[str, Any] = {"time_ns": now_ns, "event": "request", "request": rid, **info}
+        doc: dict[str, Any] = {"time_ns": now_ns, "event": "request", "request": rid,
+                               **{k: _loggable(v) for k, v in info.items()}}
         for key in ("alarms", "area", "all", "reason", "duration_s", "oneshot", "text"):
             if body.get(key) not in (None, "", [], False):
-                doc[key] = body[key]
+                doc[key] = _loggable(body[key])  # a refused request may hold anything
         doc.update({"ok": result.get("ok", False), "put": {"req": {rid: result}}})
         if result.get("error"):
             doc["error"] = result["error"]

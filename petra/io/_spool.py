@@ -24,9 +24,10 @@ server must recognise ids it has acted on (it logs them with what it did) and an
 from its log instead of acting twice. Results are removed by the client that reads
 them, or after ``result_max_age_s``.
 
-Garbage (not JSON, not an object, too large, a stray file name) is answered with an
-error result where there is an id to answer, and removed either way: a bad file can
-never wedge the queue.
+Garbage (not JSON, nested too deep, not an object, too large, a stray file name) is
+answered with an error result where there is an id to answer, and removed either way:
+a bad file can never wedge the queue. Requests are parsed with the bounded
+:func:`petra.io.parse_json`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from petra.io._input import InputError, parse_json
 
 MAX_REQUEST_BYTES = 64 * 1024
 RESULT_MAX_AGE_S = 3600.0
@@ -184,10 +187,10 @@ class RequestSpool:
             return Request(rid, None, f"cannot read the request: {exc.strerror}")
         if len(data) > MAX_REQUEST_BYTES:
             return Request(rid, None, f"request larger than {MAX_REQUEST_BYTES} bytes")
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            return Request(rid, None, "request is not valid JSON")
+        try:  # bounded: depth, number lengths (a hostile file cannot wedge the reader)
+            body = parse_json(data, max_bytes=MAX_REQUEST_BYTES)
+        except InputError as exc:
+            return Request(rid, None, f"bad request: {exc}")
         if not isinstance(body, dict):
             return Request(rid, None, "request must be a JSON object")
         return Request(rid, body)

@@ -3,8 +3,12 @@ cut and loses only the unfinished line; snapshots and rotation keep recovery exa
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from petra.alarms import EventLog, read_events
 
@@ -127,3 +131,28 @@ def test_lines_are_json_without_nan(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "events.jsonl").read_text())
     assert doc == {"time_ns": 1, "value": 1.5, "event": "x", "seq": 1,
                    "time": "1970-01-01T00:00:00.000Z"}
+
+
+def test_a_failed_flush_leaves_nothing_behind_after_reopening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = EventLog(tmp_path)
+    log.open()
+    log.append(line(1))
+    log.flush()
+    log.append(line(2))
+    real = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        log.flush()
+    log.close()  # the process reconnects: close (the disk still full), open again
+    monkeypatch.setattr(os, "write", real)
+    rep = log.open()
+    assert rep.seq == 1 and log.pending == 0
+    log.append(line(3))
+    log.flush()
+    assert [d["seq"] for d in read_events(tmp_path)] == [1, 2]
+    assert read_events(tmp_path)[1]["put"]["alarm"]["a"]["n"] == 3

@@ -164,7 +164,7 @@ def test_refusals_are_answered_and_logged(rig: Rig) -> None:
     assert "needs the engineer role" in spool.result(a)["error"]  # type: ignore[index]
     assert "unknown alarm 'nope'" in spool.result(b)["error"]  # type: ignore[index]
     assert "unknown role" in spool.result(c)["error"]  # type: ignore[index]
-    assert spool.result(junk)["error"] == "request is not valid JSON"  # type: ignore[index]
+    assert spool.result(junk)["error"].startswith("bad request: invalid JSON")  # type: ignore[index]
     refused = [d for d in events(rig) if d["event"] == "request"]
     assert [d["ok"] for d in refused] == [False] * 4
     assert rig.state("lvl.high") == "normal"
@@ -288,3 +288,28 @@ def test_cli_acts_through_the_spool_and_reads_the_files(
     assert json.loads(capsys.readouterr().out)["hidden"] == 1
     assert main(["alarms", "ack", str(plant), "--instance", rig.instance]) == 1
     assert "ack needs alarm names" in capsys.readouterr().err
+
+
+def test_hostile_requests_are_refused_and_logged_without_breaking_the_pass(rig: Rig) -> None:
+    spool = RequestSpool(spool_dir(rig.dir))
+    spool.ensure()
+    deep = "00000000000000000002-1-00000001"
+    (spool.incoming / f"{deep}.json").write_text("[" * 30_000 + "]" * 30_000)
+    nan = spool.submit({"op": "shelve", "alarms": ["lvl.high"], "user": "u",
+                        "role": "operator", "reason": "r", "duration_s": 1.0})
+    # NaN is not JSON: written by hand, as a hostile client would
+    (spool.incoming / f"{nan}.json").write_text(
+        '{"op": "shelve", "alarms": ["lvl.high"], "user": "u", "role": "operator", '
+        '"reason": "r", "duration_s": NaN, "text": "' + "x" * 5000 + '"}')
+    big = spool.submit({"op": "ack", "alarms": ["nope"] * 3000, "user": "u" * 5000,
+                        "role": "operator"})
+    rig.step()
+    assert "nested deeper" in spool.result(deep)["error"]  # type: ignore[index]
+    assert "duration_s must be" in spool.result(nan)["error"]  # type: ignore[index]
+    assert "longer than" in spool.result(big)["error"]  # type: ignore[index]
+    lines = [d for d in events(rig) if d["event"] == "request"]
+    assert [d["ok"] for d in lines] == [False, False, False]
+    assert lines[1]["duration_s"] == "nan" and len(lines[1]["text"]) == 512
+    rig.set("tank.level", 95.0)
+    rig.step()
+    assert rig.state("lvl.high") == "unack"  # the passes go on
