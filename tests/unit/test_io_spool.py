@@ -40,7 +40,8 @@ def test_garbage_is_answered_or_removed(tmp_path: Path) -> None:
     (sp.incoming / f"{arr}.json").write_bytes(b"[1, 2]")
     (sp.incoming / "stray.txt").write_bytes(b"x")
     got = {r.id: r.error for r in sp.pending()}
-    assert got == {rid: "bad request: invalid JSON: Expecting property name enclosed in double quotes at char 1",
+    assert got == {rid: "bad request: invalid JSON: Expecting property name enclosed in "
+                        "double quotes at char 1",
                    big: f"request larger than {MAX_REQUEST_BYTES} bytes",
                    arr: "request must be a JSON object"}
     assert not (sp.incoming / "stray.txt").exists()
