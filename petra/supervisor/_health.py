@@ -28,10 +28,12 @@ class PlantCollector(Collector):
     """Reads the live segment and the supervisor's view at each scrape."""
 
     def __init__(self, segment: Segment, children: Callable[[], list[dict[str, Any]]],
-                 history: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 history: Callable[[], dict[str, Any] | None] | None = None,
+                 alarms: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._seg = segment
         self._children = children
         self._history = history
+        self._alarms = alarms
 
     def collect(self) -> Iterator[Any]:
         st = read_stats(self._seg)
@@ -94,6 +96,8 @@ class PlantCollector(Collector):
         yield age
         if self._history is not None:
             yield from history_metrics(self._history())
+        if self._alarms is not None:
+            yield from alarm_metrics(self._alarms())
 
 
 def history_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
@@ -127,13 +131,57 @@ def history_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
     yield g
 
 
+def alarm_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
+    """Alarm system figures from the alarm manager's status file (petra/alarms)."""
+    if not status:
+        return
+    for key, name, text in (
+            ("active", "petra_alarms_active", "Alarms annunciated and active"),
+            ("unacked", "petra_alarms_unacknowledged", "Alarms waiting for an acknowledgement"),
+            ("hidden", "petra_alarms_hidden",
+             "Alarms shelved, suppressed by design or out of service"),
+            ("standing", "petra_alarms_standing", "Alarms active longer than the standing "
+                                                  "limit (24 h by default)"),
+            ("per_10min", "petra_alarms_per_10min", "Alarms raised in the last 10 minutes"),
+            ("pending_jobs", "petra_alarm_notifications_pending",
+             "Notifications waiting to be sent")):
+        g = GaugeMetricFamily(name, text)
+        g.add_metric([], float(status.get(key) or 0))
+        yield g
+    g = GaugeMetricFamily("petra_alarms_flood", "1 while alarms per 10 minutes exceed the "
+                                                "flood threshold")
+    g.add_metric([], 1.0 if status.get("flood") else 0.0)
+    yield g
+    g = GaugeMetricFamily("petra_alarms_chattering", "Alarms chattering now (bad actors)")
+    g.add_metric([], float(len(status.get("chattering") or [])))
+    yield g
+    mtta = status.get("mtta_s")
+    if isinstance(mtta, int | float):
+        g = GaugeMetricFamily("petra_alarms_mean_time_to_ack_seconds",
+                              "Mean time to acknowledge over the last 24 h")
+        g.add_metric([], float(mtta))
+        yield g
+    c = CounterMetricFamily("petra_alarm_notifications",
+                            "Notification outcomes since the alarm manager started",
+                            labels=["outcome"])
+    for outcome, n in sorted((status.get("notifications") or {}).items()):
+        c.add_metric([str(outcome)], float(n))
+    yield c
+    g = GaugeMetricFamily("petra_alarms_evaluation_seconds",
+                          "Duration of the alarm evaluation pass", labels=["stat"])
+    g.add_metric(["last"], float(status.get("pass_ms_last") or 0) / 1e3)
+    g.add_metric(["max"], float(status.get("pass_ms_max") or 0) / 1e3)
+    yield g
+
+
 class HealthServer:
     def __init__(self, segment: Segment, health: Callable[[], dict[str, Any]],
                  children: Callable[[], list[dict[str, Any]]],
-                 history: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 history: Callable[[], dict[str, Any] | None] | None = None,
+                 alarms: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._health = health
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(PlantCollector(segment, children, history))
+        self._registry.register(PlantCollector(segment, children, history, alarms))
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -53,6 +54,7 @@ from petra.types import (
     ROLE_API,
     ROLE_SCAN,
     ROLE_SUPERVISOR,
+    SINK_ALARMS,
     SINK_HISTORY,
     SINK_MQTT_OUT,
     ScanCounter,
@@ -103,6 +105,13 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
             "api", path, "--instance", instance, "--log-level", log_level,
             "--state-file", str(state_path(instance)),
             "--port-file", str(api_port_file(instance))), cpus=others))
+
+
+    if getattr(plant.config, "alarms", None) is not None:
+        specs.append(ChildSpec(sink_role(SINK_ALARMS),
+                               petra_argv("alarms", "run", path, "--instance", instance,
+                                          "--log-level", log_level),
+                               cpus=others, stop_order=0))  # a planned stop raises no alarms
     return specs
 
 
@@ -131,6 +140,24 @@ def _audit_state(plant: Any, plant_path: Path, instance: str) -> dict[str, Any]:
                          instance)
     return {"audit_file": str(log_.path), "audit_rotate_bytes": log_.rotate_bytes,
             "audit_keep": log_.keep}
+
+
+def _alarm_status(plant: Any, instance: str, plant_path: Path) -> Any:
+    """A reader of the alarm manager's status file (for /metrics), or None."""
+    cfg = getattr(plant.config, "alarms", None)
+    if cfg is None:
+        return None
+    from petra.config._alarms import resolve_dir, status_file
+
+    path = status_file(resolve_dir(cfg, instance, plant_path))
+
+    def read() -> dict[str, Any] | None:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+    return read
 
 
 def _mqtt_out_configured(plant: Any) -> bool:
@@ -194,7 +221,8 @@ class Supervisor:
             if self.health_addr:
                 host, _, port_s = self.health_addr.rpartition(":")
                 health = HealthServer(self.segment, self.health, self.child_table,
-                                      _history_status(plant, self.instance, self.plant_path))
+                                      _history_status(plant, self.instance, self.plant_path),
+                                      _alarm_status(plant, self.instance, self.plant_path))
                 port = await health.start(host or "127.0.0.1", int(port_s))
                 log.info("event=health_listen host=%s port=%d", host, port)
             self._write_state(port)

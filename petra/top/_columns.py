@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from petra.top._snapshot import ProcessView, SignalDetail, SignalView, Snapshot
+from petra.top._snapshot import AlarmsView, ProcessView, SignalDetail, SignalView, Snapshot
 
 R = TypeVar("R")
 Align = Literal["left", "right"]
@@ -333,6 +333,14 @@ def _journal_line(s: Snapshot) -> str:
     return text
 
 
+def fmt_alarms(a: AlarmsView | None) -> str:
+    """The alarm meter: ``-`` without an alarm manager."""
+    if a is None:
+        return "-"
+    return (f"{a.active:,} active  {a.unacked:,} unacked  {a.hidden:,} hidden  "
+            f"{a.per_10min:,} in 10 min  {a.standing:,} standing  {a.chattering:,} chattering")
+
+
 HEADER_METERS: tuple[Meter, ...] = (
     Meter("instance", "Instance", lambda s: s.instance),
     Meter("uptime", "Uptime", lambda s: s.uptime_s, fmt_uptime),
@@ -344,6 +352,7 @@ HEADER_METERS: tuple[Meter, ...] = (
     Meter("exec", "Exec", _exec_line),
     Meter("wake", "Wake-up", _wake_line),
     Meter("journal", "Journal", _journal_line),
+    Meter("alarms", "Alarms", lambda s: s.alarms, fmt_alarms),
 )
 
 

@@ -222,6 +222,23 @@ class JournalView:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmsView:
+    """The alarm manager's figures, from its heartbeat counters (``AlarmCounter``)."""
+
+    active: int
+    unacked: int
+    hidden: int
+    per_10min: int
+    standing: int
+    chattering: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"active": self.active, "unacked": self.unacked, "hidden": self.hidden,
+                "per_10min": self.per_10min, "standing": self.standing,
+                "chattering": self.chattering}
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything petra-top shows at one refresh."""
 
@@ -234,6 +251,8 @@ class Snapshot:
     processes: tuple[ProcessView, ...]
     signals: tuple[SignalView, ...]
     journal: JournalView
+    alarms: AlarmsView | None = None
+    """None when the plant runs no alarm manager."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,4 +264,5 @@ class Snapshot:
             "processes": [p.to_json() for p in self.processes],
             "signals": {s.name: s.to_json() for s in self.signals},
             "journal": self.journal.to_json(),
+            "alarms": None if self.alarms is None else self.alarms.to_json(),
         }
