@@ -42,6 +42,9 @@ class SignalRef:
     type_hint: str | None = None
 
 
+OnConnect = Literal["write_all", "changed_only"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,7 +56,9 @@ class RetryConfig(_Model):
     A zero delay would make a dead peer a busy loop, so every delay must be > 0."""
 
     initial_delay_s: Seconds = Field(default=0.5, gt=0, description="first reconnect delay")
-    max_delay_s: Seconds = Field(default=30.0, gt=0, description="cap of the reconnect delay")
+    max_delay_s: Seconds = Field(default=1.0, gt=0, description="cap of the reconnect delay "
+                                 "(jitter never exceeds it): a device that returns is "
+                                 "reconnected within this long")
     multiplier: float = Field(default=2.0, ge=1.0, description="growth per failed attempt")
     jitter: float = Field(default=0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
     write_attempts: int = Field(default=3, ge=1, le=100, description="tries per device write")
@@ -162,6 +167,10 @@ class _ModbusCommon(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     coalesce: bool = True
     max_gap: int = Field(default=8, ge=0, le=2000, description="unused addresses a read may span")
     max_registers_per_read: int = Field(default=125, ge=1, le=125)
@@ -250,6 +259,10 @@ class S7Config(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     max_gap: int = Field(default=16, ge=0, le=1024, description="unused bytes a read may span")
     points: list[S7Point] = Field(default_factory=list)
 
