@@ -300,6 +300,9 @@ class BrokerConfig(_Model):
     password_env: str | None = None
     tls: TlsConfig | None = None
     keepalive_s: WholeSeconds = Field(default=30, ge=5, le=3600)
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker "
+        "refuses it")
 
     @model_validator(mode="after")
     def _secret(self) -> BrokerConfig:
@@ -407,6 +410,12 @@ class MqttInConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
+    clean_start: bool = Field(default=False, description="false: a persistent session; the "
+                              "broker keeps the subscriptions and queues QoS 1/2 messages "
+                              "while the driver reconnects or restarts")
+    session_expiry_s: WholeSeconds = Field(default=3600, ge=0, le=4_294_967_295,
+                                           description="how long the broker keeps the "
+                                           "session after a disconnect (MQTT 5)")
 
 
 DriverConfig = Annotated[
@@ -427,6 +436,8 @@ class PublishRule(_Model):
     retain: bool = False
     format: Literal["json", "plain"] = "json"
     deadband: float = Field(default=0.0, ge=0, description="absolute; 0 publishes every change")
+    heartbeat_s: Seconds = Field(default=0.0, ge=0, description="republish a signal's current "
+                                 "value when nothing was published for it this long; 0: never")
     min_interval_s: Seconds = Field(default=0.0, ge=0, description="at most one message per signal "
                                   "per interval; the latest value is sent when it ends")
     batch: bool = Field(default=False, description="send through the batched topic instead")

@@ -6,6 +6,8 @@ device; a device that comes back with zeroed outputs gets them all back."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import time
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from driver_peers import ModbusServer, wait_until
+from driver_peers import Collector, ModbusServer, Mosquitto, wait_until
 from test_run_e2e import Running, start, stop
 
 from petra.shm import Segment, read_heartbeats
@@ -110,3 +112,117 @@ def test_device_restarted_with_zeroed_outputs_gets_them_back(
         took = time.monotonic() - t0
     # the cap (1 s) + connect + one write round; generous for a loaded 2-core box
     assert took < 2.5, f"outputs back {took:.2f} s after the device returned"
+
+
+# ----------------------------------------------------------------------------- MQTT
+MQTT_PLANT = """\
+instance: {instance}
+scan: {{period: 10ms, policy: other, wait: sleep}}
+signals:
+  - {{name: level, type: float}}
+  - {{name: sp, type: float, writable: true}}
+  - {{name: sp_in, type: float}}
+  - {{name: l.s, type: bool, writable: true}}
+  - {{name: l.r, type: bool, writable: true}}
+  - {{name: l.q, type: bool}}
+blocks:
+  - {{name: latch, type: RS, inputs: {{s: l.s, r1: l.r}}, outputs: {{q1: l.q}}}}
+drivers:
+  - kind: modbus_tcp
+    name: plc
+    host: 127.0.0.1
+    port: {mb_port}
+    poll_period_s: 0.05
+    points:
+      - {{signal: level, table: holding, address: 10}}
+  - kind: mqtt
+    name: min
+    subscriptions:
+      - {{topic: "cmd/sp", signal: sp_in, qos: 1}}
+mqtt:
+  broker: {{host: 127.0.0.1, port: {port}}}
+  topic_prefix: "p"
+  publish:
+    - {{signals: [level, sp], qos: 1}}
+"""
+
+
+def role_pid(r: Running, role: str, up: bool = True) -> int:
+    with Segment.attach(r.instance, readonly=True) as seg:
+        for hb in read_heartbeats(seg):
+            if hb.role == role and (not up or hb.counters[0] == 2):
+                return hb.pid
+    return 0
+
+
+@pytest.fixture
+def mqtt_plant(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[Running, ModbusServer]]:
+    srv = ModbusServer({1: 50})
+    mb_port = srv.start()
+    path = tmp_path / "plant.yaml"
+    inst = f"lm{os.getpid()}"
+    path.write_text(MQTT_PLANT.format(instance=inst, mb_port=mb_port, port=mosquitto.port))
+    r = start(tmp_path, inst, path)
+    try:
+        yield r, srv
+    finally:
+        stop(r)
+        srv.close()
+
+
+def values(col: Collector, topic: str) -> list[tuple[float, str, str]]:
+    out = []
+    for p in col.on_topic(topic):
+        m = json.loads(p)
+        out.append((m["value"], m["quality"], m["substatus"]))
+    return out
+
+
+def test_mqtt_out_publishes_changes_once_and_what_changed_while_it_restarted(
+        mqtt_plant: tuple[Running, ModbusServer], mosquitto: Mosquitto) -> None:
+    r, srv = mqtt_plant
+    col = Collector(mosquitto.client(), "p/#")
+    wait_until(lambda: role_pid(r, "sink:mqtt-out") and role_pid(r, "driver:plc"),
+               timeout=20, what="the sink and the driver")
+    wait_until(lambda: values(col, "p/level"), what="the level's first message")
+    changes = [1, 2, 3, 4, 5, 5, 6]
+    for v in changes:  # each value is polled ~6 times: 6 journal entries, one change
+        srv.set(1, HOLDING, 10, [v])
+        time.sleep(0.3)
+    wait_until(lambda: values(col, "p/level")[-1:] == [(6.0, "GOOD", "NONE")],
+               what="the last change")
+    got = values(col, "p/level")
+    assert [v for v, _, _ in got][-6:] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], got
+    assert all(a != b for a, b in itertools.pairwise(got)), f"a repeat: {got}"
+    assert len(got) <= 7, got  # the start value (or its snapshot) + 6 changes
+
+    # a change written while the sink is dead is published by the restarted sink
+    old = role_pid(r, "sink:mqtt-out")
+    os.kill(old, signal.SIGKILL)
+    with Segment.attach(r.instance) as seg:
+        seg.write("sp", 3.5)
+    wait_until(lambda: (p := role_pid(r, "sink:mqtt-out")) and p != old, timeout=30,
+               what="the restarted sink")
+    wait_until(lambda: values(col, "p/sp")[-1:] == [(3.5, "GOOD", "NONE")],
+               what="the change made while the sink was down")
+
+    # a device outage is published with its quality and substatus (the value kept)
+    srv.stop()
+    wait_until(lambda: values(col, "p/level")[-1:] == [(6.0, "BAD", "NOT_CONNECTED")],
+               what="BAD/NOT_CONNECTED on the outage")
+
+
+def test_mqtt_in_qos1_message_sent_while_the_driver_restarts_is_delivered(
+        mqtt_plant: tuple[Running, ModbusServer], mosquitto: Mosquitto) -> None:
+    r, _ = mqtt_plant
+    pub = mosquitto.client()
+    old = wait_until(lambda: role_pid(r, "driver:min"), timeout=20, what="mqtt in")
+    pub.publish("cmd/sp", b"1.5", qos=1).wait_for_publish(5)
+    with Segment.attach(r.instance, readonly=True) as seg:
+        wait_until(lambda: seg.get("sp_in") == 1.5, what="the first setpoint")
+        os.kill(old, signal.SIGKILL)
+        pub.publish("cmd/sp", b"2.5", qos=1).wait_for_publish(5)  # not retained
+        wait_until(lambda: (p := role_pid(r, "driver:min")) and p != old, timeout=30,
+                   what="the restarted driver")
+        wait_until(lambda: seg.get("sp_in") == 2.5, what="the setpoint sent while it was down")
+        assert seg.read("sp_in").quality.name == "GOOD"
