@@ -10,9 +10,13 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from driver_peers import Collector, ModbusServer, Mosquitto, wait_until
@@ -226,3 +230,35 @@ def test_mqtt_in_qos1_message_sent_while_the_driver_restarts_is_delivered(
                    what="the restarted driver")
         wait_until(lambda: seg.get("sp_in") == 2.5, what="the setpoint sent while it was down")
         assert seg.read("sp_in").quality.name == "GOOD"
+
+
+# ----------------------------------------------------------------------------- health
+def healthz(r: Running) -> dict[str, Any]:
+    with urllib.request.urlopen(r.url("/healthz"), timeout=10) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    return body
+
+
+def test_healthz_degraded_with_a_reason_during_a_device_outage(
+        plant: tuple[Running, ModbusServer]) -> None:
+    r, srv = plant
+    wait_until(lambda: driver_pid(r), timeout=20, what="the driver to connect")
+    wait_until(lambda: healthz(r)["status"] == "ok", timeout=20, what="a healthy plant")
+    srv.stop()
+    body = wait_until(lambda: (b := healthz(r))["status"] == "degraded" and b, timeout=10,
+                      what="degraded health")
+    assert any(x.startswith("driver:plc not connected to its device")
+               for x in body["reasons"]), body
+    with urllib.request.urlopen(r.url("/metrics"), timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'petra_link_state{role="driver:plc",state="up"} 0.0' in text
+    assert 'petra_signals{quality="bad",substatus="not_connected"} 1.0' in text
+    top = subprocess.run([sys.executable, "-m", "petra.top", "--once", "--json", "--instance",
+                          r.instance], capture_output=True, text=True, timeout=60, check=True,
+                         env=r.env())
+    snap = json.loads(top.stdout)
+    assert snap["signals"]["level"]["substatus"] == "not_connected"
+    drv = next(p for p in snap["processes"] if p["role"] == "driver:plc")
+    assert drv["link"] in ("backoff", "connecting")
+    srv.start()
+    wait_until(lambda: healthz(r)["status"] == "ok", timeout=10, what="health back to ok")
