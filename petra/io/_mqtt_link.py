@@ -113,9 +113,9 @@ class MqttLink:
         self._topic_handlers: list[tuple[str, Callable[[Any, Any, Any], None]]] = []
         self._on_error = on_error
         self.protocol = 311 if broker.protocol == "3.1.1" else 5
-        self.client = self._make_client()
+        self.client: mqtt.Client = self._make_client()
 
-    def _make_client(self) -> Any:
+    def _make_client(self) -> mqtt.Client:
         client_id, will, max_inflight, on_message, on_publish = self._args
         broker = self.broker
         if self.protocol == 5:

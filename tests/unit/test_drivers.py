@@ -21,6 +21,7 @@ from petra.config._drivers import (
     DRIVER_ADAPTER,
     BrokerConfig,
     ModbusPoint,
+    ModbusTcpConfig,
     MqttConfig,
     MqttInConfig,
     MqttSubscription,
@@ -182,8 +183,8 @@ def test_backoff_cap_holds_with_jitter_so_a_returning_device_is_seen_quickly() -
     delays = [b.next_delay() for _ in range(200)]
     assert delays[0] <= 0.75
     assert max(delays) <= 1.0 and min(delays) > 0
-    assert DRIVER_ADAPTER.validate_python(
-        {"kind": "modbus_tcp", "name": "m", "host": "h"}).on_connect == "write_all"
+    cfg = DRIVER_ADAPTER.validate_python({"kind": "modbus_tcp", "name": "m", "host": "h"})
+    assert isinstance(cfg, ModbusTcpConfig) and cfg.on_connect == "write_all"
 
 
 def test_zero_delay_is_a_config_error() -> None:
