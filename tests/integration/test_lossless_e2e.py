@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from driver_peers import Collector, ModbusServer, Mosquitto, wait_until
+from driver_peers import Collector, ModbusServer, Mosquitto, S7Server, wait_until
 from test_run_e2e import Running, start, stop
 
 from petra.shm import Segment, read_heartbeats
@@ -262,3 +262,61 @@ def test_healthz_degraded_with_a_reason_during_a_device_outage(
     assert drv["link"] in ("backoff", "connecting")
     srv.start()
     wait_until(lambda: healthz(r)["status"] == "ok", timeout=10, what="health back to ok")
+
+
+S7_PLANT = """\
+instance: {instance}
+scan: {{period: 10ms, policy: other, wait: sleep}}
+signals:
+  - {{name: cmd, type: float, writable: true}}
+  - {{name: pump, type: bool, writable: true}}
+  - {{name: level, type: float}}
+  - {{name: l.s, type: bool, writable: true}}
+  - {{name: l.r, type: bool, writable: true}}
+  - {{name: l.q, type: bool}}
+blocks:
+  - {{name: latch, type: RS, inputs: {{s: l.s, r1: l.r}}, outputs: {{q1: l.q}}}}
+drivers:
+  - kind: s7
+    name: cpu
+    host: 127.0.0.1
+    port: {port}
+    poll_period_s: 0.1
+    timeouts: {{connect_s: 1, request_s: 0.5}}
+    points:
+      - {{signal: level, address: "DB1.DBD0:REAL"}}
+      - {{signal: cmd, address: "DB1.DBD4:REAL", direction: write}}
+      - {{signal: pump, address: "DB1.DBX8.0", direction: write}}
+"""
+
+
+def test_s7_restarted_with_zeroed_outputs_gets_them_back(tmp_path: Path) -> None:
+    import struct
+
+    srv = S7Server()
+    port = srv.start()
+    path = tmp_path / "plant.yaml"
+    inst = f"ls{os.getpid()}"
+    path.write_text(S7_PLANT.format(instance=inst, port=port))
+    r = start(tmp_path, inst, path)
+    try:
+        wait_until(lambda: driver_pid(r, "driver:cpu"), timeout=20, what="the S7 driver")
+        with Segment.attach(r.instance) as seg:
+            seg.write("cmd", 7.5)
+            seg.write("pump", True)
+
+            def outputs() -> tuple[float, int]:
+                return struct.unpack(">f", bytes(srv.db1[4:8]))[0], srv.db1[8] & 1
+
+            wait_until(lambda: outputs() == (7.5, 1), what="the outputs")
+            srv.stop()
+            wait_until(lambda: seg.read("level").quality.name == "BAD", what="the outage")
+            srv.db1[:] = bytearray(256)  # a CPU that restarted with its DB at zero
+            srv.start()
+            t0 = time.monotonic()
+            wait_until(lambda: outputs() == (7.5, 1), timeout=10, what="outputs re-asserted")
+            took = time.monotonic() - t0
+        assert took < 2.5, f"outputs back {took:.2f} s after the CPU returned"
+    finally:
+        stop(r)
+        srv.stop()
