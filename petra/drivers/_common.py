@@ -159,13 +159,17 @@ class SignalPort:
     def put_bad(self, indices: Iterable[int], substatus: Substatus,
                 force: bool = False) -> int:
         """Rewrite each signal's last value with BAD quality and ``substatus``; signals
-        already marked bad by this port are skipped unless ``force``. Returns how many."""
+        already marked bad by this port are skipped unless ``force``. Returns how many.
+
+        The value keeps its source timestamp, so its age still says how old the value
+        is; the slot's write timestamp records when it went BAD."""
         n = 0
         for i in indices:
             if i in self._bad and not force:
                 continue
-            value = self.seg.get_index(i)
-            write_status(self.seg, i, value, Quality.BAD, substatus)
+            last = self.seg.read_index(i)
+            write_status(self.seg, i, last.value, Quality.BAD, substatus,
+                         source_ts_ns=last.source_ts_ns)
             self._bad.add(i)
             n += 1
         return n

@@ -320,3 +320,20 @@ def test_s7_restarted_with_zeroed_outputs_gets_them_back(tmp_path: Path) -> None
     finally:
         stop(r)
         srv.stop()
+
+
+def test_a_value_marked_bad_keeps_its_source_time(plant: tuple[Running, ModbusServer]) -> None:
+    r, srv = plant
+    wait_until(lambda: driver_pid(r), timeout=20, what="the driver to connect")
+    with Segment.attach(r.instance, readonly=True) as seg:
+        wait_until(lambda: seg.read("level").quality.name == "GOOD", what="a good level")
+        srv.stop()
+        last_good = seg.read("level")
+        deadline = time.monotonic() + 10
+        while (now := seg.read("level")).quality.name == "GOOD":
+            last_good = now
+            assert time.monotonic() < deadline, "the outage was never marked"
+            time.sleep(0.001)
+        assert now.quality.name == "BAD" and now.substatus.name == "NOT_CONNECTED"
+        assert now.source_ts_ns == last_good.source_ts_ns  # the last good value's time
+        assert now.write_ts_ns > last_good.write_ts_ns  # when it went BAD
