@@ -190,7 +190,7 @@ def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Valu
             return float(value)
         except OverflowError:  # an int beyond float64: a range error, never a crash
             raise ValueOutOfRangeError(
-                f"{label} is float64; an integer of {value.bit_length()} bits does not fit"
+                f"{label} is float64; an integer of {int(value).bit_length()} bits does not fit"
             ) from None
     if sig_type is SignalType.INT:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -240,6 +240,7 @@ class ConnState(enum.IntEnum):
 # and the logs. A driver's or sink's role is its prefix, a colon and its name.
 ROLE_SCAN = "scan"
 ROLE_SUPERVISOR = "supervisor"
+ROLE_API = "api"  # the HTTP(S)/WebSocket API process
 DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
@@ -259,8 +260,34 @@ def sink_role(name: str) -> str:
 
 
 def role_kind(role: str) -> str:
-    """The part before the colon: ``scan``, ``supervisor``, ``driver`` or ``sink``."""
+    """The part before the colon: ``scan``, ``supervisor``, ``api``, ``driver`` or ``sink``."""
     return role.split(":", 1)[0]
+
+
+class AccessRole(enum.IntEnum):
+    """What a person or machine client may do (API users, MQTT command senders, local
+    tools). Ordered: each role may do everything the roles below it may."""
+
+    VIEWER = 1  # read signals, status, alarms
+    OPERATOR = 2  # write writable signals, acknowledge and shelve alarms
+    ENGINEER = 3  # reload the configuration, take alarms out of service
+    ADMIN = 4  # manage users, read the audit log
+
+    @classmethod
+    def parse(cls, text: object) -> AccessRole:
+        """``"operator"`` -> OPERATOR; ValueError naming the roles otherwise."""
+        if isinstance(text, str):
+            try:
+                return cls[text.strip().upper()]
+            except KeyError:
+                pass
+        raise ValueError(f"unknown role {text!r}; expected one of "
+                         f"{', '.join(r.label for r in cls)}")
+
+    @property
+    def label(self) -> str:
+        """The spelling in files and messages: ``viewer``, ``operator``..."""
+        return self.name.lower()
 
 
 # --------------------------------------------------------------------------- heartbeat counters
@@ -326,6 +353,19 @@ class HistoryCounter(enum.IntEnum):
     JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
 
 
+class ApiCounter(enum.IntEnum):
+    """Counter indices of the API process's heartbeat record."""
+
+    REQUESTS = 0  # HTTP requests answered
+    REFUSED = 1  # requests answered 4xx (bad input, unauthenticated, forbidden)
+    LOGINS = 2  # successful logins
+    LOGIN_FAILURES = 3  # failed logins and refused credentials (locked out included)
+    WRITES = 4  # signal writes done
+    WS_CLIENTS = 5  # WebSocket clients connected now
+    WS_SENT = 6  # WebSocket messages sent
+    WS_DROPPED = 7  # WebSocket messages dropped for a slow client (it gets a resync)
+
+
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
     if role == sink_role(SINK_HISTORY):
@@ -337,4 +377,6 @@ def counter_schema(role: str) -> type[enum.IntEnum] | None:
         return DriverCounter
     if kind == SINK_PREFIX:
         return SinkCounter
+    if kind == ROLE_API:
+        return ApiCounter
     return None

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from petra.config._api import RoleName
 from petra.config._seconds import Seconds, WholeSeconds
 
 Direction = Literal["read", "write", "readwrite"]
@@ -473,6 +474,10 @@ class CommandsConfig(_Model):
     allow_get_all: bool = Field(default=False, description="answer get_all (every signal's "
                                 "value) instead of refusing it")
     qos: Literal[0, 1, 2] = 1
+    roles: dict[str, RoleName] = Field(
+        default_factory=dict, description="broker user -> role (viewer, operator, engineer, "
+        "admin): a command published on <topic>/<user> acts with that role; '*' gives a "
+        "role to the plain <topic>. Commands from anyone else are refused.")
 
     @property
     def replies_under(self) -> str:

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._history import HistoryConfig
 from petra.config._seconds import convert_block_times
@@ -312,7 +313,8 @@ class PlantConfig(_Model):
     history: HistoryConfig | None = Field(
         default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
     alarms: list[Any] = Field(default_factory=list, description="Reserved")
-    api: dict[str, Any] = Field(default_factory=dict, description="Reserved")
+    api: ApiConfig | None = Field(
+        default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")
     users: list[Any] = Field(default_factory=list, description="Reserved")
 
     @field_validator("instance")

@@ -52,8 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from petra.config._drivers import MqttConfig, PublishRule
+from petra.config._drivers import MqttConfig, PublishRule, topic_within
 from petra.io import ConnectedProcess, IoLimits, MqttLink, describe, wait_or_stop
+from petra.security import AuditLog, default_audit_file
 from petra.shm import JournalConsumer, Segment
 from petra.sinks._mqtt_commands import CommandPolicy, handle_command
 from petra.types import (
@@ -61,6 +62,7 @@ from petra.types import (
     SINK_MQTT_OUT,
     SINK_PREFIX,
     SUBSTATUSES,
+    AccessRole,
     Quality,
     SignalType,
     SinkCounter,
@@ -126,7 +128,7 @@ class MqttOutSink(ConnectedProcess):
 
     def __init__(self, cfg: MqttConfig, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, audit: AuditLog | None = None) -> None:
         super().__init__(SINK_MQTT_OUT, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
                          clock=clock, rng=rng, logger="petra.sinks")
         self.cfg = cfg
@@ -147,7 +149,9 @@ class MqttOutSink(ConnectedProcess):
             self.policy = CommandPolicy(
                 cfg.commands.reply_topic.format(**fmt),
                 (cfg.commands.reply_prefix or "").format(**fmt),
-                cfg.commands.allow_get_all)
+                cfg.commands.allow_get_all,
+                {user: AccessRole.parse(role) for user, role in cfg.commands.roles.items()})
+        self.audit = audit or AuditLog(default_audit_file(), instance=segment.instance)
         self.queue: deque[Message] = deque()
         self.inflight: dict[int, tuple[Message, float]] = {}
         self.batch_buf: list[str] = []
@@ -180,7 +184,9 @@ class MqttOutSink(ConnectedProcess):
         await self.link.connect()
         self.link.publish(self.status_topic, b"online", 1, True)
         if self.cmd_topic is not None and self.cfg.commands is not None:
-            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos)])
+            # <topic> for the '*' role, <topic>/<broker user> for each user's own
+            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos),
+                                 (f"{self.cmd_topic}/+", self.cfg.commands.qos)])
         # messages unacked on the previous connection go first, in their order
         for mid in sorted(self.inflight, reverse=True):
             self.queue.appendleft(self.inflight[mid][0])
@@ -408,9 +414,18 @@ class MqttOutSink(ConnectedProcess):
                   describe(exc))
 
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.policy is None:
+        if self.cmd_topic is None or self.policy is None:
             return
-        reply = handle_command(self.seg, bytes(msg.payload), self.policy)
+        topic = str(msg.topic)
+        if topic == self.cmd_topic:
+            sender = None
+        elif topic.startswith(self.cmd_topic + "/") and not topic_within(
+                topic, self.policy.replies_under):
+            sender = topic[len(self.cmd_topic) + 1:]  # the broker user (ACL: %u)
+        else:
+            return  # our own replies, or nothing of ours
+        reply = handle_command(self.seg, bytes(msg.payload), self.policy, audit=self.audit,
+                               sender=sender)
         if not reply.ok:
             self.tm.inc(SinkCounter.REJECTED)
             self.rlog(logging.WARNING, "cmd_rejected", "event=command_rejected reason=%r",

@@ -44,9 +44,10 @@ from petra.supervisor._children import (
     petra_argv,
 )
 from petra.supervisor._health import HealthServer, PlantReasons
-from petra.supervisor._instance import InstanceLock
+from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
 from petra.supervisor._systemd import Notifier
 from petra.types import (
+    ROLE_API,
     ROLE_SCAN,
     ROLE_SUPERVISOR,
     SINK_HISTORY,
@@ -92,6 +93,11 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                petra_argv("history", "run", path, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others, stop_order=2))  # after the drivers: last values
+    if getattr(plant.config, "api", None) is not None:
+        specs.append(ChildSpec(ROLE_API, petra_argv(
+            "api", path, "--instance", instance, "--log-level", log_level,
+            "--state-file", str(state_path(instance)),
+            "--port-file", str(api_port_file(instance))), cpus=others))
     return specs
 
 
@@ -104,6 +110,22 @@ def _history_status(plant: Any, instance: str, plant_path: Path) -> Any:
 
     base = resolve_dir(cfg, instance, plant_path)
     return lambda: read_status(base)
+
+
+def api_port_file(instance: str) -> Path:
+    """Where the api child writes the port it listens on (JSON: port, scheme, pid)."""
+    return runtime_dir() / f"petra-{instance}.api.json"
+
+
+def _audit_state(plant: Any, plant_path: Path, instance: str) -> dict[str, Any]:
+    """The audit log every process of this plant appends to, for the state file (so
+    `petra write` and petra-top find it without the plant file)."""
+    from petra.api import audit_log_for
+
+    log_ = audit_log_for(getattr(plant.config, "api", None), plant_path.resolve().parent,
+                         instance)
+    return {"audit_file": str(log_.path), "audit_rotate_bytes": log_.rotate_bytes,
+            "audit_keep": log_.keep}
 
 
 def _mqtt_out_configured(plant: Any) -> bool:
@@ -419,7 +441,8 @@ class Supervisor:
         if port is not None:
             self._health_port = port
         self.lock.write_state(health_port=getattr(self, "_health_port", 0),
-                              plant=str(self.plant_path), last_reload=self._last_reload)
+                              plant=str(self.plant_path), last_reload=self._last_reload,
+                              **_audit_state(self.plant, self.plant_path, self.instance))
 
     # ------------------------------------------------------------------ reports
     def child_table(self) -> list[dict[str, Any]]:

@@ -159,7 +159,7 @@ def test_batched_payloads(mosquitto: Mosquitto, make_segment: Any) -> None:
 def test_commands_set_get_and_refusals(mosquitto: Mosquitto, make_segment: Any) -> None:
     seg = make_segment([SignalDef("sp", SignalType.FLOAT, writable=True),
                         SignalDef("pv", SignalType.FLOAT, initial=3.5)])
-    cfg = out_cfg({"port": mosquitto.port}, [], commands={})
+    cfg = out_cfg({"port": mosquitto.port}, [], commands={"roles": {"*": "operator"}})
     client = mosquitto.client()
     cmd = f"petra/{seg.instance}/cmd"
     col = Collector(client, f"{cmd}/#")

@@ -230,7 +230,10 @@ def rough_plant(instance: str, seconds: float) -> None:  # noqa: PLR0915  # one 
                 stats = StatsWriter(seg, 1_000_000)
                 driver, driver_since = _start_driver(instance), time.monotonic()
                 replaced = True
-            if time.monotonic() - driver_since > 1.5:
+            # Kill the driver only once it has registered (a loaded box starts it slowly),
+            # so every restart is one petra-top can see.
+            if time.monotonic() - driver_since > 1.5 and any(
+                    hb.pid == driver.pid for hb in read_heartbeats(seg)):
                 pid = driver.pid
                 driver.send_signal(signal.SIGKILL)
                 driver.wait()

@@ -8,13 +8,16 @@ redraw is one the test asked for.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
 from test_top_columns import scan_view, sig, snapshot
 from textual.widgets import DataTable, Input, Static
 
@@ -455,7 +458,9 @@ def test_without_a_writer_the_view_is_read_only() -> None:
     run(app, body)
 
 
-def test_write_key_goes_through_the_checked_path_of_a_real_segment() -> None:
+def test_write_key_goes_through_the_checked_path_of_a_real_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PETRA_DATA_DIR", str(tmp_path))  # the audit log of the writes
     seg = Segment.create(f"topwrite-{uuid.uuid4().hex[:8]}", [
         SignalDef("tank.sp", SignalType.FLOAT, unit="m", writable=True, minimum=0.0,
                   maximum=5.0, initial=2.5),
@@ -487,6 +492,11 @@ def test_write_key_goes_through_the_checked_path_of_a_real_segment() -> None:
             run(app, body)
         assert seg.get("tank.sp") == 4.25
         assert seg.read("tank.sp").writer == os.getpid()
+        records = [json.loads(x) for x in
+                   (tmp_path / "audit" / "audit.log").read_text().splitlines()]
+        assert [(r["via"], r["outcome"]) for r in records] == [
+            ("top", "refused"), ("top", "refused"), ("top", "ok")]  # read-only: never sent
+        assert records[2]["before"] == 2.5 and records[2]["after"] == 4.25
     finally:
         seg.unlink()
         seg.close()
