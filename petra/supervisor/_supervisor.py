@@ -47,7 +47,7 @@ from petra.supervisor._children import (
     petra_argv,
     scan_plant_file,
 )
-from petra.supervisor._health import HealthServer
+from petra.supervisor._health import HealthServer, PlantReasons
 from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
 from petra.supervisor._systemd import Notifier
 from petra.types import (
@@ -187,6 +187,7 @@ class Supervisor:
         self._reload_task: asyncio.Task[None] | None = None
         self._ready = False
         self._t0 = time.monotonic()
+        self._reasons: PlantReasons | None = None
         self._reload_seq = 0
         self._last_reload: dict[str, Any] | None = None
 
@@ -484,8 +485,11 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reports
     def child_table(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
         return [{"role": c.role, "pid": c.pid, "state": str(c.state), "restarts": c.restarts,
-                 "last_exit": c.last_reason} for c in self.children]
+                 "last_exit": c.last_reason,
+                 "up_s": round(now - c.started_mono, 1)
+                 if c.state is ChildState.RUNNING else None} for c in self.children]
 
     def health(self) -> dict[str, Any]:
         reasons: list[str] = []
@@ -495,6 +499,9 @@ class Supervisor:
                 reasons.append(f"{c.role} failed: {c.last_reason}")
             elif c.state is ChildState.BACKOFF:
                 reasons.append(f"{c.role} restarting after {c.last_reason}")
+        if self._reasons is None:
+            self._reasons = PlantReasons(self.segment)
+        reasons.extend(self._reasons(self.child_table()))
         if any(c.state is ChildState.FAILED and c.role == ROLE_SCAN for c in self.children):
             status = "failed"
         elif reasons:
