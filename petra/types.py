@@ -83,6 +83,7 @@ class Substatus(enum.IntEnum):
     LAST_KNOWN = 5
     CALC = 6
     INITIAL = 7
+    OUT_OF_RANGE = 8  # a device value outside the signal's limits, or not finite
 
 
 QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)
@@ -185,7 +186,12 @@ def coerce_value(sig_type: SignalType, value: object, *, name: str = "") -> Valu
     if sig_type is SignalType.FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SignalTypeError(f"{label} is float; got {type(value).__name__} {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64: a range error, never a crash
+            raise ValueOutOfRangeError(
+                f"{label} is float64; an integer of {int(value).bit_length()} bits does not fit"
+            ) from None
     if sig_type is SignalType.INT:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -234,10 +240,12 @@ class ConnState(enum.IntEnum):
 # and the logs. A driver's or sink's role is its prefix, a colon and its name.
 ROLE_SCAN = "scan"
 ROLE_SUPERVISOR = "supervisor"
+ROLE_API = "api"  # the HTTP(S)/WebSocket API process
 DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
 SINK_HISTORY = "history"
+SINK_ALARMS = "alarms"  # the alarm manager (``petra alarms run``)
 ROLE_MAX_BYTES = 47
 DRIVER_NAME_MAX = 16
 
@@ -253,8 +261,34 @@ def sink_role(name: str) -> str:
 
 
 def role_kind(role: str) -> str:
-    """The part before the colon: ``scan``, ``supervisor``, ``driver`` or ``sink``."""
+    """The part before the colon: ``scan``, ``supervisor``, ``api``, ``driver`` or ``sink``."""
     return role.split(":", 1)[0]
+
+
+class AccessRole(enum.IntEnum):
+    """What a person or machine client may do (API users, MQTT command senders, local
+    tools). Ordered: each role may do everything the roles below it may."""
+
+    VIEWER = 1  # read signals, status, alarms
+    OPERATOR = 2  # write writable signals, acknowledge and shelve alarms
+    ENGINEER = 3  # reload the configuration, take alarms out of service
+    ADMIN = 4  # manage users, read the audit log
+
+    @classmethod
+    def parse(cls, text: object) -> AccessRole:
+        """``"operator"`` -> OPERATOR; ValueError naming the roles otherwise."""
+        if isinstance(text, str):
+            try:
+                return cls[text.strip().upper()]
+            except KeyError:
+                pass
+        raise ValueError(f"unknown role {text!r}; expected one of "
+                         f"{', '.join(r.label for r in cls)}")
+
+    @property
+    def label(self) -> str:
+        """The spelling in files and messages: ``viewer``, ``operator``..."""
+        return self.name.lower()
 
 
 # --------------------------------------------------------------------------- heartbeat counters
@@ -320,15 +354,41 @@ class HistoryCounter(enum.IntEnum):
     JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
 
 
+class ApiCounter(enum.IntEnum):
+    """Counter indices of the API process's heartbeat record."""
+
+    REQUESTS = 0  # HTTP requests answered
+    REFUSED = 1  # requests answered 4xx (bad input, unauthenticated, forbidden)
+    LOGINS = 2  # successful logins
+    LOGIN_FAILURES = 3  # failed logins and refused credentials (locked out included)
+    WRITES = 4  # signal writes done
+    WS_CLIENTS = 5  # WebSocket clients connected now
+    WS_SENT = 6  # WebSocket messages sent
+    WS_DROPPED = 7  # WebSocket messages dropped for a slow client (it gets a resync)
+
+
+class AlarmCounter(enum.IntEnum):
+    """Counter indices of the alarm manager's heartbeat record (``sink:alarms``).
+
+    Indices 0 and 7 mean what they mean for every sink (:class:`SinkCounter`); the rest
+    are the alarm figures petra-top shows. Notification counts and the mean time to
+    acknowledge are in the alarm manager's status file (``/metrics`` reads it)."""
+
+    STATE = 0  # ConnState of the event log (UP while events are written)
+    ACTIVE = 1  # alarms annunciated and active (unacknowledged or acknowledged)
+    UNACKED = 2  # alarms waiting for an acknowledgement (active or returned to normal)
+    HIDDEN = 3  # alarms shelved, suppressed by design or out of service
+    PER_10MIN = 4  # alarms annunciated in the last 10 minutes (ISA-18.2 flood measure)
+    STANDING = 5  # alarms active for longer than the standing limit (24 h by default)
+    CHATTERING = 6  # alarms that chatter (too many activations in a short window)
+    JOURNAL_POSITION = 7  # the process's journal cursor (next position it will read)
+
+
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
-    if role == sink_role(SINK_HISTORY):
-        return HistoryCounter
-    kind = role_kind(role)
-    if kind == ROLE_SCAN:
-        return ScanCounter
-    if kind == DRIVER_PREFIX:
-        return DriverCounter
-    if kind == SINK_PREFIX:
-        return SinkCounter
-    return None
+    by_role: dict[str, type[enum.IntEnum]] = {
+        sink_role(SINK_HISTORY): HistoryCounter, sink_role(SINK_ALARMS): AlarmCounter}
+    by_kind: dict[str, type[enum.IntEnum]] = {
+        ROLE_SCAN: ScanCounter, DRIVER_PREFIX: DriverCounter, SINK_PREFIX: SinkCounter,
+        ROLE_API: ApiCounter}
+    return by_role.get(role) or by_kind.get(role_kind(role))

@@ -4,14 +4,20 @@
 # stress). Extra arguments go to pytest, e.g. `tools/test.sh tests/integration -k modbus`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PETRA_TOOL=test
 . tools/_env.sh
 
 # Real peers the integration tests start themselves on 127.0.0.1 (no services are
 # left running): Mosquitto, socat (Modbus RTU over a pty pair), cyclictest, openssl.
 petra_apt_install mosquitto mosquitto-clients socat rt-tests openssl
 petra_venv
-python -m pip install -q -e '.[test]' 2>&1 | grep -v -i "warning" || true
+petra_install test
 python -c "import petra._native" # the C core built
+
+# CI (CI=true, root) also builds, installs, boots and purges the Debian package
+# (tests/package, tools/test-package.sh: 8-11 minutes). Elsewhere that test says it
+# is not enabled; run it on a throwaway machine with PETRA_PACKAGE_TESTS=1.
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then export PETRA_PACKAGE_TESTS=1; fi
 
 echo "test.sh: ruff"; ruff check .
 echo "test.sh: mypy --strict"; mypy

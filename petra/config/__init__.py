@@ -5,6 +5,7 @@ every problem of the file, each as ``FILE:LINE:COL: key.path: message``. The for
 documented in ``docs/config.md``; ``docs/schema/plant.schema.json`` is its JSON Schema.
 """
 
+from petra.blocks import BlockInstance
 from petra.config._drivers import DriverConfig, MqttConfig, SignalRef, signal_refs
 from petra.config._errors import ConfigErrors, format_path
 from petra.config._models import (
@@ -22,7 +23,6 @@ from petra.config._plant import (
     load_plant,
     load_plant_text,
 )
-from petra.config._semantic import BlockInstance
 from petra.config._yaml import parse_scalar
 from petra.errors import ConfigError
 

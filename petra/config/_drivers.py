@@ -19,14 +19,19 @@ silently ignored option.
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from petra.config._api import RoleName
 from petra.config._seconds import Seconds, WholeSeconds
+from petra.config._topics import check_topic_template
 
 Direction = Literal["read", "write", "readwrite"]
+MAX_TOPIC_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,9 @@ class SignalRef:
     direction: Direction
     key_path: tuple[str | int, ...]
     type_hint: str | None = None
+
+
+OnConnect = Literal["write_all", "changed_only"]
 
 
 class _Model(BaseModel):
@@ -50,7 +58,9 @@ class RetryConfig(_Model):
     A zero delay would make a dead peer a busy loop, so every delay must be > 0."""
 
     initial_delay_s: Seconds = Field(default=0.5, gt=0, description="first reconnect delay")
-    max_delay_s: Seconds = Field(default=30.0, gt=0, description="cap of the reconnect delay")
+    max_delay_s: Seconds = Field(default=1.0, gt=0, description="cap of the reconnect delay "
+                                 "(jitter never exceeds it): a device that returns is "
+                                 "reconnected within this long")
     multiplier: float = Field(default=2.0, ge=1.0, description="growth per failed attempt")
     jitter: float = Field(default=0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
     write_attempts: int = Field(default=3, ge=1, le=100, description="tries per device write")
@@ -159,6 +169,10 @@ class _ModbusCommon(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     coalesce: bool = True
     max_gap: int = Field(default=8, ge=0, le=2000, description="unused addresses a read may span")
     max_registers_per_read: int = Field(default=125, ge=1, le=125)
@@ -247,6 +261,10 @@ class S7Config(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     max_gap: int = Field(default=16, ge=0, le=1024, description="unused bytes a read may span")
     points: list[S7Point] = Field(default_factory=list)
 
@@ -284,6 +302,9 @@ class BrokerConfig(_Model):
     password_env: str | None = None
     tls: TlsConfig | None = None
     keepalive_s: WholeSeconds = Field(default=30, ge=5, le=3600)
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker "
+        "refuses it")
 
     @model_validator(mode="after")
     def _secret(self) -> BrokerConfig:
@@ -298,10 +319,17 @@ class MqttSubscription(_Model):
     """A topic filter (wildcards allowed) mapped to a signal.
 
     ``signal`` may hold ``{1}``, ``{2}``... standing for the topic levels matched by
-    the filter's wildcards, in order (``plant/+/temp`` with ``signal: "{1}.temp"``)."""
+    the filter's wildcards, in order (``plant/+/temp`` with ``signal: "{1}.temp"``).
+    Such a template must list, in ``signals``, every signal it may write: a message
+    whose topic resolves to any other name is refused. The list is what ``petra
+    check`` verifies (each signal exists, has no other writer), so a broker client can
+    never reach a signal the plant did not hand to this driver."""
 
-    topic: str = Field(min_length=1)
+    topic: str = Field(min_length=1, max_length=MAX_TOPIC_CHARS)
     signal: str = Field(min_length=1)
+    signals: list[str] | None = Field(
+        default=None, description="for a template signal: the signals it may write "
+        "(required; a topic that resolves to any other name is refused)")
     format: Literal["plain", "json"] = "plain"
     json_path: str | None = Field(default=None, description="dotted path to the value, e.g. "
                                   "data.value or readings.0")
@@ -317,11 +345,60 @@ class MqttSubscription(_Model):
                 raise ValueError(f"'+' must be a whole level of {self.topic!r}")
         if self.json_path is not None and self.format != "json":
             raise ValueError("json_path needs format: json")
+        if not self.is_template:
+            if self.signals is not None:
+                raise ValueError("signals: lists what a template signal may write; "
+                                 f"the literal signal {self.signal!r} needs none")
+            return self
+        pattern = template_pattern(self.topic, self.signal)
+        if not self.signals:
+            raise ValueError(f"the template {self.signal!r} needs signals: the list of "
+                             "signals it may write (anything else is refused)")
+        for j, name in enumerate(self.signals):
+            if name in self.signals[:j]:
+                raise ValueError(f"signals: {name!r} is listed twice")
+            if pattern.fullmatch(name) is None:
+                raise ValueError(f"signals: {name!r} can never come out of the template "
+                                 f"{self.signal!r} on topic {self.topic!r}")
         return self
 
     @property
     def is_template(self) -> bool:
         return "{" in self.signal
+
+
+def template_pattern(topic: str, template: str) -> re.Pattern[str]:
+    """The names ``template`` can produce from topics matching ``topic``, as a regex.
+
+    Raises ValueError for a field that is not ``{1}``, ``{2}``... up to the number of
+    wildcards in ``topic`` (no attributes, indexing, conversions or format specs: a
+    template substitutes topic levels, nothing else)."""
+    wild = [lvl for lvl in topic.split("/") if lvl in ("+", "#")]
+    out: list[str] = []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"signal template {template!r}: {exc}") from None
+    for literal, field, spec, conversion in parts:
+        out.append(re.escape(literal))
+        if field is None:
+            continue
+        if not field.isdecimal() or spec or conversion:
+            whole = field + (f"!{conversion}" if conversion else "") + (
+                f":{spec}" if spec else "")
+            raise ValueError(f"signal template {template!r}: {{{whole}}} is not a "
+                             "wildcard number ({1}, {2}, ...)")
+        n = int(field)
+        if not 1 <= n <= len(wild):
+            raise ValueError(f"signal template {template!r}: {{{n}}} but topic "
+                             f"{topic!r} has {len(wild)} wildcard(s), counted from {{1}}")
+        out.append("[^/]*" if wild[n - 1] == "+" else ".*")
+    return re.compile("".join(out), re.DOTALL)
+
+
+def topic_within(topic: str, prefix: str) -> bool:
+    """True when ``topic`` is ``prefix`` or lies below it (level by level)."""
+    return topic == prefix or topic.startswith(prefix.rstrip("/") + "/")
 
 
 class MqttInConfig(_Model):
@@ -335,6 +412,12 @@ class MqttInConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
+    clean_start: bool = Field(default=False, description="false: a persistent session; the "
+                              "broker keeps the subscriptions and queues QoS 1/2 messages "
+                              "while the driver reconnects or restarts")
+    session_expiry_s: WholeSeconds = Field(default=3600, ge=0, le=4_294_967_295,
+                                           description="how long the broker keeps the "
+                                           "session after a disconnect (MQTT 5)")
 
 
 DriverConfig = Annotated[
@@ -355,6 +438,8 @@ class PublishRule(_Model):
     retain: bool = False
     format: Literal["json", "plain"] = "json"
     deadband: float = Field(default=0.0, ge=0, description="absolute; 0 publishes every change")
+    heartbeat_s: Seconds = Field(default=0.0, ge=0, description="republish a signal's current "
+                                 "value when nothing was published for it this long; 0: never")
     min_interval_s: Seconds = Field(default=0.0, ge=0, description="at most one message per signal "
                                   "per interval; the latest value is sent when it ends")
     batch: bool = Field(default=False, description="send through the batched topic instead")
@@ -363,6 +448,11 @@ class PublishRule(_Model):
     @classmethod
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "signal", "path"))
 
 
 class BatchConfig(_Model):
@@ -373,13 +463,55 @@ class BatchConfig(_Model):
     max_delay_s: Seconds = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
+
 
 class CommandsConfig(_Model):
-    """Set/get requests over MQTT. A set needs the signal declared ``writable``."""
+    """Set/get requests over MQTT.
+
+    A set needs the signal declared ``writable`` and a value inside its limits. A
+    request's ``reply_to`` is honoured only at ``reply_prefix`` or below it (default:
+    the reply topic), so a client cannot make Petra publish anywhere else with its
+    credentials. ``get_all`` reveals every signal and is refused unless allowed here."""
 
     topic: str = "{prefix}/cmd"
     reply_topic: str = "{prefix}/cmd/reply"
+    reply_prefix: str | None = Field(
+        default=None, min_length=1, description="reply_to must be this topic or below it; "
+        "default: reply_topic")
+    allow_get_all: bool = Field(default=False, description="answer get_all (every signal's "
+                                "value) instead of refusing it")
     qos: Literal[0, 1, 2] = 1
+    roles: dict[str, RoleName] = Field(
+        default_factory=dict, description="broker user -> role (viewer, operator, engineer, "
+        "admin): a command published on <topic>/<user> acts with that role; '*' gives a "
+        "role to the plain <topic>. Commands from anyone else are refused.")
+
+    @property
+    def replies_under(self) -> str:
+        """The topic subtree replies may go to (``reply_prefix`` or ``reply_topic``)."""
+        return self.reply_prefix if self.reply_prefix is not None else self.reply_topic
+
+    @model_validator(mode="after")
+    def _apart(self) -> CommandsConfig:
+        if any(c in self.replies_under for c in "+#\0"):
+            raise ValueError(f"reply_prefix {self.replies_under!r}: a topic, without the "
+                             "wildcards + and #")
+        if topic_within(self.topic, self.replies_under):
+            raise ValueError(f"the command topic {self.topic!r} lies within the reply "
+                             f"topics {self.replies_under!r}: a reply would be a command")
+        if not topic_within(self.reply_topic, self.replies_under):
+            raise ValueError(f"reply_topic {self.reply_topic!r} lies outside reply_prefix "
+                             f"{self.replies_under!r}")
+        return self
+
+    @field_validator("topic", "reply_topic", "reply_prefix")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_topic_template(v, ("prefix", "instance"))
 
 
 class MqttConfig(_Model):
@@ -398,11 +530,22 @@ class MqttConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
 
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_topic_template(v, ("instance",), "topic_prefix")
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"), "status_topic")
+
 
 # ----------------------------------------------------------------------------- refs
 def signal_refs(driver: Any) -> list[SignalRef]:
-    """Every signal ``driver`` names (literal names only; MQTT templates are resolved at
-    run time), with direction and key path inside the entry."""
+    """Every signal ``driver`` names, with direction and key path inside the entry. An
+    MQTT template contributes the signals of its allow-list (``signals:``): those are
+    all it can ever write."""
     refs: list[SignalRef] = []
     if isinstance(driver, ModbusTcpConfig | ModbusRtuConfig):
         for i, p in enumerate(driver.points):
@@ -415,6 +558,8 @@ def signal_refs(driver: Any) -> list[SignalRef]:
         for i, s in enumerate(driver.subscriptions):
             if not s.is_template:
                 refs.append(SignalRef(s.signal, "read", ("subscriptions", i, "signal"), None))
+            for j, name in enumerate(s.signals or ()):
+                refs.append(SignalRef(name, "read", ("subscriptions", i, "signals", j), None))
     return refs
 
 
@@ -439,4 +584,6 @@ __all__ = [
     "TimeoutConfig",
     "TlsConfig",
     "signal_refs",
+    "template_pattern",
+    "topic_within",
 ]

@@ -91,15 +91,23 @@ class _Cursor:
 
     def number(self, what: str, limit: int) -> int:
         start = self.pos
-        while self.pos < len(self.up) and self.up[self.pos].isdigit():
+        while self.pos < len(self.up) and _is_digit(self.up[self.pos]):
             self.pos += 1
         if start == self.pos:
             got = self.peek() or "end of text"
             raise self.fail(f"expected {what} (a number), found {got!r}")
+        if self.pos - start > len(str(limit)):  # never int() a huge digit string
+            raise self.fail(f"{what} is larger than {limit}", start)
         value = int(self.up[start:self.pos])
         if value > limit:
             raise self.fail(f"{what} {value} is larger than {limit}", start)
         return value
+
+
+def _is_digit(ch: str) -> bool:
+    """ASCII 0-9 only: ``str.isdigit`` also takes '²' and other scripts' digits, which
+    ``int`` then refuses with a bare ValueError."""
+    return len(ch) == 1 and "0" <= ch <= "9"
 
 
 def parse_s7_address(text: str) -> S7Address:  # noqa: PLR0912 - a branch per grammar rule
@@ -124,7 +132,7 @@ def parse_s7_address(text: str) -> S7Address:  # noqa: PLR0912 - a branch per gr
         cur.pos += 1
         area, db = c, 0
         letter = cur.peek()
-        if letter.isdigit():
+        if _is_digit(letter):
             letter = "X"
         elif letter in _BY_LETTER:
             cur.pos += 1

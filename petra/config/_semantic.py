@@ -12,41 +12,33 @@ Checks, each reported at the key that causes it:
 - blocks: the type is registered; port names exist; every input without a default is
   connected; signals exist and their type fits the port (``PortType.accepts``); constants
   fit the port; variadic input count within the spec; parameters known, present when
-  required, of the right kind, inside min/max and choices;
+  required, of the right kind, inside min/max and choices, and the type's
+  cross-parameter checks;
 - drivers: the signals each driver entry names exist and fit its type hint;
 - one writer per signal (a block output, or a driver read point);
 - no algebraic loop: a cycle in the data flow between blocks that passes through no block
   whose spec has ``delay=True`` (its outputs come from state of earlier cycles);
 - scan: cross-field rules (``spin < period``, ``grid_offset < period``, ``rt`` needs fifo).
 
-Execution order (why it is built this way)
-------------------------------------------
-Edge ``A -> B`` when block B reads a signal block A writes. Without loops the order is the
-topological order of that graph, ties broken by file order (Kahn's algorithm with a heap
-on the file index), so a plant without data dependencies runs in the order it is written.
-
-A feedback loop through a delay block D keeps every edge except those that would close a
-cycle: the edges out of delay blocks are first all left out (the rest is acyclic, else
-there is an algebraic loop), then added back one by one in file order unless the reader
-already reaches D. So a unit delay placed in a chain (not in a loop) still runs before
-its readers, and its readers see this cycle's output, as written.
+Ports and parameters are checked by the block catalogue's validator
+(:func:`petra.blocks.resolve_block`), the same one the compiler runs, so a plant this
+pass accepts compiles; this pass adds what needs the whole file (signal names and types)
+and reports each problem at its line. The execution order and the loop search are
+graph algorithms of their own (``_graph.py``, where the reasoning is written down).
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
-import json
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from petra.blocks import REQUIRED, BlockSpec, Param, Port, PortType
+from petra.blocks import BlockInstance, BlockSpec, Const, PortType, Problem, resolve_block
+from petra.blocks._validate import show, suggest
 from petra.config._drivers import signal_refs
-from petra.config._errors import Diagnostics, show, suggest
+from petra.config._errors import Diagnostics
+from petra.config._graph import execution_order
 from petra.config._models import (
     BlockConfig,
     ScanConfig,
@@ -61,28 +53,6 @@ Constant = bool | int | float
 # Driver point type -> signal types that can hold it: an integer register fits a float
 # signal (widening); a scaled or float value does not fit an int signal.
 _DRIVER_FITS = {"bool": ("bool",), "int": ("int", "float"), "float": ("float",)}
-
-
-
-@dataclass(frozen=True, slots=True)
-class BlockInstance:
-    """A block resolved against its spec: what the compiler of the scan needs.
-
-    ``inputs`` has every input port (defaults filled in) mapped to a signal name (str) or
-    a constant; ``outputs`` only the connected output ports; ``params`` every parameter
-    with defaults filled in. ``definition_hash`` changes exactly when the definition
-    does, so a reload keeps the state of blocks whose hash is unchanged.
-    """
-
-    name: str
-    type: str
-    spec: BlockSpec
-    index: int
-    n_inputs: int | None
-    inputs: Mapping[str, str | Constant]
-    outputs: Mapping[str, str]
-    params: Mapping[str, Any]
-    definition_hash: str
 
 
 @dataclass
@@ -133,7 +103,13 @@ def fits(sig_type: str, value: object) -> bool:
     if sig_type == "int":
         return isinstance(value, int) and not isinstance(value, bool) and (
             -(2**63) <= value < 2**63)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        float(value)  # a float64 slot: an int beyond 1.8e308 does not fit
+    except OverflowError:
+        return False
+    return True
 
 
 def _const_fits(port_type: PortType, value: Constant) -> bool:
@@ -241,134 +217,66 @@ class _Analyzer:
     def _block(self, i: int, blk: BlockConfig, spec: BlockSpec) -> BlockInstance | None:
         base: Path = ("blocks", i)
         n_errors = len(self.diag.errors)
-        n_inputs, ports, count_ok = self._input_ports(i, blk, spec)
-        by_name = {p.name: p for p in ports}
-        for key in blk.inputs:
-            if key not in by_name and not self._is_variadic_key(spec, key):
-                self._unknown_port(base, "inputs", key, spec, [p.name for p in ports])
-        inputs: dict[str, str | Constant] = {}
+        written = BlockInstance(
+            blk.name, spec.name,
+            {k: v if isinstance(v, str) else Const(v) for k, v in blk.inputs.items()},
+            dict(blk.outputs), dict(blk.params))
+        res = resolve_block(written, spec)
+        for problem in res.problems:
+            self._problem(base, blk, problem)
+        ports = {p.name: p for p in res.ports}
         reads: list[str] = []
-        for port in ports:
-            path = (*base, "inputs", port.name)
-            if port.name not in blk.inputs:
-                if not count_ok and self._is_variadic_key(spec, port.name):
-                    continue  # the count error says it already
-                if port.default is None:
-                    where = (*base, "inputs") if blk.inputs else base
-                    self.diag.error(where, f"missing required input {port.name!r} of "
-                                           f"{spec.name} ({port.type.value})", at_key=True)
-                else:
-                    inputs[port.name] = port.default
-                continue
-            value = blk.inputs[port.name]
-            inputs[port.name] = value
+        for key, value in blk.inputs.items():
+            port = ports.get(key)
+            if port is None:
+                continue  # unknown, or beyond the variadic range: a problem above
+            path = (*base, "inputs", key)
             if isinstance(value, str):
                 sig_type = self._signal_ref(path, value)
                 reads.append(value)
                 self.readers.setdefault(value, []).append(f"block {blk.name!r}")
                 if sig_type is not None and not port.type.accepts(sig_type):
-                    self.diag.error(path, f"input {port.name!r} of {spec.name} takes "
+                    self.diag.error(path, f"input {key!r} of {spec.name} takes "
                                           f"{_port_kind(port.type)}, but signal {value!r} "
                                           f"is {sig_type}")
+            elif not fits("float", value) and not isinstance(value, bool):
+                self.diag.error(path, f"constant {show(value)} is beyond the float64 range "
+                                      "of the process image")
             elif not _const_fits(port.type, value):
-                self.diag.error(path, f"input {port.name!r} of {spec.name} takes "
+                self.diag.error(path, f"input {key!r} of {spec.name} takes "
                                       f"{_port_kind(port.type)}, got constant {show(value)}")
         self.block_reads[blk.name] = reads
         self.flow_nodes.append((i, blk.name, spec.delay))
-        outputs = self._outputs(base, blk, spec)
+        self._outputs(base, res.block, spec)
         if not blk.outputs and spec.outputs:
             self.diag.warning(base, f"block {blk.name!r} has no output connected; it has "
                                     "no visible effect")
-        params = self._params(base, blk, spec)
         if len(self.diag.errors) != n_errors:
             return None
-        digest = hashlib.sha256(json.dumps(
-            {"type": spec.name, "n": n_inputs, "inputs": inputs, "outputs": outputs,
-             "params": params}, sort_keys=True, default=repr).encode()).hexdigest()
-        return BlockInstance(blk.name, spec.name, spec, i, n_inputs, inputs, outputs, params,
-                             digest)
+        return res.block
 
-    def _outputs(self, base: Path, blk: BlockConfig, spec: BlockSpec) -> dict[str, str]:
-        outputs: dict[str, str] = {}
+    def _problem(self, base: Path, blk: BlockConfig, problem: Problem) -> None:
+        """Report a problem of the block validator at its place in the file."""
+        if problem.absent:  # no such key in the file: at the mapping, or the block
+            section = problem.key[0]
+            where = (*base, section) if getattr(blk, section) else base
+            self.diag.error(where, problem.message, at_key=True)
+        else:
+            self.diag.error((*base, *problem.key), problem.message, at_key=problem.at_key)
+
+    def _outputs(self, base: Path, block: BlockInstance, spec: BlockSpec) -> None:
         out_ports = {p.name: p for p in spec.outputs}
-        for key, signal in blk.outputs.items():
+        for key, signal in block.outputs.items():
+            assert isinstance(signal, str)  # a plant names its signals
             path = (*base, "outputs", key)
-            port = out_ports.get(key)
-            if port is None:
-                self._unknown_port(base, "outputs", key, spec, list(out_ports))
-                continue
-            outputs[key] = signal
+            port = out_ports[key]
             sig_type = self._signal_ref(path, signal)
             if sig_type is not None and not port.type.accepts(sig_type):
                 self.diag.error(path, f"output {key!r} of {spec.name} gives "
                                       f"{_port_kind(port.type)}, but signal {signal!r} "
                                       f"is {sig_type}")
-            self._add_writer(signal, _Writer(f"block {blk.name!r}", ROLE_SCAN, path, blk.name,
-                                             True))
-        return outputs
-
-    @staticmethod
-    def _is_variadic_key(spec: BlockSpec, key: str) -> bool:
-        return spec.variadic is not None and re.fullmatch(
-            re.escape(spec.variadic) + r"[1-9][0-9]*", key) is not None
-
-    def _input_ports(self, i: int, blk: BlockConfig, spec: BlockSpec
-                     ) -> tuple[int | None, list[Port], bool]:
-        """The block's input ports, the variadic count N, and whether N is allowed.
-
-        N is the highest ``<prefix>K`` written. An N outside the spec's range is one
-        error here; the ports are then clamped to the range and the variadic ones are not
-        reported again as missing or unknown.
-        """
-        if spec.variadic is None:
-            return None, list(spec.input_ports()), True
-        numbers = [int(k[len(spec.variadic):]) for k in blk.inputs
-                   if self._is_variadic_key(spec, k)]
-        n = max(numbers, default=spec.min_inputs)
-        ok = spec.min_inputs <= n <= spec.max_inputs
-        if not ok:
-            self.diag.error(("blocks", i, "inputs"), at_key=True, message=
-                            f"{spec.name} takes {spec.min_inputs}..{spec.max_inputs} inputs "
-                            f"{spec.variadic}1..{spec.variadic}N, got N = {n}")
-            n = min(max(n, spec.min_inputs), spec.max_inputs)
-        return n, list(spec.input_ports(n)), ok
-
-    def _unknown_port(self, base: Path, section: str, key: str, spec: BlockSpec,
-                      known: list[str]) -> None:
-        if section == "inputs" and self._is_variadic_key(spec, key):
-            return  # beyond max_inputs: already reported as a count
-        hint = suggest(key, known)
-        if not hint:
-            hint = f"; {spec.name} has {section} " + (", ".join(known) if known else "none")
-        kind = "input" if section == "inputs" else "output"
-        self.diag.error((*base, section, key), f"unknown {kind} {key!r} of {spec.name}{hint}",
-                        at_key=True)
-
-    def _params(self, base: Path, blk: BlockConfig, spec: BlockSpec) -> dict[str, Any]:
-        known = {p.name: p for p in spec.params}
-        for key in blk.params:
-            if key not in known:
-                hint = suggest(key, known) or (
-                    f"; {spec.name} has parameters {', '.join(known)}" if known
-                    else f"; {spec.name} has no parameters")
-                self.diag.error((*base, "params", key),
-                                f"unknown parameter {key!r} of {spec.name}{hint}", at_key=True)
-        out: dict[str, Any] = {}
-        for p in spec.params:
-            if p.name not in blk.params:
-                if p.default is REQUIRED:
-                    where = (*base, "params") if blk.params else base
-                    self.diag.error(where, f"missing required parameter {p.name!r} of "
-                                           f"{spec.name} ({_param_kind(p)})", at_key=True)
-                else:
-                    out[p.name] = p.default
-                continue
-            value = blk.params[p.name]
-            problem = check_param(p, value)
-            if problem:
-                self.diag.error((*base, "params", p.name), problem)
-            out[p.name] = float(value) if p.kind is float and not problem else value
-        return out
+            self._add_writer(signal, _Writer(f"block {block.name!r}", ROLE_SCAN, path,
+                                             block.name, True))
 
     # -- drivers ----------------------------------------------------------------------
 
@@ -471,24 +379,14 @@ class _Analyzer:
         nodes = self.flow_nodes
         names = [name for _, name, _ in nodes]
         pos = {name: k for k, name in enumerate(names)}
-        delay = [d for _, _, d in nodes]
         edges: list[tuple[int, int]] = []
         for name in names:
             for signal in self.block_reads.get(name, []):
                 w = self.out.block_writers.get(signal)
                 if w is not None and w in pos:
                     edges.append((pos[w], pos[name]))
-        edges = sorted(set(edges))
-        n = len(names)
-        strict = [[] for _ in range(n)]  # type: list[list[int]]
-        deferred: list[tuple[int, int]] = []
-        for u, v in edges:
-            if delay[u]:
-                deferred.append((u, v))
-            else:
-                strict[u].append(v)
-        loops = _cycles(strict)
-        for cycle in loops:
+        flow = execution_order(len(names), edges, [d for _, _, d in nodes])
+        for cycle in flow.loops:
             chain = " -> ".join(names[k] for k in [*cycle, cycle[0]])
             why = ("the block reads its own output" if len(cycle) == 1
                    else "each block needs another's output")
@@ -496,47 +394,7 @@ class _Analyzer:
                             f"algebraic loop: {chain}; {why} of the same cycle. Break the "
                             "loop with a block that has state from earlier cycles (a delay "
                             "block)")
-        if loops:
-            return
-        for u, v in deferred:
-            if u != v and not _reaches(strict, v, u):
-                strict[u].append(v)
-        self.out.order = [names[k] for k in _toposort(strict)]
-
-
-def check_param(p: Param, value: object) -> str | None:
-    """Why ``value`` is not valid for parameter ``p``, or None when it is."""
-    kind = p.kind
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and not math.isfinite(float(value)):  # type: ignore[arg-type]
-            return f"parameter {p.name!r} must be finite, got {show(value)}"
-    elif kind is str:
-        ok = isinstance(value, str)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        return f"parameter {p.name!r} takes {_param_kind(p)}, got {show(value)}"
-    if p.choices is not None and value not in p.choices:
-        hint = suggest(str(value), p.choices)
-        return (f"parameter {p.name!r} must be one of {', '.join(p.choices)}, "
-                f"got {show(value)}{hint}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if p.min is not None and (value < p.min or (p.min_exclusive and value == p.min)):
-            bound = f"> {_g(p.min)}" if p.min_exclusive else f">= {_g(p.min)}"
-            return f"parameter {p.name!r} must be {bound}, got {show(value)}"
-        if p.max is not None and value > p.max:
-            return f"parameter {p.name!r} must be <= {_g(p.max)}, got {show(value)}"
-    return None
-
-
-def _param_kind(p: Param) -> str:
-    names = {bool: "a bool", int: "an int", float: "a number", str: "a string"}
-    return names.get(p.kind, f"a {p.kind.__name__}")
+        self.out.order = [names[k] for k in flow.order]
 
 
 def _port_kind(t: PortType) -> str:
@@ -550,116 +408,6 @@ def _g(x: float | None) -> str:
 
 def _ranges(cpus: set[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
-
-
-def _cycles(adj: list[list[int]]) -> list[list[int]]:  # noqa: PLR0912 - iterative Tarjan
-    """One cycle per strongly connected component with a cycle, each starting at its
-    smallest node (the first in file order); components in file order."""
-    n = len(adj)
-    index = [-1] * n
-    low = [0] * n
-    on_stack = [False] * n
-    stack: list[int] = []
-    comps: list[list[int]] = []
-    counter = 0
-    for root in range(n):
-        if index[root] != -1:
-            continue
-        work: list[tuple[int, int]] = [(root, 0)]
-        while work:
-            v, child = work.pop()
-            if child == 0:
-                index[v] = low[v] = counter
-                counter += 1
-                stack.append(v)
-                on_stack[v] = True
-            recurse = False
-            for k in range(child, len(adj[v])):
-                w = adj[v][k]
-                if index[w] == -1:
-                    work.append((v, k + 1))
-                    work.append((w, 0))
-                    recurse = True
-                    break
-                if on_stack[w]:
-                    low[v] = min(low[v], index[w])
-            if recurse:
-                continue
-            if low[v] == index[v]:
-                comp: list[int] = []
-                while True:
-                    w = stack.pop()
-                    on_stack[w] = False
-                    comp.append(w)
-                    if w == v:
-                        break
-                comps.append(comp)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[v])
-    out: list[list[int]] = []
-    for comp in comps:
-        members = set(comp)
-        start = min(comp)
-        if len(comp) == 1 and start not in adj[start]:
-            continue
-        out.append(_cycle_from(adj, start, members))
-    return sorted(out, key=lambda c: c[0])
-
-
-def _cycle_from(adj: list[list[int]], start: int, members: set[int]) -> list[int]:
-    """A shortest cycle through ``start`` inside ``members`` (breadth first)."""
-    parent: dict[int, int] = {}
-    frontier = [start]
-    while frontier:
-        nxt: list[int] = []
-        for v in frontier:
-            for w in sorted(adj[v]):
-                if w not in members:
-                    continue
-                if w == start:
-                    path = [v]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return path[::-1]
-                if w not in parent:
-                    parent[w] = v
-                    nxt.append(w)
-        frontier = nxt
-    return [start]  # pragma: no cover - start is on a cycle by construction
-
-
-def _reaches(adj: list[list[int]], src: int, dst: int) -> bool:
-    seen = {src}
-    todo = [src]
-    while todo:
-        v = todo.pop()
-        if v == dst:
-            return True
-        for w in adj[v]:
-            if w not in seen:
-                seen.add(w)
-                todo.append(w)
-    return False
-
-
-def _toposort(adj: list[list[int]]) -> list[int]:
-    """Kahn's algorithm; among ready nodes the smallest (earliest in the file) first."""
-    indeg = [0] * len(adj)
-    for vs in adj:
-        for w in vs:
-            indeg[w] += 1
-    ready = [v for v in range(len(adj)) if indeg[v] == 0]
-    heapq.heapify(ready)
-    out: list[int] = []
-    while ready:
-        v = heapq.heappop(ready)
-        out.append(v)
-        for w in adj[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return out
 
 
 def analyze(part: Partial, specs: Mapping[str, BlockSpec], diag: Diagnostics) -> Analysis:

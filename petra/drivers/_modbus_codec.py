@@ -20,6 +20,11 @@ matters (BADC and DCBA swap the two bytes, ABCD and CDAB do not).
 The register <-> value conversion itself is pymodbus's (``convert_from_registers`` /
 ``convert_to_registers`` with ``word_order``); this module adds the byte swap, scale
 and offset, range checks and the bit-in-register case.
+
+Decoding never judges a value (a NaN from a float register is a valid decode; whether
+the signal accepts it is the driver's device-value rule); encoding refuses anything the
+registers cannot carry exactly as meant: out of the integer type's range, beyond float32,
+or NaN/infinity unless the signal allows them.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ INT_RANGES = {
 }
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class CodecError(ValueError):
     """A value that cannot be encoded for, or decoded from, a point."""
 
@@ -50,7 +58,10 @@ def _swap_bytes(regs: list[int]) -> list[int]:
 
 
 def decode(regs: list[int], typ: str, order: str = "ABCD") -> int | float:
-    """Registers (as read, in wire order) to the raw value of ``typ``."""
+    """Registers (as read, in wire order) to the raw value of ``typ``. A float may come
+    out NaN or infinite: the caller judges it against the signal."""
+    if typ not in DATATYPES:
+        raise CodecError(f"unknown type {typ!r}")
     if len(regs) != _words(typ):
         raise CodecError(f"{typ} needs {_words(typ)} registers, got {len(regs)}")
     if any(not 0 <= r <= 0xFFFF for r in regs):
@@ -65,8 +76,13 @@ def decode(regs: list[int], typ: str, order: str = "ABCD") -> int | float:
     return value
 
 
-def encode(value: int | float, typ: str, order: str = "ABCD") -> list[int]:
-    """The raw value of ``typ`` to registers in wire order; range-checked."""
+def encode(value: int | float, typ: str, order: str = "ABCD", *,
+           allow_nonfinite: bool = False) -> list[int]:
+    """The raw value of ``typ`` to registers in wire order; range-checked. NaN and
+    infinities are refused unless ``allow_nonfinite`` (the signal allows them and the
+    type is a float); so is a finite value that would round to infinity in float32."""
+    if typ not in DATATYPES:
+        raise CodecError(f"unknown type {typ!r}")
     if typ in INT_RANGES:
         if isinstance(value, float):
             if not math.isfinite(value):
@@ -75,12 +91,16 @@ def encode(value: int | float, typ: str, order: str = "ABCD") -> list[int]:
         lo, hi = INT_RANGES[typ]
         if not lo <= value <= hi:
             raise CodecError(f"{value} is outside the {typ} range {lo}..{hi}")
-    elif typ == "float32":
-        value = float(value)
-        if math.isfinite(value) and abs(value) > 3.4028234663852886e38:
-            raise CodecError(f"{value} is outside the float32 range")
     else:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise CodecError(f"{value} is outside the {typ} range") from None
+        if not math.isfinite(value):
+            if not allow_nonfinite:
+                raise CodecError(f"{value} is not a finite number")
+        elif typ == "float32" and abs(value) > FLOAT32_MAX:
+            raise CodecError(f"{value} is outside the float32 range")
     word_order: Literal["big", "little"] = "little" if order in ("CDAB", "DCBA") else "big"
     regs = ModbusClientMixin.convert_to_registers(value, DATATYPES[typ], word_order=word_order)
     if order in ("BADC", "DCBA"):

@@ -13,8 +13,13 @@ Failure classes, and what the driver does next (degrade, never crash):
 - Exception reply on a block: the block is split until the bad point stands alone;
   that point goes BAD (substatus CONFIG for an illegal address, DEVICE_FAILURE for
   others) with an error line naming the signal, unit, table and address.
-- A reply of the wrong size, or a value that cannot be decoded: counted in REJECTED,
-  logged (rate-limited), never written.
+- A reply of the wrong size or from the wrong unit: its points go BAD
+  (DEVICE_FAILURE), counted in REJECTED, logged (rate-limited). A value that cannot be
+  decoded marks only its own point so; one that decodes but does not suit its signal
+  (NaN, outside min/max, a uint64 beyond int64) goes BAD with OUT_OF_RANGE by the
+  device-value rule (``_common``). Neither ever drops the connection.
+- A value that cannot be written (out of the register type's range, NaN, outside the
+  signal's limits) is refused before any request, counted in WRITE_FAILURES.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from pymodbus.framer import FramerType
 from petra.config._drivers import ModbusRtuConfig, ModbusTcpConfig
 from petra.drivers._common import PolledDriver
 from petra.drivers._modbus_codec import (
-    CodecError,
     decode,
     encode,
     get_bit,
@@ -41,7 +45,7 @@ from petra.drivers._modbus_codec import (
     set_bit,
 )
 from petra.drivers._modbus_plan import BIT_TABLES, PlannedPoint, ReadBlock, plan_reads, split_block
-from petra.io import IoLimits
+from petra.io import IoLimits, describe
 from petra.shm import Segment
 from petra.types import DriverCounter, Substatus, Value
 
@@ -95,6 +99,9 @@ class ModbusDriver(PolledDriver):
         from petra.drivers._common import WriteFollower
 
         self.follower = WriteFollower(segment, self.write_points)
+        self.on_connect = cfg.on_connect
+        self.reassert_slots = sorted(slot for slot, pts in self.write_points.items()
+                                     if all(x.point.direction == "write" for x in pts))
         self.pending: dict[int, _Pending] = {}
         self.point_errors: dict[int, str] = {}
         self.client: Any = None
@@ -174,9 +181,7 @@ class ModbusDriver(PolledDriver):
             rr = await self._request(method[block.table], block.start, count=block.count,
                                      device_id=block.unit)
         except ModbusException as exc:
-            self.tm.inc(DriverCounter.REJECTED)
-            self.rlog(logging.WARNING, f"bad:{block}", "event=bad_reply driver=%s block=%s "
-                      "error=%s", self.name, block, exc)
+            self._reject(block, str(exc))
             return [block]
         if rr.isError():
             self.tm.inc(DriverCounter.ERRORS)
@@ -199,14 +204,18 @@ class ModbusDriver(PolledDriver):
             off = pp.start - block.start
             try:
                 value = self._decode_point(pp, data[off:off + pp.point.words])
-            except CodecError as exc:
-                self._reject(block, f"signal {pp.point.signal}: {exc}")
+            except Exception as exc:  # per point: one undecodable value never drops the link
+                self.tm.inc(DriverCounter.REJECTED)
+                self.rlog(logging.WARNING, f"decode:{pp.pos}", "event=bad_value driver=%s "
+                          "signal=%s unit=%d %s=%d error=%s", self.name, pp.point.signal,
+                          pp.unit, pp.point.table, pp.point.address, describe(exc))
+                self.port.put_bad([pp.slot], Substatus.DEVICE_FAILURE)
                 continue
             if pp.pos in self.point_errors:
                 del self.point_errors[pp.pos]
                 self.log.info("event=point_recovered driver=%s signal=%s", self.name,
                               pp.point.signal)
-            self.port.put(pp.slot, value)
+            self.store(pp.slot, value)
         return [block]
 
     def _decode_point(self, pp: PlannedPoint, data: list[Any]) -> int | float | bool:
@@ -219,9 +228,11 @@ class ModbusDriver(PolledDriver):
                         p.offset)
 
     def _reject(self, block: ReadBlock, why: str) -> None:
+        """A reply unusable as a whole: its points go BAD (DEVICE_FAILURE), counted."""
         self.tm.inc(DriverCounter.REJECTED)
         self.rlog(logging.WARNING, f"reject:{block}", "event=bad_reply driver=%s block=%s "
                   "error=%s", self.name, block, why)
+        self.port.put_bad([pp.slot for pp in block.points], Substatus.DEVICE_FAILURE)
 
     def _point_failed(self, pp: PlannedPoint, code: int) -> None:
         p = pp.point
@@ -242,10 +253,8 @@ class ModbusDriver(PolledDriver):
             for pp in self.write_points[slot]:
                 try:
                     await self._write_point(pp, pend.value)
-                except CodecError as exc:
-                    self.tm.inc(DriverCounter.WRITE_FAILURES)
-                    self.log.error("event=write_refused driver=%s signal=%s value=%r error=%s",
-                                   self.name, pp.point.signal, pend.value, exc)
+                except LinkDownError:
+                    raise
                 except (ModbusException, _ExceptionReplyError, TimeoutError) as exc:
                     ok = False
                     pend.attempts += 1
@@ -255,6 +264,11 @@ class ModbusDriver(PolledDriver):
                                        "attempts=%d error=%s", self.name, pp.point.signal,
                                        pend.value, pend.attempts, exc)
                         ok = True  # given up
+                except Exception as exc:  # CodecError, or anything else about this value
+                    self.tm.inc(DriverCounter.WRITE_FAILURES)
+                    self.rlog(logging.ERROR, f"wcodec:{pp.pos}", "event=write_refused "
+                              "driver=%s signal=%s value=%r error=%s", self.name,
+                              pp.point.signal, pend.value, describe(exc))
             if ok and self.pending.get(slot) is pend:
                 del self.pending[slot]
 
@@ -269,7 +283,8 @@ class ModbusDriver(PolledDriver):
             reg = set_bit(int(cur.registers[0]), p.bit, bool(value))
             rr = await self._request("write_register", p.address, reg, device_id=pp.unit)
         else:
-            regs = encode(scale_out(value, p.scale, p.offset), p.value_type, p.order)
+            regs = encode(scale_out(value, p.scale, p.offset), p.value_type, p.order,
+                          allow_nonfinite=self.port.infos[pp.slot].allow_nonfinite)
             if len(regs) == 1:
                 rr = await self._request("write_register", p.address, regs[0],
                                          device_id=pp.unit)

@@ -19,6 +19,15 @@ their values. The read-modify-write is not atomic against the CPU's own program 
 the same byte within the same few milliseconds; map bits the PLC program writes and
 bits Petra writes to different bytes.
 
+Values
+------
+A value is judged per point: one that cannot be decoded marks its point BAD
+(DEVICE_FAILURE); a REAL that is NaN or infinite, or any value outside the signal's
+min/max, is written BAD with OUT_OF_RANGE, raw value kept (the device-value rule of
+``_common``). Both are counted in REJECTED; the connection is never dropped for a
+value. Writes refuse NaN/infinity (unless the signal allows them), values beyond the
+S7 type's range and values outside the signal's limits before any request.
+
 Connection
 ----------
 Rack and slot give the remote TSAP (connection type PG, 0x0100 | rack << 5 | slot);
@@ -46,7 +55,7 @@ from snap7.type import Area
 from petra.config._drivers import S7Config, S7Point
 from petra.config._s7_address import S7Address, parse_s7_address
 from petra.drivers._common import PolledDriver, WriteFollower
-from petra.io import IoLimits
+from petra.io import IoLimits, describe
 from petra.shm import Segment
 from petra.types import DriverCounter, Substatus, Value
 
@@ -54,6 +63,7 @@ logging.getLogger("snap7").setLevel(logging.CRITICAL)
 
 AREAS = {"DB": Area.DB, "M": Area.MK, "I": Area.PE, "Q": Area.PA}
 READ_OVERHEAD = 18
+REAL_MAX = 3.4028234663852886e38
 INT_RANGES = {"BYTE": (0, 255), "WORD": (0, 65535), "INT": (-32768, 32767),
               "DWORD": (0, 2**32 - 1), "DINT": (-(2**31), 2**31 - 1)}
 
@@ -129,8 +139,10 @@ def decode_s7(data: bytearray, off: int, addr: S7Address) -> bool | int | float:
     return int(getter(data, off))
 
 
-def encode_s7(value: int | float, addr: S7Address) -> bytearray:
-    """Bytes of ``value`` for a non-bool address; range-checked."""
+def encode_s7(value: int | float, addr: S7Address, *,
+              allow_nonfinite: bool = False) -> bytearray:
+    """Bytes of ``value`` for a non-bool address; range-checked. NaN and infinities are
+    refused unless ``allow_nonfinite``; so is a finite value beyond REAL's range."""
     t = addr.type
     buf = bytearray(addr.size)
     if t in INT_RANGES:
@@ -144,10 +156,19 @@ def encode_s7(value: int | float, addr: S7Address) -> bytearray:
         setter = {"BYTE": util.set_byte, "WORD": util.set_word, "INT": util.set_int,
                   "DWORD": util.set_dword, "DINT": util.set_dint}[t]
         setter(buf, 0, value)
-    elif t == "REAL":
-        util.set_real(buf, 0, float(value))
-    else:
-        util.set_lreal(buf, 0, float(value))
+        return buf
+    if t not in ("REAL", "LREAL"):
+        raise S7ValueError(f"{t} is not a value type for {value!r}")
+    try:
+        f = float(value)
+    except OverflowError:
+        raise S7ValueError(f"{value} is outside the {t} range") from None
+    if not math.isfinite(f):
+        if not allow_nonfinite:
+            raise S7ValueError(f"{f} is not a finite number")
+    elif t == "REAL" and abs(f) > REAL_MAX:
+        raise S7ValueError(f"{f} is outside the REAL range")
+    (util.set_real if t == "REAL" else util.set_lreal)(buf, 0, f)
     return buf
 
 
@@ -173,6 +194,9 @@ class S7Driver(PolledDriver):
             if p.point.direction != "read":
                 self.write_points.setdefault(p.slot, []).append(p)
         self.follower = WriteFollower(segment, self.write_points)
+        self.on_connect = cfg.on_connect
+        self.reassert_slots = sorted(slot for slot, pts in self.write_points.items()
+                                     if all(x.point.direction == "write" for x in pts))
         self.pending: dict[int, list[Any]] = {}
         self.point_errors: dict[int, str] = {}
         self.client: AsyncClient | None = None
@@ -254,15 +278,24 @@ class S7Driver(PolledDriver):
             self.tm.inc(DriverCounter.REJECTED)
             self.rlog(logging.WARNING, f"size:{block}", "event=bad_reply driver=%s block=%s "
                       "error='%d bytes, expected %d'", self.name, block, len(data), block.size)
+            self.port.put_bad([p.slot for p in block.points], Substatus.DEVICE_FAILURE)
             return [block]
         self.tm.inc(DriverCounter.READS)
         for p in block.points:
-            value = decode_s7(data, p.addr.byte - block.start, p.addr)
+            try:
+                value = decode_s7(data, p.addr.byte - block.start, p.addr)
+            except Exception as exc:  # per point: one undecodable value never drops the link
+                self.tm.inc(DriverCounter.REJECTED)
+                self.rlog(logging.WARNING, f"decode:{p.pos}", "event=bad_value driver=%s "
+                          "signal=%s address=%s error=%s", self.name, p.point.signal,
+                          p.point.address, describe(exc))
+                self.port.put_bad([p.slot], Substatus.DEVICE_FAILURE)
+                continue
             if p.point.scale != 1.0 or p.point.offset != 0.0:
                 value = float(value) * p.point.scale + p.point.offset
             if p.pos in self.point_errors:
                 del self.point_errors[p.pos]
-            self.port.put(p.slot, value)
+            self.store(p.slot, value)
         return [block]
 
     def _point_failed(self, p: S7Planned, why: str) -> None:
@@ -280,10 +313,8 @@ class S7Driver(PolledDriver):
             for p in self.write_points[slot]:
                 try:
                     await self._write_point(p, entry[0])
-                except S7ValueError as exc:
-                    self.tm.inc(DriverCounter.WRITE_FAILURES)
-                    self.log.error("event=write_refused driver=%s signal=%s value=%r error=%s",
-                                   self.name, p.point.signal, entry[0], exc)
+                except LinkDownError:
+                    raise
                 except S7Error as exc:
                     entry[1] += 1
                     if entry[1] >= self.limits.write_attempts:
@@ -292,6 +323,11 @@ class S7Driver(PolledDriver):
                                        "error=%s", self.name, p.point.signal, entry[1], exc)
                     else:
                         done = False
+                except Exception as exc:  # S7ValueError, or anything else about this value
+                    self.tm.inc(DriverCounter.WRITE_FAILURES)
+                    self.rlog(logging.ERROR, f"wvalue:{p.pos}", "event=write_refused "
+                              "driver=%s signal=%s value=%r error=%s", self.name,
+                              p.point.signal, entry[0], describe(exc))
             if done and self.pending.get(slot) is entry:
                 del self.pending[slot]
 
@@ -307,6 +343,6 @@ class S7Driver(PolledDriver):
             raw: int | float = value if not isinstance(value, bool) else int(value)
             if p.point.scale != 1.0 or p.point.offset != 0.0:
                 raw = (float(raw) - p.point.offset) / p.point.scale
-            buf = encode_s7(raw, a)
+            buf = encode_s7(raw, a, allow_nonfinite=self.port.infos[p.slot].allow_nonfinite)
         await self._call(self.client.write_area(area, a.db, a.byte, buf))
         self.tm.inc(DriverCounter.WRITES)

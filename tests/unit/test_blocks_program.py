@@ -12,6 +12,7 @@ import pytest
 
 import petra.blocks as pb
 from petra.blocks._builtins import KERNELS
+from petra.blocks._runtime import FLAG_FRESH
 from petra.errors import ConfigError
 
 BAD, UNCERTAIN, GOOD = 0, 1, 2
@@ -359,3 +360,64 @@ def test_builtin_path_reuses_its_pointers() -> None:
     assert program._img_ptr is ptr
     with pytest.raises(TypeError):
         program.run(img.astype(np.float32), quality, MS, MS, False)
+
+
+PLANT = """\
+instance: t
+signals:
+  - {name: run, type: bool}
+  - {name: ok, type: bool}
+  - {name: alarm, type: bool}
+  - {name: done, type: bool}
+  - {name: level, type: float}
+blocks:
+  - {name: both, type: AND, inputs: {in1: run, in2: ok, in3: true}, outputs: {out: alarm}}
+  - {name: wait, type: TON, inputs: {in: alarm}, outputs: {q: done}, params: {pt: 2}}
+  - {name: hold, type: RAMP, inputs: {in: level}, params: {rise: 1, fall: 1}}
+"""
+
+
+def test_the_compiler_takes_what_the_config_produced() -> None:
+    """One BlockInstance from file to program: a plant's blocks (by name, resolved,
+    defaults filled) bound to indices compile to the program hand-written instances
+    give, with the same definitions, so a reload between the two keeps every state."""
+    from petra.config import load_plant_text
+
+    plant = load_plant_text(PLANT)
+    index = {s.name: i for i, s in enumerate(plant.config.signals)}
+    assert plant.block("both").inputs["in3"] == pb.Const(True)
+    assert plant.block("both").n_inputs == 3 and plant.block("wait").n_inputs is None
+    bound = [b.bind(index.__getitem__) for b in plant.blocks]
+    pt = bound[1].inputs["pt"]  # unconnected preset: the NaN default, "use the parameter"
+    assert isinstance(pt, pb.Const) and math.isnan(pt.value)
+    hand = [
+        pb.BlockInstance("both", "AND", {"in1": 0, "in2": 1, "in3": pb.Const(1.0)}, {"out": 2}),
+        pb.BlockInstance("wait", "TON", {"in": 2}, {"q": 3}, {"pt": 2.0}),
+        pb.BlockInstance("hold", "RAMP", {"in": 4}, {}, {"rise": 1.0, "fall": 1.0}),
+    ]
+    by_config = pb.compile_program(bound, len(index))
+    by_hand = pb.compile_program(hand, len(index))
+    assert by_config.instructions.tobytes() == by_hand.instructions.tobytes()
+    assert by_config.params.tolist() == by_hand.params.tolist()
+    assert by_config.constants.tobytes() == by_hand.constants.tobytes()
+    assert [(s.block.definition(), s.offset, s.size) for s in by_config.state_slots.values()] == [
+        (s.block.definition(), s.offset, s.size) for s in by_hand.state_slots.values()]
+    reloaded = pb.compile_program(bound, len(index), previous=by_hand)
+    assert not (reloaded.instructions["flags"] & FLAG_FRESH).any()
+
+
+def test_block_instance_helpers() -> None:
+    wrapped = pb.Const(pb.Const(2.5))  # type: ignore[arg-type] # untyped callers may wrap
+    assert wrapped == pb.Const(2.5) and wrapped.value == 2.5
+    b = pb.BlockInstance("x", "NOT", {"in": "a"}, {"out": "b"})
+    assert b.bind({"a": 0, "b": 1}.__getitem__) == pb.BlockInstance("x", "NOT", {"in": 0},
+                                                                     {"out": 1})
+    with pytest.raises(ConfigError) as err:
+        pb.compile_program([b], 2)
+    assert err.value.key_path == "blocks.x.outputs.out" and "by name" in err.value.message
+    same = pb.BlockInstance("x", "NOT", {"in": "a"}, {"out": "b"}, spec=pb.get_spec("NOT"))
+    assert same == b and same.definition_hash == b.definition_hash  # spec is not compared
+    other = pb.BlockInstance("x", "NOT", {"in": "a"}, {"out": "c"})
+    assert other.definition_hash != b.definition_hash
+    assert pb.BlockInstance("x", "AND", {"in1": pb.Const(1)}, {}).definition() == (
+        pb.BlockInstance("x", "AND", {"in1": pb.Const(1.0)}, {}).definition())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from petra.blocks import BlockSpec, Param, Port, PortType
+from petra.blocks import BlockSpec, Const, Param, Port, PortType
 from petra.config import (
     ConfigError,
     ConfigErrors,
@@ -119,7 +119,7 @@ def test_valid_demo_fixture() -> None:
                           "reverse": False}
     assert pid.inputs == {"pv": "tank.level", "sp": "tank.sp", "enable": "pump.run"}
     alarm = plant.block("alarm")
-    assert alarm.n_inputs == 3 and alarm.inputs["in3"] is True
+    assert alarm.n_inputs == 3 and alarm.inputs["in3"] == Const(True)
 
 
 def test_minimal_file_and_defaults() -> None:
@@ -455,7 +455,7 @@ def test_missing_required_input_is_an_error_default_is_filled() -> None:
     assert at(e) == (9, 31) and "missing required input 'sp' of TEST_PID (float)" in e.message
     plant = load(SIGNALS + "  - {name: p, type: TEST_PID, inputs: {pv: x, sp: x}, "
                            "outputs: {out: y}, params: {kp: 1}}\n")
-    assert plant.block("p").inputs["enable"] is True
+    assert plant.block("p").inputs["enable"] == Const(True)
 
 
 def test_unconnected_outputs() -> None:

@@ -166,3 +166,13 @@ def test_unknown_signal(seg: Segment) -> None:
         seg.write_checked("nope", 1.0)
     with pytest.raises(UnknownSignalError):
         seg.write_checked(len(SIGNALS), 1.0)
+
+
+def test_integer_beyond_float64_is_a_range_error_not_an_overflow() -> None:
+    from petra.errors import ValueOutOfRangeError
+    from petra.types import SignalType, coerce_value
+
+    with pytest.raises(ValueOutOfRangeError, match="does not fit"):
+        coerce_value(SignalType.FLOAT, 10**400, name="x")
+    with pytest.raises(ValueOutOfRangeError, match="does not fit"):
+        coerce_value(SignalType.FLOAT, 1 << 20000, name="x")  # str() of it would fail
