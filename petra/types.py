@@ -245,6 +245,7 @@ DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
 SINK_HISTORY = "history"
+SINK_ALARMS = "alarms"  # the alarm manager (``petra alarms run``)
 ROLE_MAX_BYTES = 47
 DRIVER_NAME_MAX = 16
 
@@ -366,17 +367,28 @@ class ApiCounter(enum.IntEnum):
     WS_DROPPED = 7  # WebSocket messages dropped for a slow client (it gets a resync)
 
 
+class AlarmCounter(enum.IntEnum):
+    """Counter indices of the alarm manager's heartbeat record (``sink:alarms``).
+
+    Indices 0 and 7 mean what they mean for every sink (:class:`SinkCounter`); the rest
+    are the alarm figures petra-top shows. Notification counts and the mean time to
+    acknowledge are in the alarm manager's status file (``/metrics`` reads it)."""
+
+    STATE = 0  # ConnState of the event log (UP while events are written)
+    ACTIVE = 1  # alarms annunciated and active (unacknowledged or acknowledged)
+    UNACKED = 2  # alarms waiting for an acknowledgement (active or returned to normal)
+    HIDDEN = 3  # alarms shelved, suppressed by design or out of service
+    PER_10MIN = 4  # alarms annunciated in the last 10 minutes (ISA-18.2 flood measure)
+    STANDING = 5  # alarms active for longer than the standing limit (24 h by default)
+    CHATTERING = 6  # alarms that chatter (too many activations in a short window)
+    JOURNAL_POSITION = 7  # the process's journal cursor (next position it will read)
+
+
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
-    if role == sink_role(SINK_HISTORY):
-        return HistoryCounter
-    kind = role_kind(role)
-    if kind == ROLE_SCAN:
-        return ScanCounter
-    if kind == DRIVER_PREFIX:
-        return DriverCounter
-    if kind == SINK_PREFIX:
-        return SinkCounter
-    if kind == ROLE_API:
-        return ApiCounter
-    return None
+    by_role: dict[str, type[enum.IntEnum]] = {
+        sink_role(SINK_HISTORY): HistoryCounter, sink_role(SINK_ALARMS): AlarmCounter}
+    by_kind: dict[str, type[enum.IntEnum]] = {
+        ROLE_SCAN: ScanCounter, DRIVER_PREFIX: DriverCounter, SINK_PREFIX: SinkCounter,
+        ROLE_API: ApiCounter}
+    return by_role.get(role) or by_kind.get(role_kind(role))

@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
 )
 
+from petra.config._alarms import AlarmsSection
 from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._history import HistoryConfig
@@ -317,7 +318,8 @@ class PlantConfig(_Model):
     mqtt: MqttConfig | None = Field(default=None, description="MQTT connection (docs/drivers.md)")
     history: HistoryConfig | None = Field(
         default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
-    alarms: list[Any] = Field(default_factory=list, description="Reserved")
+    alarms: AlarmsSection = Field(
+        default=None, description="Alarm definitions and notifications (docs/alarms.md)")
     api: ApiConfig | None = Field(
         default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")
     users: list[Any] = Field(default_factory=list, description="Reserved")

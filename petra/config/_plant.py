@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from petra.blocks import BlockInstance, BlockSpec
+from petra.config._alarms import alarm_signal_defs, check_alarms
 from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics, format_path
 from petra.config._history import check_history
@@ -85,7 +86,7 @@ class Plant:
                 sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
                 writable=sig.writable, initial=initial, initial_quality=quality,
                 minimum=sig.min, maximum=sig.max))
-        return out
+        return out + alarm_signal_defs(self.config)  # alarms.state_signals, after the rest
 
     def block(self, name: str) -> BlockInstance:
         """The resolved block called ``name``."""
@@ -146,6 +147,7 @@ def load_plant_text(
     analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
     if config is not None:
         check_history(config, analysis.owners, diag)
+        check_alarms(config, analysis.owners, diag)
     if diag.errors or config is None:
         raise ConfigErrors(diag.errors, diag.warnings)
     by_name = analysis.blocks

@@ -26,8 +26,13 @@ import os
 import signal
 import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from petra.cli.scan import SINGLE_THREAD_BLAS
+from petra.supervisor._instance import runtime_dir
 
 PR_SET_PDEATHSIG = 1
 
@@ -124,6 +129,33 @@ def child_preexec() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     os.setpgid(0, 0)
     os.chdir(CHILD_CWD)
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every child: the supervisor's, with BLAS held to one thread.
+
+    No Petra process does linear algebra, yet numpy's OpenBLAS starts a thread per CPU
+    when numpy loads, each with an 8 MB stack and a 32 MB work buffer mapped; in the
+    scan, whose memory is locked, they were most of its footprint. The variables are
+    read once, when numpy loads, so they must be in the environment the child starts
+    with (``petra scan`` sets them too, for a scan started by hand)."""
+    env = dict(os.environ if base is None else base)
+    env.update(SINGLE_THREAD_BLAS)
+    return env
+
+
+def scan_plant_file(instance: str) -> Path:
+    """Where the supervisor leaves the scan its validated plant (``--plant-data``)."""
+    return runtime_dir() / f"petra-{instance}.scan"
+
+
+def hand_over_plant(path: Path, plant: Any) -> None:
+    """Write a validated plant for the scan in the form it reads without the config
+    stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
+    scan accepted, so a restarted scan runs what the supervisor last accepted."""
+    from petra.scan._plant import ScanPlant
+
+    ScanPlant.from_plant(plant).write(path)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from petra.top._main import main
 from petra.top._sampler import SINK_CURSOR_COUNTER, Clock, Sampler, SignalMeta, SystemClock
 from petra.top._snapshot import (
     JSON_SCHEMA_VERSION,
+    AlarmsView,
     ConsumerLag,
     JournalView,
     ProcessView,
@@ -46,6 +47,7 @@ __all__ = [
     "PROCESS_PANEL",
     "SIGNAL_PANEL",
     "SINK_CURSOR_COUNTER",
+    "AlarmsView",
     "Clock",
     "Column",
     "ConsumerLag",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from petra.top._snapshot import ProcessView, SignalDetail, SignalView, Snapshot
+from petra.top._snapshot import AlarmsView, ProcessView, SignalDetail, SignalView, Snapshot
 
 R = TypeVar("R")
 Align = Literal["left", "right"]
@@ -283,6 +283,7 @@ PROCESS_PANEL: Panel[ProcessView] = Panel(
         Column("heartbeat", "BEAT AGE", 9, lambda p: p.heartbeat_age_ms, fmt_age_ms, "right"),
         Column("counters", "COUNTERS", 30,
                lambda p: " ".join(str(c) for c in p.counters if c) or "-"),
+        Column("link", "LINK", 12, lambda p: p.link or "-"),
     ),
     rows=lambda s: s.processes,
     row_key=lambda p: f"{p.record}:{p.pid}",
@@ -300,6 +301,7 @@ SIGNAL_PANEL: Panel[SignalView] = Panel(
         Column("age", "AGE", 9, lambda s: s.age_ms, fmt_age_ms, "right"),
         Column("type", "TYPE", 5, lambda s: s.type),
         Column("owner", "OWNER", 16, lambda s: s.owner),
+        Column("substatus", "WHY", 13, lambda s: "" if s.substatus == "none" else s.substatus),
     ),
     rows=lambda s: s.signals,
     row_key=lambda s: s.name,
@@ -333,6 +335,14 @@ def _journal_line(s: Snapshot) -> str:
     return text
 
 
+def fmt_alarms(a: AlarmsView | None) -> str:
+    """The alarm meter: ``-`` without an alarm manager."""
+    if a is None:
+        return "-"
+    return (f"{a.active:,} active  {a.unacked:,} unacked  {a.hidden:,} hidden  "
+            f"{a.per_10min:,} in 10 min  {a.standing:,} standing  {a.chattering:,} chattering")
+
+
 HEADER_METERS: tuple[Meter, ...] = (
     Meter("instance", "Instance", lambda s: s.instance),
     Meter("uptime", "Uptime", lambda s: s.uptime_s, fmt_uptime),
@@ -344,6 +354,7 @@ HEADER_METERS: tuple[Meter, ...] = (
     Meter("exec", "Exec", _exec_line),
     Meter("wake", "Wake-up", _wake_line),
     Meter("journal", "Journal", _journal_line),
+    Meter("alarms", "Alarms", lambda s: s.alarms, fmt_alarms),
 )
 
 

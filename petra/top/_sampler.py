@@ -78,6 +78,7 @@ from petra.shm import (
     read_stats,
 )
 from petra.top._snapshot import (
+    AlarmsView,
     ConsumerLag,
     JournalView,
     ProcessView,
@@ -86,7 +87,7 @@ from petra.top._snapshot import (
     SignalView,
     Snapshot,
 )
-from petra.types import SINK_PREFIX, SinkCounter, role_kind
+from petra.types import SINK_ALARMS, SINK_PREFIX, AlarmCounter, SinkCounter, role_kind, sink_role
 
 SINK_CURSOR_COUNTER = int(SinkCounter.JOURNAL_POSITION)
 """Heartbeat counter in which a ``sink:*`` process publishes its journal cursor."""
@@ -122,6 +123,17 @@ def hist_top_us(n_buckets: int) -> float:
     probe = np.zeros(n_buckets, np.uint64)
     probe[n_buckets - 2] = 1
     return hist_percentile_us(probe, 100.0)
+
+
+def _alarms(beats: list[Heartbeat]) -> AlarmsView | None:
+    """The alarm manager's counters, when it runs."""
+    hb = next((b for b in beats if b.role == sink_role(SINK_ALARMS)), None)
+    if hb is None:
+        return None
+    c = hb.counters
+    return AlarmsView(active=c[AlarmCounter.ACTIVE], unacked=c[AlarmCounter.UNACKED],
+                      hidden=c[AlarmCounter.HIDDEN], per_10min=c[AlarmCounter.PER_10MIN],
+                      standing=c[AlarmCounter.STANDING], chattering=c[AlarmCounter.CHATTERING])
 
 
 class Clock(Protocol):
@@ -272,6 +284,7 @@ class Sampler:
             processes=self._processes(beats, mono),
             signals=self._signals(real),
             journal=journal,
+            alarms=_alarms(beats),
         )
         self._prev_mono_ns = mono
         return snap
@@ -340,9 +353,14 @@ class Sampler:
                                         strict=True)]
         ages = ((real_ns - batch.source_ts_ns) / 1e6).clip(min=0.0).tolist()
         quality = [_QUALITY_NAMES.get(q, "bad") for q in batch.quality.tolist()]
+        # the batch read carries no substatus: read it for the (few) signals not GOOD
+        substatus = ["none"] * len(values)
+        for i, q in enumerate(quality):
+            if q != "good":
+                substatus[i] = self._seg.read_index(i).substatus.name.lower()
         return tuple(map(SignalView._make, zip(
             range(len(values)), self._names, self._type_names, values, quality, ages,
-            self._units, self._owners, self._writable, strict=True)))
+            self._units, self._owners, self._writable, substatus, strict=True)))
 
     def detail(self, name: str) -> SignalDetail:
         """One signal in full: a consistent slot read (value, quality, substatus, both

@@ -109,7 +109,7 @@ def test_publish_on_change_formats_deadband_and_interval(mosquitto: Mosquitto,
         seg.write("quiet", 5)
         wait_until(lambda: col.on_topic(f"{prefix}/a/x"), 10, "json message")
         msg = json.loads(col.on_topic(f"{prefix}/a/x")[0])
-        assert msg == {"value": 1.5, "quality": "UNCERTAIN", "ts": 123}
+        assert msg == {"value": 1.5, "quality": "UNCERTAIN", "substatus": "NONE", "ts": 123}
         wait_until(lambda: col.on_topic(f"{prefix}/b") == [b"7"], 10, "plain int")
         wait_until(lambda: col.on_topic(f"{prefix}/e") == [b"true"], 10, "plain bool")
         # deadband 1.0 against the last published value: 10.0, 11.2, 12.3

@@ -24,6 +24,7 @@ from petra.config._drivers import (
     DRIVER_ADAPTER,
     BrokerConfig,
     ModbusPoint,
+    ModbusTcpConfig,
     MqttConfig,
     MqttInConfig,
     MqttSubscription,
@@ -193,6 +194,15 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert 0.08 <= delays[0] <= 0.12 and delays[-1] <= 1.2 and delays[-1] >= 0.8
     b.reset()
     assert b.next_delay() <= 0.12
+
+
+def test_backoff_cap_holds_with_jitter_so_a_returning_device_is_seen_quickly() -> None:
+    b = Backoff(IoLimits(backoff_jitter=0.5), random.Random(3))  # defaults: 0.5 s, cap 1 s
+    delays = [b.next_delay() for _ in range(200)]
+    assert delays[0] <= 0.75
+    assert max(delays) <= 1.0 and min(delays) > 0
+    cfg = DRIVER_ADAPTER.validate_python({"kind": "modbus_tcp", "name": "m", "host": "h"})
+    assert isinstance(cfg, ModbusTcpConfig) and cfg.on_connect == "write_all"
 
 
 def test_zero_delay_is_a_config_error() -> None:

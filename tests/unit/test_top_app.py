@@ -117,7 +117,7 @@ def test_sort_cycles_columns_and_reverse() -> None:
         await pilot.press("r")
         assert names(app) == ["pump.starts", "tank.level", "pump.run", "Tank.temp"]
         assert "sort VALUE desc" in title(app)
-        await pilot.press("r", *("s" * 6))  # UNIT .. OWNER, then back to slot order
+        await pilot.press("r", *("s" * 7))  # UNIT .. WHY, then back to slot order
         assert names(app) == ["tank.level", "pump.run", "pump.starts", "Tank.temp"]
         assert "sort" not in title(app)
 

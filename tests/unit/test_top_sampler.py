@@ -155,7 +155,7 @@ def test_signals_values_quality_age(seg: Segment) -> None:
     t0 = clock.real
     seg.write("tank.level", 1.25, source_ts_ns=t0 - 1500 * MS)
     seg.write("pump.run", True, quality=Quality.UNCERTAIN, source_ts_ns=t0 - 20 * MS)
-    seg.write("pump.starts", -7, quality=Quality.BAD, source_ts_ns=t0)
+    seg.write("pump.starts", -7, quality=Quality.BAD, source_ts_ns=t0, substatus=2)
     snap = Sampler(seg, clock=clock).sample()
     by_name = {s.name: s for s in snap.signals}
     assert [s.name for s in snap.signals] == ["tank.level", "pump.run", "pump.starts",
@@ -169,9 +169,11 @@ def test_signals_values_quality_age(seg: Segment) -> None:
     assert by_name["pump.run"].age_ms == pytest.approx(20.0)
     assert by_name["pump.starts"].value == -7
     assert by_name["pump.starts"].quality == "bad"
+    assert by_name["pump.starts"].substatus == "not_connected"  # read from the slot
     assert by_name["setpoint"].value == 2.5
     js = snap.to_json()["signals"]
-    assert js["tank.level"] == {"value": 1.25, "quality": "good", "age_ms": pytest.approx(1500.0),
+    assert js["tank.level"] == {"value": 1.25, "quality": "good", "substatus": "none",
+                                "age_ms": pytest.approx(1500.0),
                                 "unit": "m", "type": "float", "owner": "scan",
                                 "writable": False}
     assert js["setpoint"]["writable"] is True

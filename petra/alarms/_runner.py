@@ -1,0 +1,46 @@
+"""Running the alarm manager as its own process against a running instance.
+
+``main(plant_path, instance)`` is what ``petra alarms run`` (and so the supervisor)
+calls; ``run_standalone(plant_config, instance, base_dir)`` runs it from a parsed plant,
+for tests and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from petra.config._alarms import resolve_dir
+from petra.errors import ConfigError, PetraError
+from petra.io import run_process, setup_logging
+from petra.types import SINK_ALARMS, sink_role
+
+log = logging.getLogger("petra.alarms")
+
+
+def run_standalone(config: Any, instance: str, base_dir: Path,
+                   cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
+    """Run the alarm manager until SIGTERM/SIGINT; the exit status for the supervisor."""
+    from petra.alarms._process import AlarmProcess
+
+    return run_process(lambda seg: AlarmProcess(config, seg, base_dir), instance,
+                       sink_role(SINK_ALARMS), cpus, log_level)
+
+
+def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
+         log_level: str = "info") -> int:
+    """Run the alarm manager of the plant at ``plant_path`` against ``instance``."""
+    try:
+        from petra.config import load_plant
+
+        config = load_plant(plant_path).config
+        if config.alarms is None:
+            raise ConfigError("the plant has no alarms: section", file=plant_path)
+        return run_standalone(config, instance, resolve_dir(config.alarms, instance,
+                                                            plant_path), cpus, log_level)
+    except PetraError as exc:
+        setup_logging(log_level, sink_role(SINK_ALARMS))
+        log.error("event=alarms_failed error=%s", exc)
+        return 1

@@ -1,0 +1,200 @@
+"""Alarm conditions with numpy: each kind, deadbands, delays on the monotonic clock,
+spikes between passes from the journal, stale values, bad quality and device grouping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from alarm_helpers import NS, T0, adef
+
+from petra.alarms import Conditions
+from petra.config._alarms import AlarmDef
+from petra.types import Quality
+
+G, U, B = int(Quality.GOOD), int(Quality.UNCERTAIN), int(Quality.BAD)
+SLOTS = {"x": 0, "y": 1, "sp": 2, "stop": 3, "d1": 4, "d2": 5}
+OWNERS = {4: "driver:plc1", 5: "driver:plc1"}
+
+
+def build(*defs: AlarmDef, period: float = 0.1) -> Conditions:
+    return Conditions(list(defs), SLOTS.__getitem__, lambda s: OWNERS.get(s, "scan"),
+                      period_s=period)
+
+
+class Feed:
+    """Values by signal name -> the arrays a pass takes (by watched position)."""
+
+    def __init__(self, c: Conditions) -> None:
+        self.c = c
+        self.values = {n: 0.0 for n in SLOTS}
+        self.quality = {n: G for n in SLOTS}
+        self.mono = 100.0
+        self.wall = T0
+
+    def run(self, dt: float = 0.1, drivers: dict[str, bool] | None = None) -> list[int]:
+        self.mono += dt
+        self.wall += int(dt * NS)
+        names = {v: k for k, v in SLOTS.items()}
+        slots = self.c.slots.tolist()
+        v = np.array([self.values[names[s]] for s in slots], np.float64)
+        q = np.array([self.quality[names[s]] for s in slots], np.uint8)
+        return self.c.evaluate(v, q, self.mono, self.wall, drivers or {}).cond
+
+
+def test_high_with_deadband() -> None:
+    c = build(adef("h", limit=10.0, deadband=1.0))
+    f = Feed(c)
+    f.values["x"] = 10.0
+    assert f.run() == [] and not c.cond[0]  # at the limit is not above it
+    f.values["x"] = 10.5
+    assert f.run() == [0] and c.cond[0]
+    assert c.value[0] == 10.5
+    f.values["x"] = 9.5  # inside the deadband: stays
+    assert f.run() == [] and c.cond[0]
+    f.values["x"] = 9.0
+    assert f.run() == [0] and not c.cond[0]
+
+
+def test_low_high_high_low_low_and_deviation() -> None:
+    c = build(adef("l", type="low", limit=2.0, deadband=0.5),
+              adef("ll", type="low_low", limit=1.0),
+              adef("hh", type="high_high", limit=20.0),
+              adef("dev", type="deviation", setpoint="sp", limit=3.0, deadband=1.0))
+    f = Feed(c)
+    f.values.update(x=1.5, sp=5.0)
+    assert f.run() == [0, 3]  # low; and |1.5 - 5| > 3
+    f.values.update(x=2.2, sp=2.0)
+    assert f.run() == [3]  # low stays inside its deadband (2.2 < 2.5); dev clears (0.2)
+    f.values["x"] = 0.5
+    assert f.run() == [1]
+    f.values["x"] = 25.0
+    assert sorted(f.run()) == [0, 1, 2, 3]
+
+
+def test_value_conditions_hold_while_the_input_is_not_good() -> None:
+    c = build(adef("h", limit=10.0))
+    f = Feed(c)
+    f.values["x"] = 11.0
+    assert f.run() == [0]
+    f.values["x"] = 0.0
+    f.quality["x"] = B
+    assert f.run() == [] and c.cond[0]  # a bad value neither clears nor raises
+    f.quality["x"] = U
+    assert f.run() == [] and c.cond[0]
+    f.quality["x"] = G
+    assert f.run() == [0]
+
+
+def test_on_and_off_delay_on_the_monotonic_clock() -> None:
+    c = build(adef("h", limit=10.0, on_delay_s=1.0, off_delay_s=0.5))
+    f = Feed(c)
+    step = 0.25  # exact in binary: the test is about the rule, not rounding
+    f.values["x"] = 11.0
+    for _ in range(4):
+        assert f.run(step) == []
+    f.values["x"] = 0.0  # a dip restarts the on-delay
+    assert f.run(step) == []
+    f.values["x"] = 11.0
+    for _ in range(4):
+        assert f.run(step) == []
+    assert f.run(step) == [0]  # held for 1.0 s
+    f.values["x"] = 0.0
+    assert f.run(step) == []
+    assert f.run(step) == []
+    assert f.run(step) == [0] and not c.cond[0]
+
+
+def test_a_spike_between_passes_raises_a_high_alarm() -> None:
+    c = build(adef("h", limit=10.0), adef("l", type="low", limit=-5.0, signal="x"))
+    f = Feed(c)
+    c.take_journal(np.array([0, 0, 9], np.uint32), np.array([50.0, 1.0, 99.0]),
+                   np.array([G, G, G], np.uint8), np.array([T0, T0, T0], np.int64))
+    assert f.run() == [0]  # the slot now reads 0.0, but 50.0 was written in between
+    assert c.value[0] == 50.0
+    assert f.run() == [0]  # the peak is gone: clears on the current value
+    c.take_journal(np.array([0], np.uint32), np.array([-9.0]), np.array([B], np.uint8),
+                   np.array([T0], np.int64))
+    assert f.run() == []  # a BAD write is not a measurement
+
+
+def test_rate_of_change_over_its_window() -> None:
+    c = build(adef("r", type="rate", limit=2.0, rate_window_s=0.5),
+              adef("up", type="rate", limit=2.0, direction="rising"))
+    f = Feed(c)
+    for _ in range(6):
+        assert f.run() == []
+    for k in range(5):  # +0.1 per 0.1 s = 1/s: below the limit
+        f.values["x"] = 0.1 * (k + 1)
+        assert f.run() == []
+    changed: list[int] = []
+    for k in range(6):  # -0.5 per 0.1 s = -5/s: |rate| above, falling
+        f.values["x"] = 0.5 - 0.5 * (k + 1)
+        changed += f.run()
+    assert changed == [0]
+    assert c.value[0] == pytest.approx(-5.0)
+    assert not c.cond[1]
+
+
+def test_discrete_bad_quality_and_stale() -> None:
+    c = build(adef("d", type="discrete", signal="y", state=3),
+              adef("q", type="bad_quality", signal="y"),
+              adef("qu", type="bad_quality", signal="y", uncertain=True),
+              adef("s", type="stale", signal="x", timeout_s=2.0))
+    f = Feed(c)
+    c.seed_writes({0: f.wall})
+    f.values["y"] = 3.0
+    assert f.run() == [0]
+    f.quality["y"] = U
+    assert f.run() == [2]
+    f.quality["y"] = B
+    assert f.run() == [1]
+    changed = []
+    for _ in range(25):
+        changed += f.run()
+    assert changed == [3]
+    assert c.value[3] > 2.0
+    c.take_journal(np.array([0], np.uint32), np.array([1.0]), np.array([G], np.uint8),
+                   np.array([f.wall], np.int64))
+    assert f.run() == [3] and not c.cond[3]
+
+
+def test_device_alarm_groups_the_signals_of_its_driver() -> None:
+    c = build(adef("device.plc1", type="device", driver="plc1", signal=None, limit=None),
+              adef("q1", type="bad_quality", signal="d1"),
+              adef("s2", type="stale", signal="d2", timeout_s=1.0),
+              adef("other", type="bad_quality", signal="y"))
+    f = Feed(c)
+    c.seed_writes({5: f.wall + NS})
+    up = {"plc1": True}
+    assert f.run(drivers=up) == []
+    assert c.member_of.tolist() == [-1, 0, 0, -1]
+    f.quality.update(d1=B, y=B)
+    assert f.run(drivers=up) == [3]  # BAD already, the driver's heartbeat lags a moment
+    ch = f.run(drivers={"plc1": False})
+    assert ch == [0]  # the device; its member waits 1.5 passes, and is grouped by then
+    assert c.supp.tolist() == [0, 2, 2, 0]  # the driver's signals are grouped under it
+    assert f.run(drivers={"plc1": False}) == [1]  # now it counts: the engine suppresses it
+    assert c.suppression_reason(1, [None] * 4) == "device plc1 is down"
+    f.run(drivers=up)
+    assert c.supp.tolist() == [0, 0, 0, 0]
+
+
+def test_suppress_when_signal() -> None:
+    c = build(adef("h", limit=10.0, suppress_when="stop"))
+    f = Feed(c)
+    f.values["stop"] = 1.0
+    out = c.evaluate(np.array([0.0, 1.0]), np.array([G, G], np.uint8), 1.0, T0, {})
+    assert out.suppression == [0]
+    assert c.suppression_reason(0, ["stop"]) == "stop is true"
+    assert f.run() == [] and c.supp[0] == 1
+
+
+def test_seed_keeps_a_held_condition_across_a_restart() -> None:
+    c = build(adef("h", limit=10.0, on_delay_s=5.0))
+    c.seed([True])
+    f = Feed(c)
+    f.values["x"] = 11.0
+    assert f.run() == []  # no clear, no re-raise after its on-delay
+    assert c.cond[0] and not math.isnan(c.value[0])
