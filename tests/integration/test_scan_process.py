@@ -157,11 +157,11 @@ def test_sighup_reloads_through_one_worker_without_the_config_stack(scan: Scan) 
 
 
 def test_sigterm_during_a_reload_stops_promptly(scan: Scan, tmp_path: Path) -> None:
-    """A loader that hangs (the plant path is a FIFO nobody writes) does not hold the
-    scan up: stop cancels it, kills the loader and joins the worker."""
+    """A loader that takes long (a plant within the reader's bounds that needs many
+    seconds to read) does not hold the scan up: stop cancels it, kills the loader and
+    joins the worker."""
     wait_until(lambda: scan.doubled_is(2.0), what="the first program to run")
-    scan.plant.unlink()
-    os.mkfifo(scan.plant)
+    _write_slow_plant(scan.plant)
     os.kill(scan.proc.pid, signal.SIGHUP)
     wait_until(lambda: psutil.Process(scan.proc.pid).children(), what="the loader")
     loader = psutil.Process(scan.proc.pid).children()[0]
@@ -170,17 +170,23 @@ def test_sigterm_during_a_reload_stops_promptly(scan: Scan, tmp_path: Path) -> N
     assert "event=reload_worker_stuck" not in scan.log.read_text()
 
 
+def _write_slow_plant(path: Path) -> None:
+    """A plant the loader needs many seconds to read: 8 MiB of one list, within the
+    reader's bounds (a FIFO would be refused at once: not a regular file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("signals: [" + "0," * (4 << 20) + "0]\n")
+    tmp.replace(path)
+
+
 def _hang_next_reload(scan: Scan) -> psutil.Process:
-    """Replace the plant by a FIFO nobody writes and SIGHUP: the loader blocks on it."""
+    """Replace the plant by one that takes many seconds to read and SIGHUP."""
     wait_until(lambda: scan.doubled_is(2.0), what="the first program to run")
-    scan.plant.unlink()
-    os.mkfifo(scan.plant)
+    _write_slow_plant(scan.plant)
     os.kill(scan.proc.pid, signal.SIGHUP)
     kids: list[psutil.Process] = wait_until(lambda: psutil.Process(scan.proc.pid).children(),
                                             what="the loader")
-    # blocked in open(2) of the FIFO, past its start-up (fs/pipe.c: wait_for_partner)
-    wchan = Path(f"/proc/{kids[0].pid}/wchan")
-    wait_until(lambda: wchan.read_text() == "wait_for_partner", what="the loader to hang")
+    # past its start-up and busy reading: its CPU time grows
+    wait_until(lambda: sum(kids[0].cpu_times()[:2]) > 0.3, what="the loader to be reading")
     return kids[0]
 
 
