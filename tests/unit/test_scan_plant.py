@@ -94,8 +94,7 @@ def test_an_invalid_plant_comes_back_as_the_loaders_messages(tmp_path: Path) -> 
 def test_a_hung_loader_is_killed_at_its_timeout(tmp_path: Path) -> None:
     # A plant within the loader's bounds that takes far longer than the timeout to read
     # (8 MiB of one long list; the loader refuses FIFOs and devices at once).
-    slow = tmp_path / "plant.yaml"
-    slow.write_text("signals: [" + "0," * (4 << 20) + "0]\n")
+    slow = _slow_plant(tmp_path)
     t0 = time.monotonic()
     with pytest.raises(PetraError, match="longer than"):
         compile_plant(slow, timeout_s=1.5)
@@ -103,9 +102,16 @@ def test_a_hung_loader_is_killed_at_its_timeout(tmp_path: Path) -> None:
     assert not _loader_children()  # killed and reaped, no zombie
 
 
+def _slow_plant(tmp_path: Path) -> Path:
+    """A plant file the loader takes seconds to refuse (8 MiB of one long list): a
+    regular file, since the loader refuses FIFOs and devices at once."""
+    slow = tmp_path / "plant.yaml"
+    slow.write_text("signals: [" + "0," * (4 << 20) + "0]\n")
+    return slow
+
+
 def test_a_loader_is_cancelled_through_the_wake_pipe(tmp_path: Path) -> None:
-    fifo = tmp_path / "plant.yaml"
-    os.mkfifo(fifo)
+    slow = _slow_plant(tmp_path)
     r, w = os.pipe()
     stop = threading.Event()
 
@@ -124,7 +130,7 @@ def test_a_loader_is_cancelled_through_the_wake_pipe(tmp_path: Path) -> None:
     t0 = time.monotonic()
     try:
         with pytest.raises(PetraError, match="cancelled"):
-            compile_plant(fifo, timeout_s=60, cancelled=cancelled, wake_fd=r)
+            compile_plant(slow, timeout_s=60, cancelled=cancelled, wake_fd=r)
     finally:
         os.close(r)
         os.close(w)
@@ -136,14 +142,13 @@ def test_a_loader_is_cancelled_through_the_wake_pipe(tmp_path: Path) -> None:
                     reason="needs root (SCHED_FIFO) and two CPUs")
 def test_the_loader_runs_sched_other_off_the_scan_cpu(tmp_path: Path) -> None:
     """A scan at SCHED_FIFO on CPU 0 starts a loader: SCHED_OTHER, not on CPU 0."""
-    fifo = tmp_path / "plant.yaml"
-    os.mkfifo(fifo)
+    slow = _slow_plant(tmp_path)
     code = textwrap.dedent(f"""
         import os
         os.sched_setaffinity(0, {{0}})
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         from petra.scan._plant import compile_plant
-        compile_plant({str(fifo)!r}, avoid_cpu=0, timeout_s=60)
+        compile_plant({str(slow)!r}, avoid_cpu=0, timeout_s=60)
     """)
     scan = subprocess.Popen([sys.executable, "-c", code])
     try:
