@@ -1,11 +1,14 @@
 """Benchmark of the shared segment: single and batch access, the journal, memory, and the
 naive alternative (``multiprocessing.shared_memory`` + numpy + a Lock) in the same run.
 
-    python bench/segment.py [--reps 5] [--signals 10000] [--json PATH]
+    python bench/segment.py [--reps 5] [--signals 10000] [--kills 400] [--json PATH]
 
 Each figure is measured ``--reps`` times; the table and the JSON report medians (the JSON
 also keeps every repetition under ``reps``). Numbers are facts about this machine, not
-assertions: tests never check speed.
+assertions: tests never check speed. Once per run, a short kill campaign
+(``tests/stress/kill_campaign.py``) kills ``--kills`` writers at random moments and
+reports what was left unusable after repair (``kill_campaign_unusable_after_repair``:
+must be 0) beside the other figures.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "stress"))
 from _common import machine_info, median, print_table, write_json
+from kill_campaign import run_campaign
 
 from petra._core import ffi, lib
 from petra.shm import JournalConsumer, Segment, SignalDef, SignalType
@@ -209,6 +214,50 @@ def bench_journal(n: int, entries: int) -> dict[str, float]:
         seg.close()
 
 
+def _batch_writer(instance: str, iters: int, go: Any, out: Any) -> None:
+    seg = Segment.attach(instance)
+    n = len(seg)
+    bits = np.full(n, 0x3FF0000000000000, np.uint64)
+    qual = np.full(n, 2, np.uint8)
+    go.wait(30)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        seg.write_batch(None, bits, qual)
+    out.put(n * iters / (time.perf_counter() - t0))
+    seg.close()
+
+
+def bench_two_writers(seg: Segment, iters: int) -> dict[str, float]:
+    """Two processes batch-writing the same 10k slots at once: they contend for every
+    slot's lock word and for the journal head (one claim per chunk of 32 slots)."""
+    go, out = CTX.Event(), CTX.Queue()
+    procs = [CTX.Process(target=_batch_writer, args=(seg.instance, iters, go, out))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    rates = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(30)
+    return {"two_writers_batch_write_slots_per_s": sum(rates)}
+
+
+# ------------------------------------------------------------------ kill campaign
+def bench_kill_campaign(kills: int) -> dict[str, float]:
+    res = run_campaign(_name(), seconds=0.0, min_kills=kills)
+    return {
+        "kill_campaign_kills": float(res.total_kills),
+        "kill_campaign_kills_inside_sections": float(sum(
+            v for k, v in res.repaired.items() if k.startswith("kills_"))),
+        "kill_campaign_unusable_after_repair": float(res.unusable_after_repair),
+        "kill_campaign_other_problems": float(len(res.problems) - res.unusable_after_repair),
+        "kill_campaign_torn": float(res.torn + res.journal_bad),
+        "kill_campaign_live_write_failures": float(res.honest_failures["live"]
+                                                   + res.honest_failures["unexplained"]),
+        "kill_campaign_max_consumer_wait_ms": res.max_stall_s * 1e3,
+    }
+
+
 # ------------------------------------------------------------------ the naive alternative
 NAIVE_DTYPE = np.dtype([("value", "f8"), ("quality", "u1"), ("ts", "i8")])
 
@@ -288,6 +337,8 @@ ROWS = [
     ("batch_write_slots_per_s", "batch write 10k (Python)", "slots/s", 200e6),
     ("c_batch_write_slots_per_s", "batch write 10k timed in C", "slots/s", None),
     ("python_overhead_write_ratio", "  C rate / Python rate (write)", "x", None),
+    ("two_writers_batch_write_slots_per_s", "batch write 10k, two processes at once",
+     "slots/s", None),
     ("cross_process_batch_read_slots_per_s", "batch read while another process writes",
      "slots/s", 200e6),
     ("journal_produce_entries_per_s", "journal produce (other process)", "entries/s", None),
@@ -301,6 +352,16 @@ ROWS = [
     ("naive_lock_batch_read_slots_per_s", "naive: batch copy under Lock", "slots/s", None),
     ("segment_bytes_per_signal", "segment bytes/signal (journal excluded)", "B", None),
     ("attached_process_pss_mb", "PSS of a process mapping 10k signals", "MB", None),
+    ("kill_campaign_kills", "kill campaign: writers killed -9", "", None),
+    ("kill_campaign_kills_inside_sections", "  of which inside a section", "", None),
+    ("kill_campaign_unusable_after_repair", "  objects unusable after repair (must be 0)",
+     "", None),
+    ("kill_campaign_torn", "  torn samples or entries (must be 0)", "", None),
+    ("kill_campaign_other_problems", "  other failed checks (must be 0)", "", None),
+    ("kill_campaign_live_write_failures", "  writes failed, no dead writer (must be 0)", "",
+     None),
+    ("kill_campaign_max_consumer_wait_ms", "  longest consumer wait at a position", "ms",
+     None),
 ]
 
 
@@ -311,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", type=int, default=300_000, help="single ops per repetition")
     ap.add_argument("--iters", type=int, default=200, help="batch calls per repetition")
     ap.add_argument("--journal-entries", type=int, default=2_000_000)
+    ap.add_argument("--kills", type=int, default=400, help="kill campaign size (0: skip)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
@@ -322,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             results: dict[str, float] = {}
             results |= bench_single(seg, args.ops)
             results |= bench_batch(seg, args.iters)
+            results |= bench_two_writers(seg, args.iters)
             results |= bench_cross_process_read(seg, args.iters)
             results |= bench_journal(args.signals, args.journal_entries)
             results |= bench_naive(args.signals, args.ops // 3, args.iters)
@@ -332,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         seg.unlink()
         seg.close()
+    if args.kills:
+        for key, v in bench_kill_campaign(args.kills).items():
+            reps[key] = [v]
     medians = {k: median(v) for k, v in reps.items()}
     rows = []
     for key, label, unit, goal in ROWS:

@@ -5,57 +5,99 @@
  * functions declared in petra.h. Every process maps the segment at a different
  * address, so the segment holds offsets and indices, never pointers.
  *
- * ## The protocols (read before changing any line below)
+ * ## The rule that makes a kill -9 harmless: the lock word names its holder
  *
- * ### Slot seqlock (one per signal)
- *  - `seq` is a 64-bit counter. Even: the slot is stable. Odd: a writer is inside.
- *  - Writers are serialised per slot: a writer enters by compare-and-swap of `seq`
- *    from an even value s to s+1. Only the CAS winner writes; any process may try.
- *  - The writer records its id in `lock_writer` right after the CAS, stores the data
- *    fields, appends the change to the journal (still inside the section, so the
- *    journal's order for a slot is the slot's own write order), clears
- *    `lock_writer` and stores s+2 with release.
+ * Every object a writer can be inside of - a slot, a journal entry, the stats block,
+ * a heartbeat record being claimed - has a 32-bit lock word. A writer enters with ONE
+ * compare-and-swap of that word from 0 to its writer id (its pid), and only then
+ * touches the object; it leaves in the reverse order, the lock word last. So there is
+ * no instant at which the object is held by nobody known: a process killed at any
+ * instruction leaves either a free object or one whose lock word carries its pid, and
+ * `petra_repair_dead(pid)` (the supervisor calls it for every reaped child) finds and
+ * finishes every such object. Readers never take locks; a writer that finds a lock
+ * held reads the holder's pid from the same word and decides (lock.c):
+ *  - holder alive and running: wait for it (spin, then yield/sleep), bounded by the
+ *    handle's wait budget (default 1 s);
+ *  - holder dead or stopped (SIGSTOP, a debugger): give up at once with PETRA_EBUSY,
+ *    counted per cause; the slot is repaired once the supervisor reaps the holder.
+ *
+ * ### Slot (one per signal)
+ *  - `lock`: 0 or the holder's pid. `seq`: 64-bit seqlock counter, even = stable,
+ *    odd = being written. Only the lock holder stores to `seq` or the data fields.
+ *  - Writer: CAS lock 0 -> id (acquire: pairs with the previous holder's release
+ *    store of 0, so its seq and data stores are visible); s = seq (even); store s+1
+ *    (relaxed); release fence (pairs with the readers' acquire fence); claim the
+ *    journal position(s) and store the data and the journal entry; store s+2
+ *    (release: pairs with the readers' acquire load of seq); store lock 0 (release).
+ *    The journal claim comes after the odd seq and its release fence, so a reader
+ *    whose acquire load of `head` counts the claim also sees the slot odd (or
+ *    later): what lets the scan skip entries when no slot read busy (scan.c).
  *  - Readers load `seq` (acquire), copy every data field out (relaxed atomic loads,
  *    so the racy reads are not undefined behaviour), issue an acquire fence and load
  *    `seq` again. Equal and even: the copy is consistent. Otherwise retry, at most
- *    `retry_limit` times, then report PETRA_EBUSY. A reader never spins unbounded on
- *    a writer: the writer may be a lower-priority process, or dead.
- *  - A writer that dies inside the section leaves `seq` odd. `petra_repair_writer`
- *    (called by the supervisor for a pid it knows is dead) finds odd slots whose
- *    `lock_writer` is that id, marks them BAD/WRITER_DIED and makes `seq` even.
+ *    `retry_limit` times, then report PETRA_EBUSY. A reader never waits on a writer:
+ *    the writer may be a lower-priority process, or dead.
+ *  - A holder killed (a) after its CAS but before the odd store, or (b) after the even
+ *    store, leaves a consistent slot: repair just frees the lock. Killed while odd
+ *    (c), the fields may not belong together: repair stands in for it, marks the slot
+ *    BAD/WRITER_DIED, journals that, stores the even seq and frees the lock.
  *  - Wrap: 2^63 writes to one slot at 1 GHz take 292 years; the counter does not
  *    wrap in practice, and even if it did, even/odd parity and equality still hold
  *    because both are computed modulo 2^64.
  *
  * ### Change journal (one multi-producer broadcast ring)
- *  - `head` is the next position to claim. A producer claims pos with fetch_add
- *    (relaxed: the claim orders nothing; the entry's own sequence does).
- *  - Entry sequence for position pos: 2*pos+1 while being written, 2*pos+2 when
- *    published. A producer CASes the entry's seq from the older *even* value it
- *    finds to 2*pos+1. If the entry is odd (a producer one lap behind is still
- *    inside it, or died there) or the CAS fails, the producer does not wait: it
- *    counts a drop in `producer_drops` and returns. Nothing blocks a producer.
+ *  - `head` is the next position to claim. A producer claims one position (a single
+ *    write) or a run of them (a chunk of a batch write) with fetch_add. Relaxed is
+ *    enough for the claim: the release fence the slot writer issued after its odd
+ *    seq store precedes it, so a reader's acquire load of head that reads this claim
+ *    (or a later one of its release sequence) synchronises with that fence.
+ *  - Entry for position pos: `lock` (0 or the producer's pid) and `seq`: 2*pos+1
+ *    while being written, 2*pos+2 when published. The producer CASes the entry's lock
+ *    0 -> id (acquire: pairs with the previous occupant's release store of 0); if the
+ *    lock is taken (a producer a full lap behind is inside, or one died there) it
+ *    drops its entry and counts it in `producer_drops`: nothing ever waits on the
+ *    ring. It checks that seq belongs to an older lap (else it is itself a full lap
+ *    late: unlock, drop), stores 2*pos+1, release fence, the fields, 2*pos+2
+ *    (release), lock 0 (release).
+ *  - A producer killed inside an entry leaves its pid in the lock: repair publishes
+ *    the entry as VOID (type 0) for the position in its odd seq, so consumers count
+ *    it lost at once instead of waiting, and the next lap can use the entry.
  *  - Consumers keep a private cursor. At position pos they load the entry's seq
- *    (acquire): 2*pos+2 means publishable, copy it, acquire fence, load seq again;
- *    a change means it was overwritten during the copy. A seq beyond 2*pos+2 means
- *    the ring lapped the consumer: it jumps ahead to the oldest position still
- *    in the ring and counts every skipped position as lost. A seq below means not
- *    yet published: the batch ends there, unless the position is already a full
- *    ring behind head or has stayed unpublished longer than the stall timeout
- *    (its producer dropped it or died), in which case it is skipped and counted lost.
+ *    (acquire): 2*pos+2 means published, copy it, acquire fence, load seq again; a
+ *    change means it was overwritten during the copy. A seq beyond 2*pos+2 means the
+ *    ring lapped the consumer: it jumps ahead to the oldest position still in the
+ *    ring and counts every skipped position as lost. A VOID entry is counted lost. A
+ *    seq below means not yet published: the batch ends there, unless the position is
+ *    already a full ring behind head or has stayed unpublished longer than the stall
+ *    timeout: then it, and every unpublished position claimed before the wait began
+ *    (they had as long to publish), is skipped and counted lost.
  *  - So for every consumer: received + lost == positions passed. Loss is measured,
  *    never silent.
  *
- * ### Stats block (single writer: the scan) and heartbeat records
- *  - The stats block has its own seqlock with one writer, so the writer increments
- *    seq without a CAS. Heartbeat records are written field by field with relaxed
- *    atomics by their owner; `pid` is published last with release so a reader that
- *    sees a pid (acquire) also sees the role written before it.
+ * ### Stats block and heartbeat records
+ *  - The stats block is a seqlock like a slot, with its own lock word: the writer (the
+ *    scan) CASes lock 0 -> id, stores seq+1, fences, updates, stores seq+2 (release),
+ *    frees the lock. A writer killed inside leaves seq odd and its pid in the lock;
+ *    repair makes seq even again (the block may then hold one half-applied cycle).
+ *  - A heartbeat record's `pid` is its lock word: claimed by CAS 0 -> pid|CLAIMING
+ *    (acquire: pairs with the release store of 0 that freed it), filled, then `pid`
+ *    stored with release so a reader that sees the pid (acquire) sees the role. A
+ *    process killed while claiming leaves pid|CLAIMING; repair frees that, and any
+ *    record the dead pid owned.
  *
  * ### Creation
  *  - The creator fills every region, then stores `magic` with release. attach()
  *    loads `magic` with acquire (pairs with that store): a segment whose magic is
- *    not yet there is "not ready", never half-read.
+ *    not yet there is "not ready", never half-read. attach() then validates and
+ *    uses a private copy of the header, never the shared bytes a second time.
+ *
+ * ### Memory orderings reasoned for weakly ordered CPUs (ARM64)
+ *  Every acquire/release above is a real pairing, not an x86 habit: the slot and stats
+ *  seqlocks use the fence-based read side (acquire load, relaxed copies, acquire
+ *  fence, relaxed re-load) that is correct on ARM64; the journal's "skip entries below
+ *  head" needs head loaded with acquire (petra_journal_head); lock words are taken
+ *  with acquire CAS and freed with release stores. docs/design/shared-segment.md has
+ *  the argument for each.
  */
 #ifndef PETRA_LAYOUT_H
 #define PETRA_LAYOUT_H
@@ -109,27 +151,30 @@ typedef struct {
     _Atomic int64_t source_ts_ns;
     _Atomic int64_t write_ts_ns;
     _Atomic uint32_t writer;         /* id of the last completed writer */
-    _Atomic uint32_t lock_writer;    /* id of the writer inside, 0 when none */
-    _Atomic uint8_t quality;
-    _Atomic uint8_t substatus;
+    _Atomic uint32_t lock;           /* lock word: pid of the writer inside, 0 = free */
+    _Atomic uint16_t qs;             /* quality | substatus << 8: one store, one load */
     uint8_t type;                    /* fixed at creation */
     uint8_t reserved1[5];
     uint8_t reserved2[16];
 } petra_slot_t;
 
-/* Journal entry. */
+/* Journal entry. The lock word and seq come first and share a cache line (entries are
+ * 48 bytes, 16-aligned), so taking the entry touches one line before the stores. */
 typedef struct {
+    _Atomic uint32_t lock;           /* lock word: pid of the producer inside, 0 = free */
+    _Atomic uint32_t tqs;            /* type | quality << 8 | substatus << 16; type 0:
+                                        VOID (a dead producer's entry, counted lost) */
     _Atomic uint64_t seq;            /* 2*pos+1 writing, 2*pos+2 published */
     _Atomic uint64_t value;
     _Atomic int64_t source_ts_ns;
     _Atomic int64_t write_ts_ns;
-    _Atomic uint32_t slot;
-    _Atomic uint32_t writer;
-    _Atomic uint8_t type;
-    _Atomic uint8_t quality;
-    _Atomic uint8_t substatus;
-    uint8_t reserved[5];
+    _Atomic uint64_t slot_writer;    /* slot | writer << 32 */
 } petra_jentry_t;
+
+/* Packing of the combined fields: each is written with one store and read with one
+ * load, which matters because a write's cost is mostly the stores it commits. */
+#define PETRA_QS(q, sub) ((uint16_t)((q) | ((uint16_t)(sub) << 8)))
+#define PETRA_TQS(t, q, sub) ((uint32_t)(t) | ((uint32_t)(q) << 8) | ((uint32_t)(sub) << 16))
 
 typedef struct {
     _Atomic uint64_t head;           /* next position to claim */
@@ -138,7 +183,14 @@ typedef struct {
     /* entries follow, cache-line aligned */
 } petra_journal_hdr_t;
 
-#define PETRA_HIST_BUCKETS 1000      /* 1 us wide; one more bucket for overflow */
+/* Log-scale histogram (HDR style): bucket 0 holds [0, 64 ns); then every power of two
+ * from 2^6 ns to 2^34 ns (17.2 s) is split into 16 linear sub-buckets (resolution
+ * <= 6.25 % of the value); bucket PETRA_HIST_BUCKETS is the overflow (>= 2^34 ns). */
+#define PETRA_HIST_SUB_BITS 4
+#define PETRA_HIST_SUB (1 << PETRA_HIST_SUB_BITS)
+#define PETRA_HIST_MIN_SHIFT 6
+#define PETRA_HIST_MAX_SHIFT 34
+#define PETRA_HIST_BUCKETS (1 + (PETRA_HIST_MAX_SHIFT - PETRA_HIST_MIN_SHIFT) * PETRA_HIST_SUB)
 #define PETRA_WORST 8
 
 typedef struct {
@@ -147,7 +199,9 @@ typedef struct {
 } petra_outlier_t;
 
 typedef struct {
-    _Atomic uint64_t seq;            /* single-writer seqlock */
+    _Atomic uint64_t seq;            /* seqlock, written only by the lock holder */
+    _Atomic uint32_t lock;           /* lock word: pid of the writer inside, 0 = free */
+    uint32_t pad;
     int64_t period_ns;
     int64_t started_ns;
     uint64_t cycles;
@@ -163,8 +217,10 @@ typedef struct {
 
 #define PETRA_HB_COUNTERS 8
 
+#define PETRA_HB_CLAIMING 0x80000000u /* pid|CLAIMING while a process fills its record */
+
 typedef struct {
-    _Atomic uint32_t pid;            /* 0 = free record; published with release */
+    _Atomic uint32_t pid;            /* lock word: 0 free, pid|CLAIMING, then pid */
     _Atomic uint32_t state;
     _Atomic int64_t last_beat_ns;    /* CLOCK_MONOTONIC */
     _Atomic uint32_t restarts;
@@ -185,11 +241,16 @@ _Static_assert(offsetof(petra_dir_entry_t, min) == 112, "dir min offset");
 _Static_assert(sizeof(petra_slot_t) == PETRA_CACHE_LINE, "slot is one cache line");
 _Static_assert(offsetof(petra_slot_t, value) == 8, "slot value offset");
 _Static_assert(offsetof(petra_slot_t, writer) == 32, "slot writer offset");
-_Static_assert(offsetof(petra_slot_t, quality) == 40, "slot quality offset");
+_Static_assert(offsetof(petra_slot_t, lock) == 36, "slot lock offset");
+_Static_assert(offsetof(petra_slot_t, qs) == 40, "slot quality offset");
 _Static_assert(offsetof(petra_slot_t, type) == 42, "slot type offset");
 _Static_assert(sizeof(petra_jentry_t) == 48, "journal entry size");
-_Static_assert(offsetof(petra_jentry_t, slot) == 32, "journal slot offset");
-_Static_assert(offsetof(petra_jentry_t, type) == 40, "journal type offset");
+_Static_assert(offsetof(petra_jentry_t, slot_writer) == 40, "journal slot offset");
+_Static_assert(offsetof(petra_jentry_t, tqs) == 4, "journal type offset");
+_Static_assert(offsetof(petra_jentry_t, seq) == 8, "journal seq offset");
+_Static_assert(offsetof(petra_jentry_t, lock) == 0, "journal lock offset");
+_Static_assert(offsetof(petra_stats_t, lock) == 8, "stats lock offset");
+_Static_assert(PETRA_HIST_BUCKETS == 449, "histogram buckets (petra.h mirrors 450)");
 _Static_assert(sizeof(petra_journal_hdr_t) == PETRA_CACHE_LINE, "journal header");
 _Static_assert(sizeof(petra_hb_t) == 192, "heartbeat record size");
 _Static_assert(offsetof(petra_hb_t, counters) == 72, "heartbeat counters offset");
@@ -201,9 +262,11 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics are plain words");
 #define PETRA_LAYOUT_WORDS                                                        \
     { sizeof(petra_header_t), sizeof(petra_dir_entry_t), sizeof(petra_slot_t),     \
       sizeof(petra_jentry_t), sizeof(petra_journal_hdr_t), sizeof(petra_stats_t),  \
-      sizeof(petra_hb_t), offsetof(petra_slot_t, quality),                         \
-      offsetof(petra_jentry_t, slot), offsetof(petra_hb_t, counters),              \
-      offsetof(petra_dir_entry_t, min),                                            \
+      sizeof(petra_hb_t), offsetof(petra_slot_t, qs),                         \
+      offsetof(petra_jentry_t, slot_writer), offsetof(petra_hb_t, counters),              \
+      offsetof(petra_dir_entry_t, min), offsetof(petra_slot_t, lock),             \
+      offsetof(petra_jentry_t, lock), offsetof(petra_stats_t, lock),              \
+      PETRA_HIST_SUB_BITS, PETRA_HIST_MIN_SHIFT, PETRA_HIST_MAX_SHIFT,             \
       offsetof(petra_stats_t, wake_hist), PETRA_HIST_BUCKETS, PETRA_WORST,         \
       PETRA_HB_COUNTERS, PETRA_MAGIC }
 

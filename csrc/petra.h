@@ -7,7 +7,7 @@
  * layout.h and are never exposed: Python sees a handle and these functions.
  *
  * Return codes: 0 or a positive count on success, a negative PETRA_E* on failure.
- * petra/shm/_core.py is the one module that turns them into exceptions.
+ * petra/_core.py is the one module that turns them into exceptions.
  */
 #ifndef PETRA_H
 #define PETRA_H
@@ -20,7 +20,7 @@ typedef enum {
     PETRA_OK = 0,
     PETRA_EINVAL = -1,      /* bad argument */
     PETRA_ERANGE = -2,      /* index out of range */
-    PETRA_EBUSY = -3,       /* a writer held the slot past the retry limit */
+    PETRA_EBUSY = -3,       /* held by a dead or stopped writer (or past the wait) */
     PETRA_ETYPE = -4,       /* value type does not match the slot type */
     PETRA_EMAGIC = -5,      /* not a petra segment (or not ready yet) */
     PETRA_EABI = -6,        /* ABI version differs */
@@ -35,6 +35,12 @@ typedef enum {
     PETRA_T_INT = 2,
     PETRA_T_FLOAT = 3
 } petra_type_t;
+
+/* The type byte of a journal entry that carries no change: a producer killed inside it,
+ * published by repair. Consumers count it lost. Not a signal type. */
+typedef enum {
+    PETRA_ENTRY_VOID = 0
+} petra_entry_kind_t;
 
 typedef enum {
     PETRA_Q_BAD = 0,
@@ -118,7 +124,54 @@ typedef struct {
     uint64_t stall_pos;      /* position the consumer waits on */
     int64_t stall_since_ns;  /* CLOCK_MONOTONIC when it started waiting */
     int64_t stall_timeout_ns;
+    uint64_t stall_head;     /* head when the wait began */
+    uint64_t skip_below;     /* unpublished positions below this were waited for */
+    uint32_t flags;          /* PETRA_CUR_* */
 } petra_cursor_t;
+
+typedef enum {
+    PETRA_CUR_NEED_FULL = 1  /* scan copy-in: resynchronise from the slots (primed or
+                                after a loss) until a full read finds no slot busy */
+} petra_cursor_flag_t;
+
+/* What petra_repair_dead found and finished for one dead writer. */
+typedef struct {
+    uint64_t slots;          /* slot locks freed (odd ones marked BAD/WRITER_DIED) */
+    uint64_t slots_torn;     /* of those, slots the writer died inside (marked BAD) */
+    uint64_t entries;        /* journal entries freed (unpublished ones made VOID) */
+    uint64_t stats;          /* 1 when it held the stats block */
+    uint64_t heartbeats;     /* heartbeat records freed, CLAIMING ones included */
+} petra_repair_t;
+
+/* Why lock acquisitions of this handle gave up (PETRA_EBUSY), and how often it had
+ * to wait for a live holder. */
+typedef struct {
+    uint64_t waits;          /* acquisitions that outlasted the spin and waited */
+    uint64_t busy_dead;      /* gave up: the holder is dead (awaiting repair) */
+    uint64_t busy_stopped;   /* gave up: the holder is stopped (SIGSTOP, ptrace) */
+    uint64_t busy_live;      /* gave up: a live holder outlasted the wait budget */
+    uint64_t busy_nowait;    /* gave up: a caller that may not wait (scan copy-out) */
+} petra_lock_stats_t;
+
+typedef enum {
+    PETRA_HOLDER_ALIVE = 0,
+    PETRA_HOLDER_STOPPED = 1,
+    PETRA_HOLDER_DEAD = 2
+} petra_holder_t;
+
+typedef enum {
+    PETRA_DBG_SLOT = 1,      /* index: slot */
+    PETRA_DBG_ENTRY = 2,     /* a freshly claimed journal position */
+    PETRA_DBG_STATS = 3,
+    PETRA_DBG_HB = 4         /* claims a free record and stays CLAIMING */
+} petra_debug_kind_t;
+
+typedef enum {
+    PETRA_STAGE_LOCKED = 1,  /* lock word taken, seq still even */
+    PETRA_STAGE_ODD = 2,     /* seq odd, fields half written */
+    PETRA_STAGE_EVEN = 3,    /* seq even again, lock word not yet freed */
+    PETRA_STAGE_LEAVE = 4    /* slots only: finish a section this handle left open */
+} petra_debug_stage_t;
 
 typedef struct {
     int64_t period_ns;
@@ -134,8 +187,8 @@ typedef struct {
     int64_t exec_max_ns;
     int64_t exec_sum_ns;
     int64_t exec_last_ns;
-    uint64_t wake_hist[1001];
-    uint64_t exec_hist[1001];
+    uint64_t wake_hist[450]; /* PETRA_HIST_BUCKETS + 1 (layout.h checks) */
+    uint64_t exec_hist[450];
     uint64_t worst_cycle[8];
     int64_t worst_latency_ns[8];
 } petra_stats_out_t;
@@ -165,6 +218,8 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
 void petra_close(petra_seg_t *seg);
 void petra_set_writer(petra_seg_t *seg, uint32_t writer);
 void petra_set_retry_limit(petra_seg_t *seg, uint32_t retries);
+void petra_set_wait(petra_seg_t *seg, int64_t wait_ns);
+int petra_lock_stats(const petra_seg_t *seg, petra_lock_stats_t *out);
 int petra_info(const petra_seg_t *seg, petra_info_t *out);
 int petra_dir_get(const petra_seg_t *seg, uint32_t index, petra_sigdef_t *out);
 uint32_t petra_n_signals(const petra_seg_t *seg);
@@ -180,27 +235,38 @@ int petra_write_i64(petra_seg_t *seg, uint32_t index, int64_t value, uint8_t qua
 double petra_get_f64(petra_seg_t *seg, uint32_t index, int *rc);
 int64_t petra_get_i64(petra_seg_t *seg, uint32_t index, int *rc);
 
-/* Batch access: indices, or a contiguous range when idx is NULL (start = first). */
+/* Batch access: indices, or a contiguous range when idx is NULL (start = first).
+ * Every array holds n entries. Reads count busy slots in *busy_out and, when busy_idx
+ * is given (n entries), list their slot indices there. Writes return how many slots
+ * were written and, when failed is given (n entries), list the slot indices that
+ * were not (their holder is dead or stopped, or outlasted the wait). */
 int64_t petra_read_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, size_t n,
                          uint64_t *values, uint8_t *quality, int64_t *source_ts,
-                         uint32_t *busy_out);
+                         uint32_t *busy_out, uint32_t *busy_idx);
 int64_t petra_read_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t first,
                              size_t n, double *values, uint8_t *quality,
-                             uint32_t *busy_out);
+                             uint32_t *busy_out, uint32_t *busy_idx);
 int64_t petra_write_batch(petra_seg_t *seg, const uint32_t *idx, uint32_t first, size_t n,
                           const uint64_t *values, const uint8_t *quality,
-                          const int64_t *source_ts);
+                          const int64_t *source_ts, uint32_t *failed);
 int64_t petra_write_batch_f64(petra_seg_t *seg, const uint32_t *idx, uint32_t first,
-                              size_t n, const double *values, const uint8_t *quality);
+                              size_t n, const double *values, const uint8_t *quality,
+                              uint32_t *failed);
 int64_t petra_bench_read_range(petra_seg_t *seg, uint32_t first, size_t n,
                                uint32_t iterations, uint64_t *values, uint8_t *quality);
 int64_t petra_bench_write_range(petra_seg_t *seg, uint32_t first, size_t n,
                                 uint32_t iterations, const uint64_t *values,
                                 const uint8_t *quality);
 
-/* Dead writers. */
+/* Dead writers: the lock words name their holders. */
+int64_t petra_repair_dead(petra_seg_t *seg, uint32_t dead_pid, petra_repair_t *out);
 int64_t petra_repair_writer(petra_seg_t *seg, uint32_t dead_writer);
+uint32_t petra_slot_holder(const petra_seg_t *seg, uint32_t index);
+int petra_holder_state(uint32_t pid);
 int petra_debug_begin_write(petra_seg_t *seg, uint32_t index);
+int petra_debug_stage(petra_seg_t *seg, int kind, uint32_t index, int stage);
+int64_t petra_debug_hammer(petra_seg_t *seg, uint32_t wid, uint64_t counter0,
+                           uint64_t iterations, int mode);
 
 /* Change journal. */
 void petra_cursor_init(const petra_seg_t *seg, petra_cursor_t *cur, int from_start,
@@ -219,6 +285,9 @@ int petra_stats_reset(petra_seg_t *seg, int64_t period_ns);
 int petra_stats_record(petra_seg_t *seg, int64_t wake_ns, int64_t exec_ns,
                        uint64_t overruns, uint64_t skipped);
 int petra_stats_read(const petra_seg_t *seg, petra_stats_out_t *out);
+uint32_t petra_hist_buckets(void);
+uint32_t petra_hist_bucket(int64_t ns);
+int64_t petra_hist_upper_ns(uint32_t bucket);
 int petra_hb_register(petra_seg_t *seg, uint32_t pid, const char *role, uint32_t cpu);
 int petra_hb_release(petra_seg_t *seg, uint32_t record);
 int petra_hb_beat(petra_seg_t *seg, uint32_t record, uint32_t state);
@@ -230,7 +299,8 @@ int64_t petra_now_mono_ns(void);
 int64_t petra_now_real_ns(void);
 /* CFFI-END */
 
-#define PETRA_ABI_VERSION 2
+#define PETRA_ABI_VERSION 3
 #define PETRA_DEFAULT_RETRIES 256
+#define PETRA_DEFAULT_WAIT_NS 1000000000LL /* how long a writer waits for a live holder */
 
 #endif

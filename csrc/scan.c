@@ -91,7 +91,12 @@ int64_t petra_scan_copy_in(petra_seg_t *seg, const uint32_t *idx, size_t n, doub
  * plant size. Each entry was appended inside its slot's write section, so entries of
  * one slot arrive in write order and the last one applied is the slot's latest
  * value. The consumer stops at an entry still being written (it is applied next
- * cycle); a lapped cursor means entries were lost, and the slots are read instead. */
+ * cycle); a lapped cursor means entries were lost, and the slots are read instead.
+ *
+ * No gap at priming or after a loss: a slot that reads busy during a full copy-in
+ * keeps a stale value whose newer entry may lie below the cursor. So the cursor
+ * carries PETRA_CUR_NEED_FULL (set by petra_cursor_init and by every loss) and keeps
+ * it until a full copy-in finds no slot busy; until then each cycle tries again. */
 int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
                                    const uint8_t *is_input, const uint32_t *in_idx,
                                    size_t n_in, double *img, uint8_t *quality,
@@ -101,12 +106,15 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
     uint64_t value[CHUNK];
     uint8_t type[CHUNK], q[CHUNK];
     uint64_t lost_before = cur->lost;
+    /* Acquire (petra_journal_head): every position below head was claimed by a writer
+     * whose slot then reads odd or newer, which the skip below relies on. */
     uint64_t head = petra_journal_head(seg);
-    uint64_t budget = head - cur->next; /* this cycle's share */
+    uint64_t budget = head > cur->next ? head - cur->next : 0; /* this cycle's share */
     int64_t applied = 0;
+    int64_t busy_full = 0;
     *full_out = 0;
     *applied_out = 0;
-    if (budget > n_in) {
+    if ((cur->flags & PETRA_CUR_NEED_FULL) || budget > n_in) {
         /* More entries than inputs: reading the slots is cheaper. Jumping the cursor
          * to head is safe when no slot is busy: a position below head whose entry is
          * not yet published belongs to a writer still inside that slot's write
@@ -114,14 +122,19 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
          * slot reads as busy. So with busy == 0 every skipped entry's value is
          * already in the slot we just read; otherwise apply the entries as usual. */
         uint64_t saved = cur->next;
-        cur->next = head;
+        if (head > cur->next) cur->next = head;
         cur->stall_since_ns = 0;
         int64_t busy = petra__read_scatter_f64(seg, in_idx, n_in, img, quality);
+        if (busy < 0) return busy;
         if (busy == 0) {
+            cur->flags &= ~(uint32_t)PETRA_CUR_NEED_FULL;
             *full_out = 1;
             return 0;
         }
+        /* Some slot was busy: its newest entry may be below head. Apply the entries
+         * from where we were (the flag, if set, stays: try again next cycle). */
         cur->next = saved;
+        busy_full = busy;
     }
     while (budget > 0) {
         size_t want = budget < CHUNK ? (size_t)budget : CHUNK;
@@ -142,10 +155,15 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
     }
     *applied_out = applied;
     if (cur->lost != lost_before) {
+        /* Entries were lost: the slots hold the truth. A slot busy now keeps a stale
+         * value, so stay in NEED_FULL until a full read is clean. */
+        cur->flags |= PETRA_CUR_NEED_FULL;
         *full_out = 1;
-        return petra__read_scatter_f64(seg, in_idx, n_in, img, quality);
+        int64_t busy = petra__read_scatter_f64(seg, in_idx, n_in, img, quality);
+        if (busy == 0) cur->flags &= ~(uint32_t)PETRA_CUR_NEED_FULL;
+        return busy;
     }
-    return 0;
+    return busy_full;
 }
 
 static inline int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
@@ -166,11 +184,13 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
         uint8_t q = quality[k] > PETRA_Q_GOOD ? PETRA_Q_BAD : quality[k];
         if (!force && q == last_quality[i] && same_bits(v, last[i])) continue;
         if (!now) now = petra__clock(CLOCK_REALTIME); /* one timestamp per cycle */
-        int rc = petra__write_f64_at(seg, k, v, q, now);
+        /* No waiting (wait = 0): the scan never waits on a lock a lower-priority
+         * process holds; a busy output is retried next cycle. */
+        int rc = petra__write_f64_at(seg, k, v, q, now, 0);
         if (rc == PETRA_EINVAL) {
             /* NaN/inf/out of range for an int or bool slot: keep the last value, BAD. */
             q = PETRA_Q_BAD;
-            rc = petra__write_f64_at(seg, k, last[i] == last[i] ? last[i] : 0.0, q, now);
+            rc = petra__write_f64_at(seg, k, last[i] == last[i] ? last[i] : 0.0, q, now, 0);
             v = last[i];
         }
         if (rc == PETRA_OK) {

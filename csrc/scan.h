@@ -34,9 +34,11 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
                             uint8_t *last_quality, int force);
 
 /* Copy-in from the change journal: apply every entry since the cursor whose slot is
- * an input (is_input[slot] != 0) to the image. When the ring lapped the cursor (loss),
- * fall back to a full copy-in of in_idx. *full_out says which happened. Returns the
- * busy count of a full copy-in (0 otherwise) or a negative error. */
+ * an input (is_input[slot] != 0) to the image. A cursor fresh from petra_cursor_init,
+ * or one that lost entries, copies in every input instead (PETRA_CUR_NEED_FULL) until
+ * one such full copy-in finds no slot busy. *full_out says a full copy-in happened.
+ * Returns the busy count of the full copy-in tried this cycle (0 when none) or a
+ * negative error. */
 int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
                                    const uint8_t *is_input, const uint32_t *in_idx,
                                    size_t n_in, double *img, uint8_t *quality,

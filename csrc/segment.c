@@ -122,8 +122,8 @@ int petra_init(void *base, size_t size, const char *instance,
         dh = fnv_bytes(dh, &d->type, 1);
         /* relaxed: published by the release store of magic. */
         atomic_store_explicit(&slots[i].value, d->initial, memory_order_relaxed);
-        atomic_store_explicit(&slots[i].quality, d->initial_quality, memory_order_relaxed);
-        atomic_store_explicit(&slots[i].substatus, PETRA_SUB_INITIAL, memory_order_relaxed);
+        atomic_store_explicit(&slots[i].qs, PETRA_QS(d->initial_quality, PETRA_SUB_INITIAL),
+                              memory_order_relaxed);
         atomic_store_explicit(&slots[i].write_ts_ns, now, memory_order_relaxed);
         atomic_store_explicit(&slots[i].source_ts_ns, now, memory_order_relaxed);
         slots[i].type = d->type;
@@ -139,23 +139,28 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
                petra_seg_t **out) {
     if (!base || !out) return PETRA_EINVAL;
     if (size < sizeof(petra_header_t)) return PETRA_ESIZE;
-    petra_header_t *h = base;
+    const petra_header_t *shared = base;
     /* Acquire: pairs with the creator's release store of magic (petra_init). */
-    if (atomic_load_explicit(&h->magic, memory_order_acquire) != PETRA_MAGIC)
+    if (atomic_load_explicit(&shared->magic, memory_order_acquire) != PETRA_MAGIC)
         return PETRA_EMAGIC;
-    if (h->abi_version != PETRA_ABI_VERSION) return PETRA_EABI;
-    if (h->layout_hash != petra_layout_hash()) return PETRA_ELAYOUT;
-    if (h->total_size > size) return PETRA_ESIZE;
+    /* Validate a private copy and build the handle from that same copy: a header
+     * changed in the shared mapping after the checks (a bug, or a hostile process with
+     * write access) cannot make us use an offset we did not check. */
+    petra_header_t h;
+    memcpy(&h, base, sizeof h);
+    if (h.abi_version != PETRA_ABI_VERSION) return PETRA_EABI;
+    if (h.layout_hash != petra_layout_hash()) return PETRA_ELAYOUT;
+    if (h.total_size > size) return PETRA_ESIZE;
     /* The region table must be exactly what plan() makes of the header's counts: a
      * corrupt or hostile header must not send a pointer outside the mapping. */
-    uint64_t cap = h->journal_capacity;
-    if (h->header_size != sizeof(petra_header_t) || cap < 2 || (cap & (cap - 1)) ||
-        cap > ((uint64_t)1 << 40) || h->n_heartbeats > (1u << 20))
+    uint64_t cap = h.journal_capacity;
+    if (h.header_size != sizeof(petra_header_t) || cap < 2 || (cap & (cap - 1)) ||
+        cap > ((uint64_t)1 << 40) || h.n_heartbeats > (1u << 20))
         return PETRA_ELAYOUT;
-    plan_t p = plan(h->n_signals, cap, h->n_heartbeats);
-    if (p.total != h->total_size || p.dir_off != h->dir_offset ||
-        p.slots_off != h->slots_offset || p.j_off != h->journal_offset ||
-        p.stats_off != h->stats_offset || p.hb_off != h->hb_offset)
+    plan_t p = plan(h.n_signals, cap, h.n_heartbeats);
+    if (p.total != h.total_size || p.dir_off != h.dir_offset ||
+        p.slots_off != h.slots_offset || p.j_off != h.journal_offset ||
+        p.stats_off != h.stats_offset || p.hb_off != h.hb_offset)
         return PETRA_ELAYOUT;
     petra_seg_t *s = calloc(1, sizeof(*s));
     if (!s) return PETRA_ENOMEM;
@@ -165,16 +170,17 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
     s->readonly = readonly;
     s->writer = writer;
     s->retry_limit = PETRA_DEFAULT_RETRIES;
+    s->wait_ns = PETRA_DEFAULT_WAIT_NS;
     s->hdr = h;
-    s->dir = (petra_dir_entry_t *)(b + h->dir_offset);
-    s->slots = (petra_slot_t *)(b + h->slots_offset);
-    s->jhdr = (petra_journal_hdr_t *)(b + h->journal_offset);
-    s->ring = (petra_jentry_t *)(b + h->journal_offset + sizeof(petra_journal_hdr_t));
-    s->jmask = h->journal_capacity - 1;
-    s->stats = (petra_stats_t *)(b + h->stats_offset);
-    s->hb = (petra_hb_t *)(b + h->hb_offset);
-    s->n_signals = h->n_signals;
-    s->n_hb = h->n_heartbeats;
+    s->dir = (petra_dir_entry_t *)(b + p.dir_off);
+    s->slots = (petra_slot_t *)(b + p.slots_off);
+    s->jhdr = (petra_journal_hdr_t *)(b + p.j_off);
+    s->ring = (petra_jentry_t *)(b + p.j_off + sizeof(petra_journal_hdr_t));
+    s->jmask = cap - 1;
+    s->stats = (petra_stats_t *)(b + p.stats_off);
+    s->hb = (petra_hb_t *)(b + p.hb_off);
+    s->n_signals = h.n_signals;
+    s->n_hb = h.n_heartbeats;
     *out = s;
     return PETRA_OK;
 }
@@ -190,7 +196,7 @@ void petra_set_retry_limit(petra_seg_t *seg, uint32_t retries) {
 uint32_t petra_n_signals(const petra_seg_t *seg) { return seg->n_signals; }
 
 int petra_info(const petra_seg_t *seg, petra_info_t *out) {
-    const petra_header_t *h = seg->hdr;
+    const petra_header_t *h = &seg->hdr; /* the private copy petra_open validated */
     memset(out, 0, sizeof(*out));
     out->abi_version = h->abi_version;
     out->layout_hash = h->layout_hash;

@@ -1,8 +1,9 @@
 /*
- * stats.c - the scan's timing statistics (one writer) and per-process heartbeats.
- * Protocol: layout.h, "Stats block". Fields are plain words in the struct, accessed
- * with __atomic builtins so that a reader racing the writer is not undefined
- * behaviour; consistency of a whole snapshot comes from the seqlock.
+ * stats.c - the scan's timing statistics and per-process heartbeats.
+ * Protocol: layout.h, "Stats block and heartbeat records". Fields are plain words in
+ * the struct, accessed with __atomic builtins so that a reader racing the writer is
+ * not undefined behaviour; consistency of a whole snapshot comes from the seqlock,
+ * and the lock word names the writer inside so a kill there is repaired.
  */
 #include "core.h"
 
@@ -12,24 +13,36 @@
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
-static void stats_begin(petra_stats_t *st) {
-    /* One writer (the scan): no CAS. Relaxed store of the odd seq, then a release
-     * fence that pairs with the reader's acquire fence in petra_stats_read. */
+_Static_assert(sizeof(((petra_stats_out_t *)0)->wake_hist) ==
+                   (PETRA_HIST_BUCKETS + 1) * sizeof(uint64_t),
+               "petra_stats_out_t histogram size matches PETRA_HIST_BUCKETS");
+
+/* Enter the stats block: lock word, then the odd seq. Returns the odd seq, or 0 when
+ * the lock could not be taken (the caller skips this update). */
+static uint64_t stats_begin(petra_seg_t *seg, int wait) {
+    petra_stats_t *st = seg->stats;
+    if (petra__lock(seg, &st->lock, wait)) return 0;
+    /* Relaxed: only the lock holder stores seq (our acquire CAS synchronised with the
+     * previous holder's release). Even, as every holder and repair leaves it. */
     uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
-    atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
+    uint64_t odd = s + 1 + (s & 1);
+    atomic_store_explicit(&st->seq, odd, memory_order_relaxed);
+    /* Release fence: pairs with the reader's acquire fence in petra_stats_read. */
     atomic_thread_fence(memory_order_release);
+    return odd;
 }
 
-static void stats_end(petra_stats_t *st) {
-    uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+static void stats_end(petra_seg_t *seg, uint64_t odd) {
     /* Release: pairs with the reader's acquire load of seq. */
-    atomic_store_explicit(&st->seq, s + 1, memory_order_release);
+    atomic_store_explicit(&seg->stats->seq, odd + 1, memory_order_release);
+    petra__unlock(&seg->stats->lock);
 }
 
 int petra_stats_reset(petra_seg_t *seg, int64_t period_ns) {
     if (seg->readonly) return PETRA_EINVAL;
     petra_stats_t *st = seg->stats;
-    stats_begin(st);
+    uint64_t odd = stats_begin(seg, 1);
+    if (!odd) return PETRA_EBUSY;
     ST(&st->period_ns, period_ns);
     ST(&st->started_ns, petra__clock(CLOCK_REALTIME));
     ST(&st->cycles, 0);
@@ -51,21 +64,41 @@ int petra_stats_reset(petra_seg_t *seg, int64_t period_ns) {
         ST(&st->worst[i].cycle, 0);
         ST(&st->worst[i].latency_ns, -1);
     }
-    stats_end(st);
+    stats_end(seg, odd);
     return PETRA_OK;
 }
 
+/* The log-scale bucket of a duration (layout.h, "Log-scale histogram"). */
 static inline uint32_t bucket(int64_t ns) {
-    if (ns < 0) return 0;
-    int64_t us = ns / 1000;
-    return us >= PETRA_HIST_BUCKETS ? PETRA_HIST_BUCKETS : (uint32_t)us;
+    if (ns < ((int64_t)1 << PETRA_HIST_MIN_SHIFT)) return 0;
+    if (ns >= ((int64_t)1 << PETRA_HIST_MAX_SHIFT)) return PETRA_HIST_BUCKETS;
+    int msb = 63 - __builtin_clzll((uint64_t)ns); /* MIN_SHIFT <= msb < MAX_SHIFT */
+    uint32_t sub = (uint32_t)(ns >> (msb - PETRA_HIST_SUB_BITS)) & (PETRA_HIST_SUB - 1);
+    return 1 + (uint32_t)(msb - PETRA_HIST_MIN_SHIFT) * PETRA_HIST_SUB + sub;
+}
+
+uint32_t petra_hist_buckets(void) { return PETRA_HIST_BUCKETS + 1; }
+
+uint32_t petra_hist_bucket(int64_t ns) { return bucket(ns); }
+
+/* Exclusive upper edge of a bucket in ns; -1 for the overflow bucket (no edge). */
+int64_t petra_hist_upper_ns(uint32_t b) {
+    if (b == 0) return (int64_t)1 << PETRA_HIST_MIN_SHIFT;
+    if (b >= PETRA_HIST_BUCKETS) return -1;
+    uint32_t octave = (b - 1) / PETRA_HIST_SUB, sub = (b - 1) % PETRA_HIST_SUB;
+    int shift = PETRA_HIST_MIN_SHIFT + (int)octave;
+    int64_t width = (int64_t)1 << (shift - PETRA_HIST_SUB_BITS);
+    return ((int64_t)1 << shift) + (int64_t)(sub + 1) * width;
 }
 
 int petra_stats_record(petra_seg_t *seg, int64_t wake_ns, int64_t exec_ns,
                        uint64_t overruns, uint64_t skipped) {
     if (seg->readonly) return PETRA_EINVAL;
     petra_stats_t *st = seg->stats;
-    stats_begin(st);
+    /* No waiting: the caller is the scan's cycle. A cycle whose update finds the
+     * block held (a second writer, or a dead one before repair) is not recorded. */
+    uint64_t odd = stats_begin(seg, 0);
+    if (!odd) return PETRA_EBUSY;
     uint64_t cycle = LD(&st->cycles) + 1;
     ST(&st->cycles, cycle);
     ST(&st->overruns, LD(&st->overruns) + overruns);
@@ -88,7 +121,35 @@ int petra_stats_record(petra_seg_t *seg, int64_t wake_ns, int64_t exec_ns,
         ST(&st->worst[lo].cycle, cycle);
         ST(&st->worst[lo].latency_ns, wake_ns);
     }
-    stats_end(st);
+    stats_end(seg, odd);
+    return PETRA_OK;
+}
+
+/* A writer killed inside the stats block leaves seq odd and its pid in the lock: make
+ * seq even again and free the lock. The block may hold one half-applied update (a
+ * counter a cycle ahead of a histogram): monitoring values, so it stays in use. */
+uint64_t petra__repair_stats(petra_seg_t *seg, uint32_t dead) {
+    petra_stats_t *st = seg->stats;
+    /* Relaxed: a filter; the take-over CAS decides. */
+    if (atomic_load_explicit(&st->lock, memory_order_relaxed) != dead) return 0;
+    if (!petra__take_over(seg, &st->lock, dead)) return 0;
+    uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+    /* Release: pairs with the reader's acquire load of seq. */
+    if (s & 1) atomic_store_explicit(&st->seq, s + 1, memory_order_release);
+    petra__unlock(&st->lock);
+    return 1;
+}
+
+int petra__debug_stats(petra_seg_t *seg, int stage) {
+    petra_stats_t *st = seg->stats;
+    if (petra__lock(seg, &st->lock, 0)) return PETRA_EBUSY;
+    if (stage == PETRA_STAGE_LOCKED) return PETRA_OK;
+    uint64_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+    atomic_store_explicit(&st->seq, s + 1 + (s & 1), memory_order_relaxed);
+    atomic_thread_fence(memory_order_release); /* as in stats_begin */
+    ST(&st->cycles, LD(&st->cycles) + 1);      /* half an update */
+    if (stage == PETRA_STAGE_EVEN)
+        atomic_store_explicit(&st->seq, s + 2 + (s & 1), memory_order_release);
     return PETRA_OK;
 }
 
@@ -129,17 +190,18 @@ int petra_stats_read(const petra_seg_t *seg, petra_stats_out_t *out) {
     return PETRA_EBUSY;
 }
 
-#define HB_CLAIMING 0xFFFFFFFFu
-
 int petra_hb_register(petra_seg_t *seg, uint32_t pid, const char *role, uint32_t cpu) {
     if (seg->readonly) return PETRA_EINVAL;
-    if (pid == 0 || pid == HB_CLAIMING || !role) return PETRA_EINVAL;
+    if (pid == 0 || (pid & PETRA_HB_CLAIMING) || !role) return PETRA_EINVAL;
     for (uint32_t i = 0; i < seg->n_hb; i++) {
         petra_hb_t *h = &seg->hb[i];
         uint32_t expect = 0;
-        /* Acquire on success: pairs with the release store of pid 0 in
-         * petra_hb_release, so the previous owner's stores are behind us. */
-        if (!atomic_compare_exchange_strong_explicit(&h->pid, &expect, HB_CLAIMING,
+        /* The pid word is the record's lock word: one CAS names the claimer (marked
+         * CLAIMING until the record is filled), so a claimer killed here is found by
+         * repair. Acquire on success: pairs with the release store of 0 in
+         * petra_hb_release / repair, so the previous owner's stores are behind us. */
+        if (!atomic_compare_exchange_strong_explicit(&h->pid, &expect,
+                                                     pid | PETRA_HB_CLAIMING,
                                                      memory_order_acquire,
                                                      memory_order_relaxed))
             continue;
@@ -202,7 +264,7 @@ int petra_hb_read(const petra_seg_t *seg, uint32_t record, petra_hb_out_t *out) 
     memset(out, 0, sizeof(*out));
     /* Acquire: pairs with the release store of pid in petra_hb_register. */
     uint32_t pid = atomic_load_explicit(&h->pid, memory_order_acquire);
-    if (pid == 0 || pid == HB_CLAIMING) return PETRA_OK;
+    if (pid == 0 || (pid & PETRA_HB_CLAIMING)) return PETRA_OK;
     out->pid = pid;
     memcpy(out->role, h->role, sizeof(out->role));
     out->role[sizeof(out->role) - 1] = 0;
@@ -213,4 +275,32 @@ int petra_hb_read(const petra_seg_t *seg, uint32_t record, petra_hb_out_t *out) 
     for (int c = 0; c < PETRA_HB_COUNTERS; c++)
         out->counters[c] = atomic_load_explicit(&h->counters[c], memory_order_relaxed);
     return PETRA_OK;
+}
+
+/* Free every heartbeat record of a dead process, one it was still claiming included. */
+uint64_t petra__repair_heartbeats(petra_seg_t *seg, uint32_t dead) {
+    uint64_t freed = 0;
+    for (uint32_t i = 0; i < seg->n_hb; i++) {
+        petra_hb_t *h = &seg->hb[i];
+        /* Relaxed: a filter; the CAS below decides. */
+        uint32_t p = atomic_load_explicit(&h->pid, memory_order_relaxed);
+        if (p == 0 || (p & ~PETRA_HB_CLAIMING) != dead) continue;
+        /* Release on success: pairs with the acquire CAS of the next claimer. */
+        if (atomic_compare_exchange_strong_explicit(&h->pid, &p, 0, memory_order_release,
+                                                    memory_order_relaxed))
+            freed++;
+    }
+    return freed;
+}
+
+int petra__debug_hb(petra_seg_t *seg) {
+    for (uint32_t i = 0; i < seg->n_hb; i++) {
+        uint32_t expect = 0;
+        if (atomic_compare_exchange_strong_explicit(&seg->hb[i].pid, &expect,
+                                                    seg->writer | PETRA_HB_CLAIMING,
+                                                    memory_order_acquire,
+                                                    memory_order_relaxed))
+            return (int)i;
+    }
+    return PETRA_EFULL;
 }

@@ -64,7 +64,8 @@ EMAGIC, EABI, ELAYOUT, ESIZE, ENOMEM, EFULL = (
 
 _MESSAGES: dict[int, tuple[type[Exception], str]] = {
     Rc.ERANGE: (UnknownSignalError, "index out of range"),
-    Rc.EBUSY: (SignalBusyError, "slot busy past the retry limit"),
+    Rc.EBUSY: (SignalBusyError, "slot busy: its writer is dead or stopped, or stayed "
+                                 "inside past the retry or wait limit"),
     Rc.ETYPE: (SignalTypeError, "value type does not match the slot type"),
     Rc.EMAGIC: (SegmentLayoutError, "not a Petra segment, or not initialised yet"),
     Rc.EABI: (SegmentLayoutError, "segment ABI version differs from this build"),

@@ -240,6 +240,7 @@ class ConnState(enum.IntEnum):
 # and the logs. A driver's or sink's role is its prefix, a colon and its name.
 ROLE_SCAN = "scan"
 ROLE_SUPERVISOR = "supervisor"
+ROLE_API = "api"  # the HTTP(S)/WebSocket API process
 DRIVER_PREFIX = "driver"
 SINK_PREFIX = "sink"
 SINK_MQTT_OUT = "mqtt-out"
@@ -260,7 +261,7 @@ def sink_role(name: str) -> str:
 
 
 def role_kind(role: str) -> str:
-    """The part before the colon: ``scan``, ``supervisor``, ``driver`` or ``sink``."""
+    """The part before the colon: ``scan``, ``supervisor``, ``api``, ``driver`` or ``sink``."""
     return role.split(":", 1)[0]
 
 
@@ -353,6 +354,19 @@ class HistoryCounter(enum.IntEnum):
     JOURNAL_POSITION = 7  # the sink's journal cursor (next position it will read)
 
 
+class ApiCounter(enum.IntEnum):
+    """Counter indices of the API process's heartbeat record."""
+
+    REQUESTS = 0  # HTTP requests answered
+    REFUSED = 1  # requests answered 4xx (bad input, unauthenticated, forbidden)
+    LOGINS = 2  # successful logins
+    LOGIN_FAILURES = 3  # failed logins and refused credentials (locked out included)
+    WRITES = 4  # signal writes done
+    WS_CLIENTS = 5  # WebSocket clients connected now
+    WS_SENT = 6  # WebSocket messages sent
+    WS_DROPPED = 7  # WebSocket messages dropped for a slow client (it gets a resync)
+
+
 class AlarmCounter(enum.IntEnum):
     """Counter indices of the alarm manager's heartbeat record (``sink:alarms``).
 
@@ -372,15 +386,9 @@ class AlarmCounter(enum.IntEnum):
 
 def counter_schema(role: str) -> type[enum.IntEnum] | None:
     """The counter enum of a role, or None for roles whose counters are unused."""
-    if role == sink_role(SINK_HISTORY):
-        return HistoryCounter
-    if role == sink_role(SINK_ALARMS):
-        return AlarmCounter
-    kind = role_kind(role)
-    if kind == ROLE_SCAN:
-        return ScanCounter
-    if kind == DRIVER_PREFIX:
-        return DriverCounter
-    if kind == SINK_PREFIX:
-        return SinkCounter
-    return None
+    by_role: dict[str, type[enum.IntEnum]] = {
+        sink_role(SINK_HISTORY): HistoryCounter, sink_role(SINK_ALARMS): AlarmCounter}
+    by_kind: dict[str, type[enum.IntEnum]] = {
+        ROLE_SCAN: ScanCounter, DRIVER_PREFIX: DriverCounter, SINK_PREFIX: SinkCounter,
+        ROLE_API: ApiCounter}
+    return by_role.get(role) or by_kind.get(role_kind(role))

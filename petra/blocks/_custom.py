@@ -15,7 +15,6 @@ a hot reload that leaves the block's definition unchanged keeps the same object.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +95,8 @@ def load_entry_points() -> list[str]:
     group provides. An entry point that fails to load raises: a plant that names a
     block type which cannot be imported must not start.
     """
+    import importlib.metadata  # here, not at import: ~3 MB the locked scan rarely needs
+
     names = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()

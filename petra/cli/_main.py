@@ -11,7 +11,7 @@ from petra.cli._commands import run
 
 # Subcommand modules, in the order `petra --help` lists them.
 SUBCOMMANDS = ("run", "check", "scan", "reload", "read", "write", "driver", "segment",
-               "history", "alarms", "replay")
+               "history", "alarms", "replay", "api", "user", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,12 @@ import argparse
 import json
 import sys
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from petra.config import ConfigErrors, Plant, format_duration, load_plant
 from petra.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when used: every petra subcommand imports this module
+    from petra.config import Plant
 
 JSON_SCHEMA_VERSION = 1
 
@@ -50,6 +52,8 @@ def _warning_line(e: ConfigError) -> str:
 
 def summary(plant: Plant) -> dict[str, Any]:
     """Counts, scan settings and execution order of a valid plant (the JSON summary)."""
+    from petra.config import format_duration
+
     cfg = plant.config
     sc = cfg.scan
     return {
@@ -91,6 +95,8 @@ def _print_summary(path: str, s: dict[str, Any], n_warnings: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate ``args.plant``; the exit status is the result."""
+    from petra.config import ConfigErrors, load_plant
+
     path: str = args.plant
     try:
         plant = load_plant(path)

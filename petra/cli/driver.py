@@ -9,7 +9,10 @@ compatibility ``petra driver PLANT mqtt-out`` runs the sink.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from petra.cli._args import add_log_level, instance_name
 
 
 def register(sub: Any) -> None:
@@ -20,12 +23,11 @@ def register(sub: Any) -> None:
         p.add_argument("plant", help="plant YAML file")
         p.add_argument("name", help="driver name from drivers:" if kind == "driver"
                        else "sink name: mqtt-out")
-        p.add_argument("--instance", "-i", default=None,
+        p.add_argument("--instance", "-i", default=None, type=instance_name,
                        help="instance name (default: the plant's)")
         p.add_argument("--cpus", default=None,
                        help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
-        p.add_argument("--log-level", default="info",
-                       choices=("debug", "info", "warning", "error"))
+        add_log_level(p, "info")
         p.set_defaults(func=run, kind=kind)
 
 
@@ -37,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
         from petra.config import load_plant
 
         instance = str(load_plant(args.plant).config.instance)
-    cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
+    try:
+        cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
+    except ValueError:
+        print(f"petra {args.kind}: --cpus expects numbers such as 1 or 1,2, got "
+              f"{args.cpus!r}", file=sys.stderr)
+        return 2
     if args.kind == "sink" or args.name in (SINK_MQTT_OUT, sink_role(SINK_MQTT_OUT)):
         from petra.sinks import main as sink_main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from petra.cli._args import HEALTH_OFF, add_log_level, fail, health_address, instance_name
 from petra.logs import setup_logging
 
 
@@ -12,12 +13,12 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "run", help="run a plant: scan, drivers, sinks, health endpoint")
     p.add_argument("plant", help="plant YAML file")
-    p.add_argument("--instance", help="instance name (default: the plant's)")
-    p.add_argument("--health", default="127.0.0.1:9120",
+    p.add_argument("--instance", type=instance_name,
+                   help="instance name (default: the plant's)")
+    p.add_argument("--health", default="127.0.0.1:9120", type=health_address,
                    help="HOST:PORT of /healthz and /metrics ('off' to disable; port 0 "
                         "picks a free port, logged and written to the state file)")
-    p.add_argument("--log-level", default=None,
-                   help="debug, info, warning, error (default: the plant's log_level)")
+    add_log_level(p, None)
     p.set_defaults(func=run)
 
 
@@ -25,9 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from petra.config import load_plant
     from petra.supervisor import main
 
-    plant = load_plant(args.plant)
+    try:
+        plant = load_plant(args.plant)
+    except OSError as exc:
+        return fail("petra run", f"cannot read {args.plant}: {exc.strerror or exc}", 2)
     level = args.log_level or plant.config.log_level
     setup_logging(level, role="supervisor")
-    health = None if args.health == "off" else args.health
+    health = None if args.health == HEALTH_OFF else args.health
     return main(args.plant, instance=args.instance, health=health, log_level=level,
                 plant=plant)

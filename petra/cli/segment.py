@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
+
+from petra.cli._args import instance_name
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "segment", help="list, inspect or remove shared segments")
     p.add_argument("action", choices=("list", "info", "rm"))
-    p.add_argument("instance", nargs="?")
+    p.add_argument("instance", nargs="?", type=instance_name)
     p.set_defaults(func=run)
 
 
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
             print(name)
         return 0
     if not args.instance:
-        print(f"petra segment {args.action}: an instance name is required")
+        print(f"petra segment {args.action}: an instance name is required", file=sys.stderr)
         return 2
     if args.action == "rm":
         return 0 if unlink_instance(args.instance) else 1

@@ -1,10 +1,14 @@
 """``petra write [INSTANCE] SIGNAL=VALUE ...``: set writable signals of a running plant.
 
-Every value goes through the segment's one checked write path
-(:meth:`petra.shm.Segment.write_checked`), the same as commands from MQTT and the API:
-a signal not marked ``writable: true``, a value of the wrong type, NaN or infinity, or a
-value outside the signal's ``min``/``max`` is refused with a message naming the signal
-and the limit, and nothing is written for it. Values read as in the plant file:
+Every value goes through the one authorised write path
+(:func:`petra.security.authorised_write`, around :meth:`petra.shm.Segment.write_checked`),
+the same as commands from MQTT, petra-top and the API: a signal not marked ``writable:
+true``, a value of the wrong type, NaN or infinity, or a value outside the signal's
+``min``/``max`` is refused with a message naming the signal and the limit, and nothing is
+written for it. Each write (and each refusal) is an audit record naming the local user
+(``local:<login>``, role operator: mapping the segment read-write is what the OS grants
+only to root and the ``petra`` group); the audit log must be writable before anything is
+written. Values read as in the plant file:
 ``true``/``false``, ``12``, ``2.5``, ``1e3``.
 
 Assignments are all parsed first (a typo writes nothing), then written in the order
@@ -48,7 +52,9 @@ def parse_assignments(words: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from petra.cli._access import instance_audit
     from petra.config import parse_scalar
+    from petra.security import authorised_write, local_principal
     from petra.shm import Segment, list_instances
 
     try:
@@ -67,10 +73,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise PetraError(f"signal {name!r}: {exc}") from None
     done: list[str] = []
+    who = local_principal("cli")
     with Segment.attach(instance) as seg:
+        audit = instance_audit(instance)
+        audit.check_writable()
         for name, value in values:
             try:
-                seg.write_checked(name, value)
+                authorised_write(seg, who, name, value, audit)
             except PetraError as exc:
                 if done:
                     exc.args = (f"{exc} (already written: {', '.join(done)})",)

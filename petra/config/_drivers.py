@@ -26,7 +26,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from petra.config._api import RoleName
 from petra.config._seconds import Seconds, WholeSeconds
+from petra.config._topics import check_topic_template
 
 Direction = Literal["read", "write", "readwrite"]
 MAX_TOPIC_CHARS = 1024
@@ -42,6 +44,9 @@ class SignalRef:
     type_hint: str | None = None
 
 
+OnConnect = Literal["write_all", "changed_only"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,7 +58,9 @@ class RetryConfig(_Model):
     A zero delay would make a dead peer a busy loop, so every delay must be > 0."""
 
     initial_delay_s: Seconds = Field(default=0.5, gt=0, description="first reconnect delay")
-    max_delay_s: Seconds = Field(default=30.0, gt=0, description="cap of the reconnect delay")
+    max_delay_s: Seconds = Field(default=1.0, gt=0, description="cap of the reconnect delay "
+                                 "(jitter never exceeds it): a device that returns is "
+                                 "reconnected within this long")
     multiplier: float = Field(default=2.0, ge=1.0, description="growth per failed attempt")
     jitter: float = Field(default=0.2, ge=0.0, le=1.0, description="+- fraction of random spread")
     write_attempts: int = Field(default=3, ge=1, le=100, description="tries per device write")
@@ -162,6 +169,10 @@ class _ModbusCommon(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     coalesce: bool = True
     max_gap: int = Field(default=8, ge=0, le=2000, description="unused addresses a read may span")
     max_registers_per_read: int = Field(default=125, ge=1, le=125)
@@ -250,6 +261,10 @@ class S7Config(_Model):
     groups: dict[str, PollGroup] = Field(default_factory=dict)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    on_connect: OnConnect = Field(
+        default="write_all", description="on every (re)connect: write_all writes the current "
+        "value of every write point before any queued write (a rebooted device gets its "
+        "outputs back); changed_only writes only what changed while disconnected")
     max_gap: int = Field(default=16, ge=0, le=1024, description="unused bytes a read may span")
     points: list[S7Point] = Field(default_factory=list)
 
@@ -287,6 +302,9 @@ class BrokerConfig(_Model):
     password_env: str | None = None
     tls: TlsConfig | None = None
     keepalive_s: WholeSeconds = Field(default=30, ge=5, le=3600)
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker "
+        "refuses it")
 
     @model_validator(mode="after")
     def _secret(self) -> BrokerConfig:
@@ -394,6 +412,12 @@ class MqttInConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
+    clean_start: bool = Field(default=False, description="false: a persistent session; the "
+                              "broker keeps the subscriptions and queues QoS 1/2 messages "
+                              "while the driver reconnects or restarts")
+    session_expiry_s: WholeSeconds = Field(default=3600, ge=0, le=4_294_967_295,
+                                           description="how long the broker keeps the "
+                                           "session after a disconnect (MQTT 5)")
 
 
 DriverConfig = Annotated[
@@ -414,6 +438,8 @@ class PublishRule(_Model):
     retain: bool = False
     format: Literal["json", "plain"] = "json"
     deadband: float = Field(default=0.0, ge=0, description="absolute; 0 publishes every change")
+    heartbeat_s: Seconds = Field(default=0.0, ge=0, description="republish a signal's current "
+                                 "value when nothing was published for it this long; 0: never")
     min_interval_s: Seconds = Field(default=0.0, ge=0, description="at most one message per signal "
                                   "per interval; the latest value is sent when it ends")
     batch: bool = Field(default=False, description="send through the batched topic instead")
@@ -423,6 +449,11 @@ class PublishRule(_Model):
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "signal", "path"))
+
 
 class BatchConfig(_Model):
     """The batched payload mode: many changes per message (JSON array)."""
@@ -431,6 +462,11 @@ class BatchConfig(_Model):
     max_changes: int = Field(default=1000, ge=1, le=100_000)
     max_delay_s: Seconds = Field(default=0.05, gt=0, le=60)
     qos: Literal[0, 1, 2] = 0
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
 
 
 class CommandsConfig(_Model):
@@ -449,6 +485,10 @@ class CommandsConfig(_Model):
     allow_get_all: bool = Field(default=False, description="answer get_all (every signal's "
                                 "value) instead of refusing it")
     qos: Literal[0, 1, 2] = 1
+    roles: dict[str, RoleName] = Field(
+        default_factory=dict, description="broker user -> role (viewer, operator, engineer, "
+        "admin): a command published on <topic>/<user> acts with that role; '*' gives a "
+        "role to the plain <topic>. Commands from anyone else are refused.")
 
     @property
     def replies_under(self) -> str:
@@ -468,6 +508,11 @@ class CommandsConfig(_Model):
                              f"{self.replies_under!r}")
         return self
 
+    @field_validator("topic", "reply_topic", "reply_prefix")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_topic_template(v, ("prefix", "instance"))
+
 
 class MqttConfig(_Model):
     """The plant's ``mqtt:`` section: broker, publishing rules, status and commands."""
@@ -484,6 +529,16 @@ class MqttConfig(_Model):
                               description="QoS 1/2 messages awaiting an ack")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return check_topic_template(v, ("instance",), "topic_prefix")
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"), "status_topic")
 
 
 # ----------------------------------------------------------------------------- refs

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from petra.blocks._validate import show, suggest  # one wording for config and blocks
-from petra.config._yaml import Path, SourceMap
+from petra.config._yaml import Path, SourceMap, YamlError
 from petra.errors import ConfigError, PetraError
 
 
@@ -63,12 +63,22 @@ class Diagnostics:
         self.smap = smap
         self.errors: list[ConfigError] = []
         self.warnings: list[ConfigError] = []
+        self._replaced: set[Path] = set()  # values the YAML reader could not convert
+
+    def yaml(self, problems: Iterable[YamlError]) -> None:
+        """Report the reader's problems. A value it kept as raw text (a tag that does not
+        fit, a number too long) is not reported a second time by the models."""
+        for prob in problems:
+            self.error_at(prob.position, prob.path, prob.message)
+            if prob.replaced:
+                self._replaced.add(prob.path)
 
     def _make(self, path: Path, message: str, at_key: bool) -> ConfigError:
         _, pos = self.smap.locate(path, at_key=at_key)
         line, col = pos if pos is not None else (None, None)
         return ConfigError(
-            message, file=self.file, key_path=format_path(path), line=line, column=col)
+            one_line(message), file=self.file, key_path=format_path(path), line=line,
+            column=col)
 
     def error(self, path: Path, message: str, *, at_key: bool = False) -> None:
         self.errors.append(self._make(path, message, at_key))
@@ -79,12 +89,16 @@ class Diagnostics:
     def error_at(self, position: tuple[int, int] | None, path: Path, message: str) -> None:
         line, col = position if position is not None else (None, None)
         self.errors.append(ConfigError(
-            message, file=self.file, key_path=format_path(path), line=line, column=col))
+            one_line(message), file=self.file, key_path=format_path(path), line=line,
+            column=col))
 
     def pydantic(self, root: type[BaseModel], data: Any, err: ErrorDetails,
                  prefix: Path = ()) -> None:
         """Report one pydantic error of ``root`` validating ``data`` (found at ``prefix``)."""
         loc = clean_loc(data, tuple(err["loc"]))
+        full = (*prefix, *loc)
+        if any(full[:n] in self._replaced for n in range(len(full) + 1)):
+            return
         kind = err["type"]
         if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
             key = loc[-1]
@@ -100,8 +114,21 @@ class Diagnostics:
         self.error((*prefix, *loc), _rephrase(err))
 
 
+MESSAGE_MAX_CHARS = 1000
+
+
+def one_line(message: str) -> str:
+    """A message as one line of bounded length: scripts read one error per line, and a
+    value quoted from a hostile file must not make a megabyte of it."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    if len(message) > MESSAGE_MAX_CHARS:
+        message = message[:MESSAGE_MAX_CHARS] + f"... ({len(message)} characters)"
+    return message
+
+
 def _rephrase(err: ErrorDetails) -> str:
-    msg = err["msg"]
+    # The first line only: some errors (an S7 address) add a picture on more lines.
+    msg = err["msg"].split("\n", 1)[0]
     kind = err["type"]
     if kind in ("value_error", "assertion_error"):
         return msg.split(", ", 1)[1] if ", " in msg else msg

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,6 +30,7 @@ from pydantic import (
 )
 
 from petra.config._alarms import AlarmsSection
+from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._history import HistoryConfig
 from petra.config._seconds import convert_block_times
@@ -160,8 +162,12 @@ def _name_rule(value: str, what: str = "signal") -> str:
 
 
 def _max_bytes(what: str, value: str | None, limit: int) -> str | None:
+    """``value`` as a directory text field: at most ``limit`` bytes, and no control
+    characters (tools print it on terminals; the segment's reader refuses them)."""
     if value is not None and len(value.encode("utf-8")) > limit:
         raise ValueError(f"{what} {value!r} is longer than {limit} bytes in UTF-8")
+    if value is not None and any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError(f"{what} {value!r} holds control characters")
     return value
 
 
@@ -314,7 +320,8 @@ class PlantConfig(_Model):
         default=None, description="Recording to a WAL, Parquet and ClickHouse (docs/history.md)")
     alarms: AlarmsSection = Field(
         default=None, description="Alarm definitions and notifications (docs/alarms.md)")
-    api: dict[str, Any] = Field(default_factory=dict, description="Reserved")
+    api: ApiConfig | None = Field(
+        default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")
     users: list[Any] = Field(default_factory=list, description="Reserved")
 
     @field_validator("instance")

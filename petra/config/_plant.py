@@ -20,11 +20,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from petra.blocks import BlockInstance, BlockSpec
 from petra.config._alarms import alarm_signal_defs, check_alarms
 from petra.config._drivers import DriverConfig
-from petra.config._errors import ConfigErrors, Diagnostics
+from petra.config._errors import ConfigErrors, Diagnostics, format_path
 from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
+from petra.config._salvage import NO_SIGNAL, salvage_driver
 from petra.config._semantic import Analysis, Partial, analyze
-from petra.config._yaml import YamlError, dump_yaml, parse_yaml
+from petra.config._yaml import YamlError, dump_yaml, parse_yaml, read_plant_file
 from petra.errors import ConfigError
 from petra.types import DRIVER_PREFIX, Quality, SignalDef, SignalType, role_kind
 
@@ -109,15 +110,17 @@ def dump_plant_yaml(config: PlantConfig) -> str:
 def load_plant(path: str | FsPath, *, specs: Mapping[str, BlockSpec] | None = None) -> Plant:
     """Load and validate a plant file; raise :class:`ConfigErrors` listing every problem.
 
-    A file that cannot be read raises :class:`OSError` (the CLI calls that a usage error).
+    A file that cannot be read (missing, no permission, not a regular file) raises
+    :class:`OSError` (the CLI calls that a usage error); one too large or not UTF-8 is
+    a :class:`ConfigErrors`.
     """
     p = FsPath(path)
-    raw = p.read_bytes()
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigErrors([ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                                        file=str(path))]) from None
+        text = read_plant_file(p)  # regular files only, bounded (see _yaml.py)
+    except YamlError as exc:
+        line, col = exc.position if exc.position is not None else (None, None)
+        raise ConfigErrors([ConfigError(exc.message, file=str(path), line=line,
+                                        column=col)]) from None
     return load_plant_text(text, str(path), specs=specs, path=p)
 
 
@@ -135,13 +138,12 @@ def load_plant_text(
         data, smap, problems = parse_yaml(text)
     except YamlError as exc:
         line, col = exc.position if exc.position is not None else (None, None)
-        raise ConfigErrors([ConfigError(exc.message, file=filename, line=line,
-                                        column=col)]) from None
+        raise ConfigErrors([ConfigError(exc.message, file=filename, line=line, column=col,
+                                        key_path=format_path(exc.path))]) from None
     diag = Diagnostics(filename, smap)
-    for prob in problems:
-        diag.error_at(prob.position, prob.path, prob.message)
+    diag.yaml(problems)
     config = _validate(data, diag)
-    part = _from_config(config, data) if config is not None else _partial(data)
+    part = _from_config(config, data) if config is not None else _partial(data, diag)
     analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
     if config is not None:
         check_history(config, analysis.owners, diag)
@@ -199,8 +201,9 @@ def _names(items: Any, into: list[tuple[int, str]]) -> None:
                 into.append((i, item["name"]))
 
 
-def _partial(data: Any) -> Partial:
-    """Validate each entry alone, so the semantic pass sees every good one."""
+def _partial(data: Any, diag: Diagnostics) -> Partial:
+    """Validate each entry alone, so the semantic pass sees every good one (and what
+    can be checked of a failed driver entry: ``_salvage.py``)."""
     part = Partial()
     if not isinstance(data, dict):
         return part
@@ -221,6 +224,14 @@ def _partial(data: Any) -> Partial:
     _entries(data.get("blocks"), BlockConfig.model_validate, part.blocks, part.loose_blocks)
     _entries(data.get("drivers"), _DRIVER_ADAPTER.validate_python, part.drivers,
              part.loose_drivers)
+    drivers = data.get("drivers")
+    if isinstance(drivers, list):
+        good = {i for i, _ in part.drivers}
+        for i, item in enumerate(drivers):
+            if i not in good and (rest := salvage_driver(item, i, diag)) is not None:
+                part.drivers.append((i, rest))
+        part.drivers.sort(key=lambda pair: pair[0])
+        part.loose_signals.add(NO_SIGNAL)
     return part
 
 

@@ -30,6 +30,21 @@ writer id) and BAD-quality entries are ignored; repeated writes of one signal co
 to the latest value before they reach the device. A value that is not finite (unless the
 signal allows it) or lies outside the signal's min/max is refused there
 (:func:`refuse_device_write`, counted in WRITE_FAILURES): it never reaches a register.
+
+Outputs re-asserted on every connect
+------------------------------------
+A device that reboots comes back with its outputs at their power-on values; a driver
+that was killed missed every journal entry written while it was down. Both are healed
+the same way: the slot is the truth. At the start of every session (each connect, and
+so the first one of a restarted driver) the follower is drained first, so a queued
+write can only be replaced by something newer, then, with ``on_connect: write_all``
+(the default), the current slot value of every ``direction: write`` point is queued
+(BAD slots and slots never written are left alone) and sent before the first poll.
+``changed_only`` sends only what was queued while disconnected, coalesced to the
+newest value per signal, except on a process's first connect, which always re-asserts:
+a restarted driver cannot know what it missed. ``readwrite`` points are not
+re-asserted: their slot may hold what the device itself reported, and writing that
+back would fight the device.
 """
 
 from __future__ import annotations
@@ -144,13 +159,17 @@ class SignalPort:
     def put_bad(self, indices: Iterable[int], substatus: Substatus,
                 force: bool = False) -> int:
         """Rewrite each signal's last value with BAD quality and ``substatus``; signals
-        already marked bad by this port are skipped unless ``force``. Returns how many."""
+        already marked bad by this port are skipped unless ``force``. Returns how many.
+
+        The value keeps its source timestamp, so its age still says how old the value
+        is; the slot's write timestamp records when it went BAD."""
         n = 0
         for i in indices:
             if i in self._bad and not force:
                 continue
-            value = self.seg.get_index(i)
-            write_status(self.seg, i, value, Quality.BAD, substatus)
+            last = self.seg.read_index(i)
+            write_status(self.seg, i, last.value, Quality.BAD, substatus,
+                         source_ts_ns=last.source_ts_ns)
             self._bad.add(i)
             n += 1
         return n
@@ -260,6 +279,9 @@ class PolledDriver(DriverBase):
     periods: Mapping[str, float]
     follower: WriteFollower
     pending: dict[int, Any]
+    on_connect: str = "write_all"
+    reassert_slots: list[int]
+    _sessions: int = 0
 
     def _queue_write(self, slot: int, value: Value) -> None:
         raise NotImplementedError
@@ -270,13 +292,40 @@ class PolledDriver(DriverBase):
     async def _poll_group(self, group: str) -> None:
         raise NotImplementedError
 
+    def _take_journal_writes(self) -> None:
+        for slot, value in self.follower.poll().items():
+            if not self.write_refused(slot, value):
+                self._queue_write(slot, value)
+
+    def reassert(self) -> int:
+        """Queue the current slot value of every re-asserted write point (the slot is
+        the truth; see the module notes). Returns how many were queued."""
+        n = 0
+        for slot in self.reassert_slots:
+            sample = self.seg.read_index(slot)
+            if sample.quality == Quality.BAD or sample.write_ts_ns == 0 \
+                    or sample.substatus == Substatus.INITIAL:
+                continue
+            if not self.write_refused(slot, sample.value):
+                self._queue_write(slot, sample.value)
+                n += 1
+        return n
+
     async def _session(self, stop: asyncio.Event) -> None:
+        first = self._sessions == 0
+        self._sessions += 1
+        if self.follower.active:
+            self._take_journal_writes()
+        if self.reassert_slots and (first or self.on_connect == "write_all"):
+            n = self.reassert()
+            self.log.info("event=outputs_reasserted driver=%s points=%d queued=%d",
+                          self.name, n, len(self.pending))
+        if self.pending:
+            await self._do_writes()
         due = dict.fromkeys(self.plans, self.clock())
         while not stop.is_set():
             if self.follower.active:
-                for slot, value in self.follower.poll().items():
-                    if not self.write_refused(slot, value):
-                        self._queue_write(slot, value)
+                self._take_journal_writes()
                 if self.pending:
                     await self._do_writes()
             for group in list(due):

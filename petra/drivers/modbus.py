@@ -99,6 +99,9 @@ class ModbusDriver(PolledDriver):
         from petra.drivers._common import WriteFollower
 
         self.follower = WriteFollower(segment, self.write_points)
+        self.on_connect = cfg.on_connect
+        self.reassert_slots = sorted(slot for slot, pts in self.write_points.items()
+                                     if all(x.point.direction == "write" for x in pts))
         self.pending: dict[int, _Pending] = {}
         self.point_errors: dict[int, str] = {}
         self.client: Any = None

@@ -203,7 +203,9 @@ class MqttInDriver(DriverBase):
 
     async def _connect(self) -> None:
         cid = self.broker.client_id or f"petra-{self.seg.instance}-{self.name}"
-        self.link = MqttLink(self.broker, cid, max_inflight=100, on_error=self._handler_failed)
+        self.link = MqttLink(self.broker, cid, max_inflight=100, on_error=self._handler_failed,
+                             clean_start=self.cfg.clean_start,
+                             session_expiry_s=self.cfg.session_expiry_s)
         for i, sub in enumerate(self.cfg.subscriptions):
             self.link.on_topic(sub.topic, self._handler(i))
         await self.link.connect()

@@ -194,6 +194,9 @@ class S7Driver(PolledDriver):
             if p.point.direction != "read":
                 self.write_points.setdefault(p.slot, []).append(p)
         self.follower = WriteFollower(segment, self.write_points)
+        self.on_connect = cfg.on_connect
+        self.reassert_slots = sorted(slot for slot, pts in self.write_points.items()
+                                     if all(x.point.direction == "write" for x in pts))
         self.pending: dict[int, list[Any]] = {}
         self.point_errors: dict[int, str] = {}
         self.client: AsyncClient | None = None

@@ -26,6 +26,16 @@ MQTT facts that matter here
 - A retained status topic with a last will ("offline") tells subscribers when this
   process is gone, even when it dies without saying so.
 
+- MQTT 5 first: the link speaks MQTT 5 (Mosquitto 2 does) and falls back to 3.1.1
+  when the broker refuses the protocol version. ``protocol`` in the broker config pins
+  one.
+- A persistent session (``clean_start=False`` with a session expiry, used by MQTT in)
+  makes the broker keep the subscriptions and queue QoS 1/2 messages while the client
+  is away, so a setpoint published during a reconnect is delivered when it returns.
+  It needs a stable client id (ours is ``petra-<instance>-<name>`` unless configured).
+  Retained messages are sent by the broker on every SUBSCRIBE, and we subscribe on
+  every connect, so a reconnect reads each retained topic again.
+
 Secrets (password files, env variables) are read here and never logged.
 """
 
@@ -43,6 +53,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from petra.config._drivers import BrokerConfig
 from petra.errors import ConfigError
@@ -85,8 +97,12 @@ class MqttLink:
                  will: tuple[str, bytes, int, bool] | None = None, max_inflight: int = 1000,
                  on_message: Callable[[Any, Any, Any], None] | None = None,
                  on_publish: Callable[[int], None] | None = None,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None,
+                 clean_start: bool = True, session_expiry_s: int = 0) -> None:
         self.broker = broker
+        self.clean_start = clean_start
+        self.session_expiry_s = session_expiry_s
+        self._args = (client_id, will, max_inflight, on_message, on_publish)
         self.loop = asyncio.get_running_loop()
         self.lost = asyncio.Event()
         self._connack: asyncio.Future[Any] = self.loop.create_future()
@@ -94,8 +110,20 @@ class MqttLink:
         self._writer_on = False
         self._misc: asyncio.Task[None] | None = None
         self._loop_thread = threading.get_ident()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311, clean_session=True)
+        self._topic_handlers: list[tuple[str, Callable[[Any, Any, Any], None]]] = []
+        self._on_error = on_error
+        self.protocol = 311 if broker.protocol == "3.1.1" else 5
+        self.client: mqtt.Client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client_id, will, max_inflight, on_message, on_publish = self._args
+        broker = self.broker
+        if self.protocol == 5:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv5)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv311, clean_session=self.clean_start)
         if broker.username:
             c.username_pw_set(broker.username, read_password(broker))
         if broker.tls is not None:
@@ -112,13 +140,14 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
-        self._on_error = on_error
         if on_message is not None:
             c.on_message = self._guard(on_message)
         if on_publish is not None:
             cb = on_publish
             c.on_publish = lambda _c, _u, mid, _rc, _p: cb(mid)
-        self.client = c
+        for filt, handler in self._topic_handlers:
+            c.message_callback_add(filt, self._guard(handler))
+        return c
 
     # ------------------------------------------------------------------ connect
     async def connect(self) -> None:
@@ -127,12 +156,41 @@ class MqttLink:
         await self.loop.run_in_executor(None, self._blocking_connect, b.host, b.port,
                                         b.keepalive_s)
         rc = await self._connack
+        if (rc.is_failure and self.protocol == 5 and b.protocol == "auto"
+                and "protocol" in str(rc).lower()):
+            log.info("event=mqtt_protocol_fallback broker=%s:%d version=3.1.1", b.host, b.port)
+            self._drop_quietly()
+            self.protocol = 311
+            self.client = self._make_client()
+            self._connack = self.loop.create_future()
+            self.lost.clear()
+            await self.loop.run_in_executor(None, self._blocking_connect, b.host, b.port,
+                                            b.keepalive_s)
+            rc = await self._connack
         if rc.is_failure:
             raise ConnectionError(f"broker refused the connection: {rc}")
         self._misc = asyncio.create_task(self._misc_loop())
 
     def _blocking_connect(self, host: str, port: int, keepalive: int) -> None:
-        self.client.connect(host, port, keepalive)
+        if self.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
+            if self.session_expiry_s:
+                props.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect(host, port, keepalive, clean_start=self.clean_start,
+                                properties=props)
+        else:
+            self.client.connect(host, port, keepalive)
+
+    def _drop_quietly(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.loop.remove_reader(sock)
+                self.loop.remove_writer(sock)
+            self._writer_on = False
+            self._sock = None
+        with contextlib.suppress(Exception):
+            self.client._sock_close()  # paho has no public close-socket
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if not self._connack.done():
@@ -186,6 +244,7 @@ class MqttLink:
     def on_topic(self, topic_filter: str, handler: Callable[[Any, Any, Any], None]) -> None:
         """Route messages matching ``topic_filter`` to ``handler`` (guarded like
         ``on_message``)."""
+        self._topic_handlers.append((topic_filter, handler))
         self.client.message_callback_add(topic_filter, self._guard(handler))
 
     def _handler_failed(self, exc: BaseException) -> None:

@@ -3,8 +3,11 @@ sleep that a stop request cuts short.
 
 Backoff starts fast and resets after a healthy connection: a device that returns is
 read again within the first delay (0.5 s by default), and a short outage long after
-start is not punished with the delay a long outage earned. It is never zero (the
-config refuses a zero delay), so a dead device cannot turn into a busy loop.
+start is not punished with the delay a long outage earned. The delay is capped (1 s by
+default, jitter included), so a device that comes back after a long outage is
+reconnected within the cap: a connect attempt a second to a dead device costs nothing.
+It is never zero (the config refuses a zero delay), so a dead device cannot turn into
+a busy loop.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class IoLimits:
     connect_timeout_s: float = 3.0
     request_timeout_s: float = 1.0
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 1.0
     backoff_multiplier: float = 2.0
     backoff_jitter: float = 0.2
     write_attempts: int = 3
@@ -70,8 +73,10 @@ class Backoff:
                    lim.backoff_initial_s * lim.backoff_multiplier ** min(self._attempt, 60))
         self._attempt += 1
         spread = base * lim.backoff_jitter
-        return max(lim.backoff_initial_s * (1 - lim.backoff_jitter),
-                   base + self._rng.uniform(-spread, spread))
+        # the cap is a promise (a returning device is retried within it): jitter
+        # spreads below it, never above
+        return min(lim.backoff_max_s, max(lim.backoff_initial_s * (1 - lim.backoff_jitter),
+                                          base + self._rng.uniform(-spread, spread)))
 
     def reset(self) -> None:
         self._attempt = 0

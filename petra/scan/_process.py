@@ -1,12 +1,16 @@
 """The scan process: one plant's logic on a fixed period, for as long as it runs.
 
-Start-up does all the slow work (load and validate the plant, map the segment,
-compile the blocks, pin, lock memory, freeze the garbage collector) before the first
-cycle. SIGTERM/SIGINT stop at a cycle boundary; configured safe values are written
-on the way out. SIGHUP reloads: a helper thread loads, validates and compiles the new
-plant away from the loop and the engine swaps it in between two cycles; an invalid
-plant leaves the running one untouched. The outcome is logged and counted in the
-scan's heartbeat counters (see ``HB_*`` below) so the supervisor can report it.
+Start-up does all the slow work before the first cycle: the plant comes validated from
+the supervisor (``--plant-data``) or is loaded by a short-lived child process
+(:mod:`petra.scan._plant`; the config stack never enters this locked process), the
+segment is mapped, the blocks compiled, the reload worker started, then the CPU pinned,
+memory locked and the garbage collector frozen (:mod:`petra.scan._rt`). SIGTERM/SIGINT
+stop at a cycle boundary; configured safe values are written on the way out. SIGHUP
+reloads: the scan's one reload worker (:mod:`petra.scan._reload`) has the plant file
+loaded again by a child, compiles it away from the loop, and the engine swaps it in
+between two cycles; an invalid plant leaves the running one untouched. Every outcome
+is logged and counted in the scan's heartbeat counters (see ``HB_*`` below), so the
+supervisor gets an answer to each reload.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +27,9 @@ from typing import TYPE_CHECKING, Any, cast
 from petra.errors import PetraError, ReloadError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
-from petra.scan._rt import RtSettings, RtState, apply
+from petra.scan._plant import PlantLoadError, ScanPlant, compile_plant
+from petra.scan._reload import ReloadWorker
+from petra.scan._rt import RtSettings, RtState, apply, bound_threads
 from petra.shm import HeartbeatHandle, ProcessState, Segment
 from petra.types import ROLE_SCAN, ScanCounter
 
@@ -41,27 +46,25 @@ HB_WRITES = ScanCounter.WRITES
 HB_CYCLES = ScanCounter.CYCLES
 
 
-
-
-def build_program(plant: Any, segment: Segment, previous: BlockProgram | None = None
+def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | None = None
                   ) -> BlockProgram:
     """Compile a validated plant's blocks (already in execution order, every input
-    port resolved to a signal name or a constant) against the segment's indices."""
-    from petra.blocks import BlockInstance, Const, compile_program
+    port resolved to a signal name or a constant) against the segment's indices.
 
-    instances = []
-    for b in plant.blocks:
-        inputs: dict[str, int | Const] = {
-            port: segment.index(ref) if isinstance(ref, str) else Const(ref)
-            for port, ref in b.inputs.items()}
-        outputs = {port: segment.index(sig) for port, sig in b.outputs.items()}
-        instances.append(BlockInstance(b.name, b.type, inputs, outputs, dict(b.params)))
+    Block types the catalogue does not know yet are looked for among the installed
+    ``petra.blocks`` entry points (custom blocks) before compiling."""
+    from petra.blocks import all_specs, compile_program, load_entry_points
+
+    known = all_specs()
+    if any(b.type not in known for b in plant.blocks):
+        load_entry_points()
+    instances = [b.bind(segment.index) for b in plant.blocks]
     prev = cast("Program | None", previous)  # the engine only ever holds compiled Programs
     program: BlockProgram = compile_program(instances, len(segment), previous=prev)
     return program
 
 
-def check_same_signals(plant: Any, segment: Segment) -> None:
+def check_same_signals(plant: ScanPlant, segment: Segment) -> None:
     """A running segment cannot change shape: refuse a plant whose signals differ."""
     want = [(d.name, int(d.type)) for d in plant.signal_defs()]
     have = [(s.name, int(s.type)) for s in segment.signals]
@@ -79,75 +82,100 @@ def check_same_signals(plant: Any, segment: Segment) -> None:
                           "): restart the plant to apply it")
 
 
-def safe_values(plant: Any, segment: Segment) -> dict[int, Any]:
-    return {segment.index(s.name): s.safe_value for s in plant.config.signals
-            if getattr(s, "safe_value", None) is not None}
+def safe_values(plant: ScanPlant, segment: Segment) -> dict[int, Any]:
+    return {segment.index(name): value for name, value in plant.safe_values}
 
 
-def rt_settings(plant: Any) -> RtSettings:
-    scan = plant.config.scan
-    return RtSettings(cpu=scan.cpu, policy=scan.policy, priority=scan.fifo_priority or 80,
+def rt_settings(plant: ScanPlant) -> RtSettings:
+    scan = plant.scan
+    return RtSettings(cpu=scan.cpu, policy=scan.policy, priority=scan.priority,
                       require=scan.rt, cpu_dma_latency=scan.cpu_dma_latency)
 
 
 @dataclass
 class ScanProcess:
-    """Everything one running scan holds; :func:`main` drives it."""
+    """Everything one running scan holds; :func:`main` drives it.
+
+    ``apply_rt`` false (tests, a scan run inside another program) leaves the process
+    as it is: no pinning, locking or thread limits."""
 
     plant_path: Path
     instance: str | None = None
     create: bool = False
+    plant_data: Path | None = None  # the supervisor's validated plant (see _plant)
     clock: Clock | None = None
     apply_rt: bool = True
     stop_event: threading.Event = field(default_factory=threading.Event)
-    _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _reload_counts: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Made now, started in run(): a SIGHUP that comes first waits in its pipe.
+        self._worker = ReloadWorker(self._reload, on_dead=self._reload_refused)
+        self._heartbeat: HeartbeatHandle | None = None
 
     def run(self, max_cycles: int | None = None,
             ready: Callable[[ScanEngine], None] | None = None) -> int:
-        from petra.config import load_plant
+        try:
+            return self._run(max_cycles, ready)
+        finally:
+            self._worker.stop()
 
-        plant = load_plant(self.plant_path)
-        instance = self.instance or plant.config.instance
+    def _run(self, max_cycles: int | None,
+             ready: Callable[[ScanEngine], None] | None) -> int:
+        if self.apply_rt:
+            bound_threads()  # before any thread of ours exists
+        plant = self._initial_plant()
+        instance = self.instance or plant.instance
         if self.create:
             segment = Segment.create(instance, plant.signal_defs(),
-                                     journal_capacity=plant.config.scan.journal_capacity)
+                                     journal_capacity=plant.scan.journal_capacity)
         else:
             segment = Segment.attach(instance)
             check_same_signals(plant, segment)
         rt_state: RtState | None = None
-        heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.config.scan.cpu or 0)
+        heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.scan.cpu or 0)
+        worker = self._worker
         try:
             heartbeat.beat(ProcessState.STARTING)
             program = build_program(plant, segment)
-            scan = plant.config.scan
-            spin_ns = scan.spin_ns if scan.wait == "hybrid" else 0
-            clock = self.clock or MonotonicClock(spin_ns=spin_ns)
+            scan = plant.scan
+            clock = self.clock or MonotonicClock(spin_ns=scan.spin_ns)
             engine = ScanEngine(segment, program, scan.period_ns, clock,
                                 offset_ns=scan.grid_offset_ns, heartbeat=heartbeat)
             self._engine = engine
             self._plant = plant
             self._segment = segment
             self._heartbeat = heartbeat
+            # Started before the loop thread takes SCHED_FIFO and its CPU: the worker
+            # keeps SCHED_OTHER and moves off that CPU.
+            worker.avoid_cpu = scan.cpu
+            worker.start()
             if self.apply_rt:
                 rt_state = apply(rt_settings(plant))
-                log.info("event=scan_rt cpu=%s fifo=%s mlocked=%s dma_hold=%s notes=%r",
-                         rt_state.cpu, rt_state.fifo, rt_state.mlocked,
+                lock = rt_state.lock
+                log.info("event=scan_rt cpu=%s fifo=%s mlocked=%s locked_mb=%.1f "
+                         "unlocked_libraries_mb=%.1f unlocked_untouched_mb=%.1f dma_hold=%s "
+                         "notes=%r", rt_state.cpu, rt_state.fifo, rt_state.mlocked,
+                         (lock.locked if lock else 0) / 2**20,
+                         (lock.skipped_libraries if lock else 0) / 2**20,
+                         (lock.skipped_untouched if lock else 0) / 2**20,
                          rt_state.dma_fd >= 0, rt_state.notes)
             log.info("event=scan_start instance=%s period_us=%d blocks=%d inputs=%d "
-                     "outputs=%d", instance, scan.period_ns // 1000, len(plant.order),
+                     "outputs=%d", instance, scan.period_ns // 1000, len(plant.blocks),
                      len(program.input_signals), len(program.output_signals))
             if ready is not None:
                 ready(engine)
             counters = engine.run(self.stop_event.is_set, max_cycles=max_cycles)
             heartbeat.beat(ProcessState.STOPPING)
-            engine.write_safe_values(safe_values(plant, segment))
+            worker.stop()
+            engine.write_safe_values(safe_values(self._plant, segment))
             heartbeat.set_counter(HB_CYCLES, counters.cycles)
             log.info("event=scan_stop cycles=%d overruns=%d skipped=%d", counters.cycles,
                      counters.overruns, counters.skipped)
             heartbeat.beat(ProcessState.STOPPED)
             return 0
         finally:
+            worker.stop()
             if rt_state is not None:
                 rt_state.release()
             heartbeat.release()
@@ -155,53 +183,76 @@ class ScanProcess:
             if self.create:
                 segment.unlink()
 
+    def _initial_plant(self) -> ScanPlant:
+        """The supervisor's validated plant when it left one, else the plant file
+        loaded by a child."""
+        if self.plant_data is not None:
+            try:
+                return ScanPlant.read(self.plant_data)
+            except (OSError, PetraError) as exc:
+                log.warning("event=plant_data_unusable path=%s error=%r action=load_file",
+                            self.plant_data, str(exc))
+        return compile_plant(self.plant_path)
+
     def request_stop(self) -> None:
         self.stop_event.set()
 
     def request_reload(self) -> None:
-        """Validate and compile the plant file again on a helper thread."""
-        threading.Thread(target=self._reload, name="petra-reload", daemon=True).start()
+        """Have the reload worker load, validate and compile the plant file again
+        (safe in a signal handler: no lock, no allocation beyond a counter)."""
+        self._worker.request()
 
-    def _reload(self) -> None:
-        from petra.config import load_plant
-
-        if not self._reload_lock.acquire(blocking=False):
-            log.warning("event=reload_ignored reason=already_running")
-            return
-        # Short GIL switch interval while this thread compiles, so the scan thread
-        # gets the interpreter back promptly when it wakes.
-        old_switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0002)
+    # ------------------------------------------------------------ on the worker thread
+    def _reload(self, worker: ReloadWorker) -> None:
+        """One reload, start to finish; every outcome is logged and counted."""
         try:
-            plant = load_plant(self.plant_path)
+            plant = compile_plant(self.plant_path, avoid_cpu=self._plant.scan.cpu,
+                                  cancelled=worker.cancelled, wake_fd=worker.wake_fd)
             check_same_signals(plant, self._segment)
-            if plant.config.scan.period_ns != self._engine.period_ns:
+            if plant.scan.period_ns != self._engine.period_ns:
                 raise ReloadError("scan.period changed: restart the plant to apply it")
             program = build_program(plant, self._segment, previous=self._engine.program)
-        except PetraError as exc:
-            self._heartbeat_count(HB_RELOADS_FAILED)
-            for line in str(exc).splitlines() or [repr(exc)]:
-                log.error("event=reload_failed detail=%r", line)
+        except PlantLoadError as exc:
+            self._failed(exc.lines)
             return
-        finally:
-            sys.setswitchinterval(old_switch)
-            self._reload_lock.release()
+        except PetraError as exc:
+            self._failed(str(exc).splitlines() or [repr(exc)])
+            return
+        except Exception as exc:  # a bug, not a bad plant: counted and logged in full
+            log.exception("event=reload_error error=%r", exc)
+            self._failed([f"internal error: {exc!r}"])
+            return
+        before = worker.swaps
+        self._engine.request_swap(program, on_swap=lambda _: worker.swapped())
+        if not worker.wait_swapped(before):
+            log.warning("event=reload_abandoned reason=stopping")
+            return
+        self._plant = plant
+        self._count(HB_RELOADS_OK)
+        log.info("event=reload_ok blocks=%d", len(plant.blocks))
 
-        def swapped(_: BlockProgram) -> None:
-            self._plant = plant
-            self._heartbeat_count(HB_RELOADS_OK)
-            log.info("event=reload_ok blocks=%d", len(plant.order))
+    def _failed(self, lines: list[str]) -> None:
+        self._count(HB_RELOADS_FAILED)
+        for line in lines:
+            log.error("event=reload_failed detail=%r", line)
 
-        self._engine.request_swap(program, on_swap=swapped)
+    def _reload_refused(self) -> None:
+        """A SIGHUP after the worker died: answer it, so nobody waits in vain."""
+        self._count(HB_RELOADS_FAILED)
+        log.error("event=reload_failed detail='the reload worker is dead (see "
+                  "event=reload_worker_failed); restart the scan to reload'")
 
-    def _heartbeat_count(self, counter: int) -> None:
+    def _count(self, counter: int) -> None:
         self._reload_counts[counter] = self._reload_counts.get(counter, 0) + 1
-        self._heartbeat.set_counter(counter, self._reload_counts[counter])
+        if self._heartbeat is not None:
+            self._heartbeat.set_counter(counter, self._reload_counts[counter])
+
 
 def main(plant_path: str, instance: str | None = None, create: bool = False,
-         max_cycles: int | None = None) -> int:
+         max_cycles: int | None = None, plant_data: str | None = None) -> int:
     """Run a scan in this process until SIGTERM/SIGINT."""
-    proc = ScanProcess(Path(plant_path), instance=instance, create=create)
+    proc = ScanProcess(Path(plant_path), instance=instance, create=create,
+                       plant_data=Path(plant_data) if plant_data else None)
     signal.signal(signal.SIGTERM, lambda *_: proc.request_stop())
     signal.signal(signal.SIGINT, lambda *_: proc.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: proc.request_reload())

@@ -19,6 +19,9 @@ from petra.shm._monitor import (
 )
 from petra.shm._segment import (
     BatchRead,
+    BatchWrite,
+    LockStats,
+    RepairReport,
     Segment,
     SegmentInfo,
     SignalInfo,
@@ -41,12 +44,15 @@ from petra.types import (
 
 __all__ = [
     "BatchRead",
+    "BatchWrite",
     "Heartbeat",
     "HeartbeatHandle",
     "JournalBatch",
     "JournalConsumer",
+    "LockStats",
     "ProcessState",
     "Quality",
+    "RepairReport",
     "Sample",
     "ScanStats",
     "Segment",

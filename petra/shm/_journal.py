@@ -7,18 +7,28 @@ oldest entry still held, counts every skipped position in :attr:`lost`, and may 
 :meth:`JournalConsumer.resync` to rebuild its view from the slots. An entry whose
 producer never published it (dropped on a full lap, or died mid-append) is skipped
 after ``stall_timeout_s`` and counted lost too: received + lost always equals the
-positions passed.
+positions passed. A VOID entry (a producer killed inside it, published by the
+supervisor's repair) is counted lost at once.
+
+Resynchronising without a gap: :meth:`JournalConsumer.resync` moves the cursor to the
+head and reads every slot. A slot a writer holds at that moment may have its newest
+entry below the new cursor, so resync waits for live holders (bounded by the segment's
+write wait); a slot still busy after that (its holder is stopped, or dead and not yet
+repaired) stays *pending*: :meth:`JournalConsumer.read` keeps trying it and delivers
+its value as one more entry of a batch as soon as it can be read. At worst a
+duplicate, never a gap.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from petra._core import ffi, lib
+from petra._core import ffi, lib, now_mono_ns
 from petra.errors import ValueOutOfRangeError
 from petra.shm._segment import BatchRead, Segment
 from petra.types import SignalType
@@ -96,27 +106,88 @@ class JournalConsumer:
             ffi.from_buffer("int64_t[]", self._wts),
             ffi.from_buffer("uint32_t[]", self._writer),
         )
+        self._pending: list[int] = []
+        self._sample = ffi.new("petra_sample_t *")
 
     def read(self, max_entries: int | None = None) -> JournalBatch:
-        """Take up to ``max_entries`` (default: the batch size) new entries; never blocks."""
+        """Take up to ``max_entries`` (default: the batch size) new entries; never blocks.
+        Slots left pending by :meth:`resync` that can now be read come last, as entries
+        holding their current value (they are not counted in :attr:`received`)."""
         n_max = self._batch if max_entries is None else min(max_entries, self._batch)
-        n = lib.petra_journal_read(self._seg.handle, self._cur, n_max, *self._ptrs)
+        if n_max < 1:
+            raise ValueOutOfRangeError(f"max_entries must be >= 1, got {max_entries}")
+        reserve = min(len(self._pending), n_max - 1) if self._pending else 0
+        n = int(lib.petra_journal_read(self._seg.handle, self._cur, n_max - reserve,
+                                       *self._ptrs))
+        if self._pending:
+            n += self._deliver_pending(n, n_max - n)
         return JournalBatch(self._slot[:n], self._value[:n], self._type[:n],
                             self._quality[:n], self._sts[:n], self._wts[:n], self._writer[:n])
+
+    def _deliver_pending(self, at: int, room: int) -> int:
+        """Append pending slots that read now (after the ring entries: their value is at
+        least as new as any entry of theirs delivered before it)."""
+        got = 0
+        still: list[int] = []
+        h, sample = self._seg.handle, self._sample
+        for k in self._pending:
+            if got < room and lib.petra_read(h, k, sample) == 0:
+                i = at + got
+                self._slot[i], self._value[i], self._type[i] = k, sample.u, sample.type
+                self._quality[i], self._sts[i] = sample.quality, sample.source_ts_ns
+                self._wts[i], self._writer[i] = sample.write_ts_ns, sample.writer
+                got += 1
+            else:
+                still.append(k)
+        self._pending = still
+        return got
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Slots :meth:`resync` could not read yet; :meth:`read` delivers them."""
+        return tuple(self._pending)
 
     def count_pending(self) -> int:
         """Positions between this cursor and the journal head (the consumer's lag)."""
         return max(0, int(lib.petra_journal_head(self._seg.handle)) - int(self._cur.next))
 
-    def resync(self) -> BatchRead:
+    def resync(self, wait_s: float | None = None) -> BatchRead:
         """Skip to the head and return a snapshot of every slot.
 
         The cursor moves first, then the slots are read, so a change that lands in
         between is both in the snapshot and delivered again: at worst a duplicate,
-        never a gap."""
-        self._cur.next = lib.petra_journal_head(self._seg.handle)
+        never a gap. A slot held by a live writer is read again until it comes free
+        (up to ``wait_s``, default the segment's write wait of 1 s); one still busy
+        after that, or held by a stopped or dead writer, is listed in the snapshot's
+        ``busy_indices`` (its entries there are not values) and in :attr:`pending`,
+        and :meth:`read` delivers it once it can be read."""
+        h = self._seg.handle
+        self._cur.next = lib.petra_journal_head(h)
         self._cur.stall_since_ns = 0
-        return self._seg.read_batch()
+        snap = self._seg.read_batch()
+        deadline = now_mono_ns() + int((1.0 if wait_s is None else wait_s) * 1e9)
+        while snap.busy:
+            live = [int(k) for k in snap.busy_indices
+                    if lib.petra_holder_state(lib.petra_slot_holder(h, int(k)))
+                    == lib.PETRA_HOLDER_ALIVE]
+            if not live or now_mono_ns() >= deadline:
+                break
+            time.sleep(0.0005)
+            self._reread(snap)
+        self._pending = sorted(set(self._pending) | {int(k) for k in snap.busy_indices})
+        return snap
+
+    def _reread(self, snap: BatchRead) -> None:
+        """Read the snapshot's busy slots again, filling in those that come free."""
+        idx = snap.busy_indices
+        part = self._seg.read_batch(idx)
+        ok = np.ones(len(idx), bool)
+        ok[np.searchsorted(idx, part.busy_indices)] = False
+        snap.values[idx[ok]] = part.values[ok]
+        snap.quality[idx[ok]] = part.quality[ok]
+        snap.source_ts_ns[idx[ok]] = part.source_ts_ns[ok]
+        snap.busy_indices = part.busy_indices
+        snap.busy = part.busy
 
     def seek(self, position: int) -> None:
         """Continue from ``position``, a :attr:`position` saved earlier (a sink that

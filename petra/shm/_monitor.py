@@ -2,6 +2,12 @@
 
 The scan is the only writer of the stats block; every process owns one heartbeat
 record. Readers never block either.
+
+The histograms are log-scale (HDR style, ``csrc/layout.h``): one bucket below 64 ns,
+then every power of two up to 2^34 ns (17.2 s) cut into 16 equal sub-buckets, then an
+overflow bucket. A percentile is the upper edge of the bucket it falls in, so it
+overstates by at most 1/16 of the value, and a 10 ms plant on a slow box gets a real
+number instead of "beyond the histogram".
 """
 
 from __future__ import annotations
@@ -17,9 +23,21 @@ from petra.errors import ValueOutOfRangeError
 from petra.shm._segment import Segment
 from petra.types import HB_COUNTERS, ProcessState
 
-HIST_BUCKETS = 1000  # 1 us wide, plus one overflow bucket
+HIST_LEN = int(lib.petra_hist_buckets())  # every bucket, the overflow one included
+HIST_OVERFLOW = HIST_LEN - 1
+# Upper edge of each bucket in us (from the C core, so the two cannot drift).
+_UPPER_US: npt.NDArray[np.float64] = np.array(
+    [int(lib.petra_hist_upper_ns(b)) / 1000.0 for b in range(HIST_OVERFLOW)] + [math.inf])
 
 
+def hist_bucket(ns: int) -> int:
+    """The histogram bucket a duration in ns is counted in (the C core's rule)."""
+    return int(lib.petra_hist_bucket(ns))
+
+
+def hist_upper_us(bucket: int) -> float:
+    """Upper edge in us of a bucket (inf for the overflow bucket)."""
+    return float(_UPPER_US[bucket])
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +69,10 @@ class ScanStats:
 
 
 def hist_percentile_us(hist: npt.NDArray[np.uint64], p: float) -> float:
-    """Upper edge (us) of the 1-us bucket holding the p-th percentile; inf if it is in
-    the overflow bucket, 0 when the histogram is empty."""
+    """Upper edge (us) of the log-scale bucket holding the p-th percentile; inf if it
+    is in the overflow bucket (>= 17.2 s), 0 when the histogram is empty."""
+    if len(hist) != HIST_LEN:
+        raise ValueOutOfRangeError(f"a stats histogram has {HIST_LEN} buckets, got {len(hist)}")
     total = int(hist.sum())
     if total == 0:
         return 0.0
@@ -61,7 +81,7 @@ def hist_percentile_us(hist: npt.NDArray[np.uint64], p: float) -> float:
     rank = max(1, math.ceil(round(p * total / 100.0, 6)))
     cum = np.cumsum(hist)
     k = int(np.searchsorted(cum, rank, side="left"))
-    return float("inf") if k >= HIST_BUCKETS else float(k + 1)
+    return float(_UPPER_US[min(k, HIST_OVERFLOW)])
 
 
 @dataclass(frozen=True, slots=True)

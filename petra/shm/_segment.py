@@ -1,20 +1,17 @@
 """A mapped signal table: create or attach by instance name, read and write signals.
 
-Naming and permissions
-----------------------
-A segment is the POSIX shared-memory object ``/petra.<instance>`` (``/dev/shm`` on
-Linux), created with ``O_EXCL`` and mode 0660; when a ``petra`` group exists the object
-is handed to it, so the plant's processes share it and nobody else can read it.
+The :class:`Segment` API. Naming and mapping live in ``_mapping.py``, the value codec
+and array checks in ``_codec.py``, the records it returns in ``_records.py``.
 
 Handles and fork
 ----------------
 A :class:`Segment` is a private view: its own mapping, its own writer id (the pid)
 and its own cached name index. After ``fork`` the child inherits the mapping and may
 keep using the handle; the writer id is switched to the child's pid automatically
-(``os.register_at_fork``), so the repair routine can tell the two apart. Journal
-consumers are copied with their cursor: each process then reads on its own. A handle
-must not be used from two threads at once (it owns scratch buffers); open one per
-thread instead.
+(``os.register_at_fork``), so lock words and the repair routine can tell the two
+apart. Journal consumers are copied with their cursor: each process then reads on its
+own. A handle must not be used from two threads at once (it owns scratch buffers);
+open one per thread instead.
 
 Consistency
 -----------
@@ -27,39 +24,62 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import grp
 import math
 import mmap
 import os
-import struct
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
 import numpy as np
 import numpy.typing as npt
-import posix_ipc
 
 from petra import _core
 from petra._core import check, ffi, lib, raise_for
 from petra.errors import (
-    NoSuchSegmentError,
     PetraError,
-    SegmentExistsError,
     SegmentLayoutError,
-    SegmentPermissionError,
     SegmentReadOnlyError,
     SignalNotWritableError,
     SignalTypeError,
     UnknownSignalError,
     ValueOutOfRangeError,
 )
+from petra.shm._codec import (
+    F64,
+    F_SAMPLE,
+    I64,
+    I_SAMPLE,
+    NO_INDICES,
+    U8,
+    U64,
+    as_array,
+    decode_bits,
+    encode,
+    format_limit,
+    initial,
+    out_ptr,
+    ptr,
+)
+from petra.shm._directory import check_unique, directory_entry
+from petra.shm._mapping import (
+    create_mapping,
+    list_instances,
+    map_existing,
+    open_handle,
+    segment_name,
+    unlink_instance,
+)
+from petra.shm._records import (
+    BatchRead,
+    BatchWrite,
+    LockStats,
+    RepairReport,
+    SegmentInfo,
+    SignalInfo,
+)
 from petra.types import (
-    FLAG_NONFINITE,
-    FLAG_WRITABLE,
     QUALITIES,
     SUBSTATUSES,
     Quality,
@@ -72,8 +92,6 @@ from petra.types import (
     validate_signal_name,
 )
 
-SHM_DIR = Path("/dev/shm")
-SEGMENT_MODE = 0o660
 DEFAULT_JOURNAL_CAPACITY = 1 << 16
 DEFAULT_HEARTBEATS = 64
 
@@ -89,97 +107,13 @@ _write_f64 = lib.petra_write_f64
 _write_i64 = lib.petra_write_i64
 _new_tuple = tuple.__new__
 _I64_MIN = -(2**63)
-# petra_sample_t unpacked in one call: value, source_ts, write_ts, writer, type,
-# quality, substatus (layout checked against cffi's offsets at import below).
-_F_SAMPLE = struct.Struct("=dqqIBBB").unpack_from
-_I_SAMPLE = struct.Struct("=qqqIBBB").unpack_from
 _live_handles: weakref.WeakSet[Segment] = weakref.WeakSet()
-
-
-def segment_name(instance: str) -> str:
-    """The POSIX shared-memory name of an instance."""
-    return f"/petra.{instance}"
-
-
-def list_instances() -> list[str]:
-    """Instance names of the segments present on this machine, sorted."""
-    if not SHM_DIR.is_dir():
-        return []
-    return sorted(p.name[len("petra.") :] for p in SHM_DIR.glob("petra.*"))
-
-
-def unlink_instance(instance: str) -> bool:
-    """Remove an instance's segment name; True if it existed. Mappings stay valid."""
-    validate_instance_name(instance)
-    try:
-        posix_ipc.unlink_shared_memory(segment_name(instance))
-    except posix_ipc.ExistentialError:
-        return False
-    except posix_ipc.PermissionsError as exc:
-        raise SegmentPermissionError(f"cannot remove segment {instance!r}: {exc}") from None
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class SignalInfo:
-    """A directory entry: what any process can learn about a signal without the config.
-
-    ``minimum``/``maximum`` are the signal's configured limits (None: no limit); with
-    ``writable`` and ``allow_nonfinite`` they are what :meth:`Segment.write_checked`
-    enforces."""
-
-    index: int
-    name: str
-    type: SignalType
-    unit: str
-    owner: str
-    flags: int
-    minimum: float | None = None
-    maximum: float | None = None
-
-    @property
-    def writable(self) -> bool:
-        """Operators, commands and tools may write it (directory flag WRITABLE)."""
-        return bool(self.flags & FLAG_WRITABLE)
-
-    @property
-    def allow_nonfinite(self) -> bool:
-        """NaN and +-inf are valid values (directory flag NONFINITE)."""
-        return bool(self.flags & FLAG_NONFINITE)
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """The header of a segment, plus the journal head at the time of reading."""
-
-    instance: str
-    abi_version: int
-    layout_hash: int
-    directory_hash: int
-    created_ns: int
-    total_size: int
-    n_signals: int
-    n_heartbeats: int
-    journal_capacity: int
-    journal_head: int
-    producer_drops: int
-    creator_pid: int
-
-
-@dataclass(slots=True)
-class BatchRead:
-    """The result of a batch read. ``values`` holds raw 64-bit patterns; see
-    :meth:`Segment.decode` or use :meth:`Segment.read_batch_f64` for floats."""
-
-    values: npt.NDArray[np.uint64]
-    quality: npt.NDArray[np.uint8]
-    source_ts_ns: npt.NDArray[np.int64]
-    busy: int
-
-
-if (ffi.offsetof("petra_sample_t", "writer"), ffi.offsetof("petra_sample_t", "quality")) != (
-    24, 29):  # pragma: no cover - a build whose struct layout moved
-    raise ImportError("petra_sample_t layout differs from the unpack format in _segment.py")
+_ALL_WRITTEN: dict[int, BatchWrite] = {}  # shared results with nothing failed, by size
+_HOLDER_STATES = {
+    int(lib.PETRA_HOLDER_ALIVE): "alive",
+    int(lib.PETRA_HOLDER_STOPPED): "stopped",
+    int(lib.PETRA_HOLDER_DEAD): "dead, awaiting repair",
+}
 
 
 def _after_fork_in_child() -> None:
@@ -189,29 +123,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _as_array(arr: Any, dtype: type[np.generic], what: str,
-              convert: str = "") -> npt.NDArray[Any]:
-    """``arr`` as a contiguous 1-D array of ``dtype``. Arrays of another dtype are refused
-    (a silent reinterpretation of bits would be worse than an error) unless their kind
-    is in ``convert`` and every element survives the conversion unchanged; sequences
-    (lists, tuples) are converted the same way."""
-    a = np.asarray(arr)
-    if a.dtype != dtype:
-        if a.size == 0:
-            a = a.astype(dtype)
-        elif a.dtype.kind in convert:
-            conv = a.astype(dtype)
-            if not np.array_equal(conv.astype(a.dtype), a, equal_nan=a.dtype.kind == "f"):
-                raise ValueOutOfRangeError(f"{what} do not fit {np.dtype(dtype).name}")
-            a = conv
-        else:
-            raise SignalTypeError(f"{what} must be a numpy array of {np.dtype(dtype).name}, "
-                                  f"got {a.dtype}")
-    if a.ndim != 1:
-        raise SignalTypeError(f"{what} must be one-dimensional")
-    return np.ascontiguousarray(a)
 
 
 class Segment:
@@ -225,38 +136,32 @@ class Segment:
         self._readonly = readonly
         self._owner = owner
         self._closed = False
-        self._buf = ffi.from_buffer(mm)
-        handle = ffi.new("petra_seg_t **")
-        rc = lib.petra_open(self._buf, size, int(readonly), os.getpid(), handle)
-        if rc < 0:
-            detail = _header_mismatch(mm, rc)
-            ffi.release(self._buf)
-            mm.close()
-            if detail:
-                raise SegmentLayoutError(f"segment {instance!r} ({segment_name(instance)}): "
-                                         f"{detail}")
-            raise_for(rc, f"segment {instance!r}")
-        self._h = ffi.gc(handle[0], lib.petra_close)
+        self._buf, self._h = open_handle(instance, mm, size, readonly)
         self._sample = ffi.new("petra_sample_t *")
         self._sbuf = ffi.buffer(self._sample)
         self._rc = ffi.new("int *")
+        self._busy_n = ffi.new("uint32_t *")
+        self._scratch: npt.NDArray[np.uint32] = np.zeros(0, np.uint32)
+        self._scratch_ptr: Any = ffi.NULL
         n = int(lib.petra_n_signals(self._h))
         self._infos: list[SignalInfo] = []
         entry = ffi.new("petra_sigdef_t *")
-        for i in range(n):
-            check(lib.petra_dir_get(self._h, i, entry))
-            self._infos.append(
-                SignalInfo(
-                    index=i,
-                    name=ffi.string(entry.name).decode("utf-8"),
-                    type=SignalType(entry.type),
-                    unit=ffi.string(entry.unit).decode("utf-8"),
-                    owner=ffi.string(entry.owner).decode("utf-8"),
-                    flags=int(entry.flags),
-                    minimum=_limit(float(entry.min)),
-                    maximum=_limit(float(entry.max)),
-                )
-            )
+        try:  # the entries may hold anything: checked in _directory.py
+            for i in range(n):
+                check(lib.petra_dir_get(self._h, i, entry))
+                name, typ, unit, who, lo, hi = directory_entry(
+                    instance, i, name=ffi.string(entry.name), type_code=int(entry.type),
+                    unit=ffi.string(entry.unit), owner=ffi.string(entry.owner),
+                    minimum=float(entry.min), maximum=float(entry.max))
+                self._infos.append(SignalInfo(index=i, name=name, type=typ, unit=unit,
+                                              owner=who, flags=int(entry.flags),
+                                              minimum=lo, maximum=hi))
+            check_unique(instance, [info.name for info in self._infos])
+        except SegmentLayoutError:
+            self._h = None
+            ffi.release(self._buf)
+            mm.close()
+            raise
         self._index = {info.name: info.index for info in self._infos}
         self._types = [int(info.type) for info in self._infos]
         _live_handles.add(self)
@@ -291,66 +196,18 @@ class Segment:
             d.owner = sig.owner.encode("utf-8")
             d.type = int(sig.type)
             d.flags = sig.flags
-            d.initial = _encode(sig.type, _initial(sig), sig.name)
+            d.initial = encode(sig.type, initial(sig), sig.name)
             d.initial_quality = int(sig.initial_quality)
             d.min = math.nan if sig.minimum is None else sig.minimum
             d.max = math.nan if sig.maximum is None else sig.maximum
-        size = int(lib.petra_segment_size(len(signals), journal_capacity, heartbeats))
-        name = segment_name(instance)
-        try:
-            shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=SEGMENT_MODE, size=size)
-        except posix_ipc.ExistentialError:
-            raise SegmentExistsError(
-                f"segment {name} already exists (is instance {instance!r} running? "
-                "a stale one is removed by `petra run` or unlink_instance())") from None
-        except posix_ipc.PermissionsError as exc:
-            raise SegmentPermissionError(f"cannot create segment {name}: {exc}") from None
-        try:
-            os.fchmod(shm.fd, SEGMENT_MODE)
-            _give_to_petra_group(shm.fd)
-            mm = mmap.mmap(shm.fd, size, flags=mmap.MAP_SHARED,
-                           prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            shm.close_fd()
-            posix_ipc.unlink_shared_memory(name)
-            raise
-        shm.close_fd()
-        buf = ffi.from_buffer(mm)
-        try:
-            rc = lib.petra_init(buf, size, instance.encode(), defs, len(signals),
-                                journal_capacity, heartbeats, os.getpid())
-        finally:
-            ffi.release(buf)
-        if rc < 0:
-            mm.close()
-            posix_ipc.unlink_shared_memory(name)
-            raise_for(rc, f"initialising segment {instance!r}")
+        mm, size = create_mapping(instance, defs, len(signals), journal_capacity, heartbeats)
         return cls(instance, mm, size, readonly=False, owner=True)
 
     @classmethod
     def attach(cls, instance: str, *, readonly: bool = False,
                expect_directory_hash: int | None = None) -> Segment:
         """Map an existing instance's segment; values are current at once."""
-        validate_instance_name(instance)
-        name = segment_name(instance)
-        try:
-            shm = posix_ipc.SharedMemory(name, 0, read_only=readonly)
-        except posix_ipc.ExistentialError:
-            running = ", ".join(list_instances()) or "none"
-            raise NoSuchSegmentError(
-                f"no segment for instance {instance!r} ({name}); running: {running}") from None
-        except posix_ipc.PermissionsError as exc:
-            raise SegmentPermissionError(
-                f"permission denied on {name} (mode 0660, group petra; "
-                f"add this user to group petra): {exc}") from None
-        try:
-            size = os.fstat(shm.fd).st_size
-            if size == 0:
-                raise SegmentLayoutError(f"segment {name} is empty (still being created?)")
-            prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
-            mm = mmap.mmap(shm.fd, size, flags=mmap.MAP_SHARED, prot=prot)
-        finally:
-            shm.close_fd()
+        mm, size = map_existing(instance, readonly)
         seg = cls(instance, mm, size, readonly=readonly, owner=False)
         found = seg.directory_hash
         if expect_directory_hash is not None and found != expect_directory_hash:
@@ -436,7 +293,7 @@ class Segment:
         out = ffi.new("petra_info_t *")
         check(lib.petra_info(self._live(), out))
         return SegmentInfo(
-            instance=ffi.string(out.instance).decode(),
+            instance=ffi.string(out.instance).decode("utf-8", "replace"),
             abi_version=int(out.abi_version),
             layout_hash=int(out.layout_hash),
             directory_hash=int(out.directory_hash),
@@ -465,9 +322,9 @@ class Segment:
         except (TypeError, OverflowError):
             self._bad_index(index)
         if rc:
-            raise_for(rc, self._label(index))
+            self._fail(rc, index)
         t = self._types[index]
-        v, sts, wts, writer, _, q, sub = (_F_SAMPLE if t == _FLOAT else _I_SAMPLE)(self._sbuf)
+        v, sts, wts, writer, _, q, sub = (F_SAMPLE if t == _FLOAT else I_SAMPLE)(self._sbuf)
         if t == _BOOL:
             v = v == 1
         return _new_tuple(Sample, (v, QUALITIES[q], sts, wts, writer, SUBSTATUSES[sub]))
@@ -490,10 +347,10 @@ class Segment:
             self._bad_index(index)
         if t == _FLOAT:
             if v != v and rcp[0]:  # noqa: PLR0124  # NaN test, cheaper than isnan
-                raise_for(rcp[0], self._label(index))
+                self._fail(rcp[0], index)
             return v
         if v == _I64_MIN and rcp[0]:
-            raise_for(rcp[0], self._label(index))
+            self._fail(rcp[0], index)
         return v == 1 if t == _BOOL else v
 
     def write(self, key: str | int, value: Value, quality: int = _GOOD,
@@ -514,7 +371,7 @@ class Segment:
         try:
             if substatus:
                 rc = lib.petra_write(self._h, index, t,
-                                     _encode(SignalType(t), value, self._infos[index].name),
+                                     encode(SignalType(t), value, self._infos[index].name),
                                      quality, substatus, source_ts_ns)
             elif t == _FLOAT:
                 if value.__class__ is not float:
@@ -541,7 +398,7 @@ class Segment:
         if rc:
             if self._readonly:
                 raise SegmentReadOnlyError(f"{self._label(index)}: segment attached read-only")
-            raise_for(rc, self._label(index))
+            self._fail(rc, index)
 
     def write_checked(self, key: str | int, value: object, *, quality: int = _GOOD,
                       source_ts_ns: int = 0) -> None:
@@ -580,7 +437,7 @@ class Segment:
                 or (info.maximum is not None and v > info.maximum)):
             raise ValueOutOfRangeError(
                 f"{label}: {v!r} is outside its limits "
-                f"[{_format_limit(info.minimum, '-inf')}, {_format_limit(info.maximum, 'inf')}]")
+                f"[{format_limit(info.minimum, '-inf')}, {format_limit(info.maximum, 'inf')}]")
         self.write_index(index, v, quality, source_ts_ns)
 
     # ---------------------------------------------------------------- batches
@@ -588,21 +445,20 @@ class Segment:
                    count: int | None = None, out: BatchRead | None = None) -> BatchRead:
         """Read many slots at once (the fast path). ``indices`` or a range
         ``first..first+count``. Busy slots keep the value already in ``out`` (the last
-        good value) and are counted in ``busy``."""
+        good value) and are counted in ``busy`` and listed in ``busy_indices``. ``out``
+        arrays must be uint64 / uint8 / int64, contiguous, writable and long enough."""
         idx, n = self._batch_args(indices, first, count)
         if out is None:
             out = BatchRead(np.zeros(n, np.uint64), np.zeros(n, np.uint8),
                             np.zeros(n, np.int64), 0)
-        elif len(out.values) < n or len(out.quality) < n or len(out.source_ts_ns) < n:
-            raise ValueOutOfRangeError(f"output arrays hold fewer than {n} entries")
-        busy = ffi.new("uint32_t *")
-        check(lib.petra_read_batch(
-            self._live(), _ptr("uint32_t[]", idx), first, n,
-            ffi.from_buffer("uint64_t[]", out.values, require_writable=True),
-            ffi.from_buffer("uint8_t[]", out.quality, require_writable=True),
-            ffi.from_buffer("int64_t[]", out.source_ts_ns, require_writable=True), busy),
-            "batch read")
+        pv = out_ptr("uint64_t[]", out.values, U64, n, "out.values")
+        pq = out_ptr("uint8_t[]", out.quality, U8, n, "out.quality")
+        pts = out_ptr("int64_t[]", out.source_ts_ns, I64, n, "out.source_ts_ns")
+        busy, busy_idx = self._busy_buffers(n)
+        check(lib.petra_read_batch(self._live(), ptr("uint32_t[]", idx), first, n, pv, pq,
+                                   pts, busy, busy_idx), "batch read")
         out.busy = int(busy[0])
+        out.busy_indices = self._busy_list(out.busy)
         return out
 
     def read_batch_f64(self, indices: npt.ArrayLike | None = None, *, first: int = 0,
@@ -610,73 +466,122 @@ class Segment:
                        values: npt.NDArray[np.float64] | None = None,
                        quality: npt.NDArray[np.uint8] | None = None,
                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8], int]:
-        """Batch read converted to float64 (bool -> 0/1); returns (values, quality, busy)."""
+        """Batch read converted to float64 (bool -> 0/1); returns (values, quality, busy).
+        ``values``/``quality``, when given, must be float64/uint8, contiguous, writable
+        and long enough."""
         idx, n = self._batch_args(indices, first, count)
         values = np.zeros(n, np.float64) if values is None else values
         quality = np.zeros(n, np.uint8) if quality is None else quality
-        if len(values) < n or len(quality) < n:
-            raise ValueOutOfRangeError(f"output arrays hold fewer than {n} entries")
-        busy = ffi.new("uint32_t *")
-        check(lib.petra_read_batch_f64(
-            self._live(), _ptr("uint32_t[]", idx), first, n,
-            ffi.from_buffer("double[]", values, require_writable=True),
-            ffi.from_buffer("uint8_t[]", quality, require_writable=True), busy),
-            "batch read")
+        pv = out_ptr("double[]", values, F64, n, "values")
+        pq = out_ptr("uint8_t[]", quality, U8, n, "quality")
+        busy, busy_idx = self._busy_buffers(n)
+        check(lib.petra_read_batch_f64(self._live(), ptr("uint32_t[]", idx), first, n, pv, pq,
+                                       busy, busy_idx), "batch read")
         return values, quality, int(busy[0])
 
     def write_batch(self, indices: npt.ArrayLike | None, values: npt.ArrayLike,
                     quality: npt.ArrayLike | None = None, *, first: int = 0,
-                    source_ts_ns: npt.ArrayLike | None = None) -> int:
-        """Write raw 64-bit patterns (see :meth:`encode`) to many slots; returns how many
-        were written (a slot held by a stuck writer is skipped)."""
-        vals = _as_array(values, np.uint64, "values")
+                    source_ts_ns: npt.ArrayLike | None = None) -> BatchWrite:
+        """Write raw 64-bit patterns (see :meth:`encode`) to many slots. Returns a
+        :class:`BatchWrite`: the number written (an int) and ``failed``, the slots held
+        by a dead or stopped writer. Invalid input (a bool pattern > 1, a quality > 2)
+        refuses the whole batch before anything is written."""
+        vals = as_array(values, np.uint64, "values")
         idx, n = self._batch_args(indices, first, len(vals))
-        q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
-        ts = None if source_ts_ns is None else _as_array(source_ts_ns, np.int64, "source_ts",
+        q = None if quality is None else as_array(quality, np.uint8, "quality", "iu")
+        ts = None if source_ts_ns is None else as_array(source_ts_ns, np.int64, "source_ts",
                                                                "iu")
         self._check_lengths(n, q, ts)
         self._writable("batch write")
-        return check(lib.petra_write_batch(
-            self._live(), _ptr("uint32_t[]", idx), first, n, ffi.from_buffer("uint64_t[]", vals),
-            _ptr("uint8_t[]", q), _ptr("int64_t[]", ts)), "batch write (bool must be 0/1)")
+        failed = self._failed_buffer(n)
+        written = check(lib.petra_write_batch(
+            self._live(), ptr("uint32_t[]", idx), first, n, ffi.from_buffer("uint64_t[]", vals),
+            ptr("uint8_t[]", q), ptr("int64_t[]", ts), failed),
+            "batch write (bool must be 0/1)")
+        return self._batch_result(written, n)
 
     def write_batch_f64(self, indices: npt.ArrayLike | None, values: npt.ArrayLike,
-                        quality: npt.ArrayLike | None = None, *, first: int = 0) -> int:
+                        quality: npt.ArrayLike | None = None, *,
+                        first: int = 0) -> BatchWrite:
         """Write float64 values converted to each slot's type; NaN, inf or out-of-range
-        values for int slots are refused before anything is written."""
-        vals = _as_array(values, np.float64, "values", convert="iub")
+        values for int slots are refused before anything is written. Returns a
+        :class:`BatchWrite` as :meth:`write_batch` does."""
+        vals = as_array(values, np.float64, "values", convert="iub")
         idx, n = self._batch_args(indices, first, len(vals))
-        q = None if quality is None else _as_array(quality, np.uint8, "quality", "iu")
+        q = None if quality is None else as_array(quality, np.uint8, "quality", "iu")
         self._check_lengths(n, q, None)
         self._writable("batch write")
-        return check(lib.petra_write_batch_f64(
-            self._live(), _ptr("uint32_t[]", idx), first, n, ffi.from_buffer("double[]", vals),
-            _ptr("uint8_t[]", q)), "batch write (NaN/inf/out of int64 range for an int slot)")
+        failed = self._failed_buffer(n)
+        written = check(lib.petra_write_batch_f64(
+            self._live(), ptr("uint32_t[]", idx), first, n, ffi.from_buffer("double[]", vals),
+            ptr("uint8_t[]", q), failed),
+            "batch write (NaN/inf/out of int64 range for an int slot)")
+        return self._batch_result(written, n)
 
     def encode(self, key: str | int, value: Value) -> int:
         """The raw 64-bit pattern a slot stores for ``value``."""
         i = self._resolve(key)
-        return _encode(self._infos[i].type, value, self._infos[i].name)
+        return encode(self._infos[i].type, value, self._infos[i].name)
 
     def decode(self, key: str | int, bits: int) -> Value:
         """The Python value of a raw 64-bit pattern for a signal's type."""
         return decode_bits(self._infos[self._resolve(key)].type, bits)
 
     # ---------------------------------------------------------------- maintenance
-    def repair_writer(self, writer_pid: int) -> int:
-        """Finish the write sections a dead writer left open (slots go BAD with
-        substatus WRITER_DIED); returns how many slots were repaired. Call only for a
-        process known to be dead."""
+    def repair_dead(self, pid: int) -> RepairReport:
+        """Finish everything a dead process was inside of: slots (those it died inside
+        go BAD with substatus WRITER_DIED, journalled), journal entries (published as
+        VOID, which consumers count lost at once), the stats block, and its heartbeat
+        records (a half-claimed one included). Every such object's lock word names
+        its holder, so nothing is missed. Call only for a process known to be dead:
+        the supervisor calls it for every child it reaps."""
         self._writable("repair")
-        return check(lib.petra_repair_writer(self._live(), writer_pid), "repair")
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+            raise ValueOutOfRangeError(f"repair: {pid!r} is not a pid")
+        out = ffi.new("petra_repair_t *")
+        check(lib.petra_repair_dead(self._live(), pid, out), "repair")
+        return RepairReport(slots=int(out.slots), slots_torn=int(out.slots_torn),
+                            entries=int(out.entries), stats=int(out.stats),
+                            heartbeats=int(out.heartbeats))
+
+    def repair_writer(self, writer_pid: int) -> int:
+        """:meth:`repair_dead` under its older name; returns how many slots it freed."""
+        return self.repair_dead(writer_pid).slots
+
+    def slot_holder(self, key: str | int) -> int:
+        """The pid whose lock word holds a slot right now, 0 when free (a snapshot)."""
+        return int(lib.petra_slot_holder(self._live(), self._resolve(key)))
 
     def set_retry_limit(self, retries: int) -> None:
-        """Bound on seqlock retries before a read or write reports busy."""
+        """Bound on seqlock retries before a read reports busy (and on a writer's spin
+        before it looks at the holder)."""
         lib.petra_set_retry_limit(self._live(), max(1, int(retries)))
+
+    def set_write_wait(self, seconds: float) -> None:
+        """How long a write waits for a slot held by another live, running writer
+        (default 1 s). A dead or stopped holder is never waited for; 0 never waits."""
+        if not seconds >= 0:
+            raise ValueOutOfRangeError(f"write wait must be >= 0 s, got {seconds!r}")
+        lib.petra_set_wait(self._live(), int(seconds * 1e9))
+
+    def lock_stats(self) -> LockStats:
+        """Why this handle's writes gave up since it was opened (see :class:`LockStats`)."""
+        out = ffi.new("petra_lock_stats_t *")
+        lib.petra_lock_stats(self._live(), out)
+        return LockStats(waits=int(out.waits), busy_dead=int(out.busy_dead),
+                         busy_stopped=int(out.busy_stopped), busy_live=int(out.busy_live),
+                         busy_nowait=int(out.busy_nowait))
 
     def _debug_begin_write(self, key: str | int) -> None:
         """Test hook: enter a slot's write section and never leave it."""
         check(lib.petra_debug_begin_write(self._live(), self._resolve(key)), "debug write")
+
+    def _debug_stage(self, kind: int, stage: int, key: str | int = 0) -> int:
+        """Test hook: stop half-way inside an object (``lib.PETRA_DBG_*``) at a stage
+        (``lib.PETRA_STAGE_*``), holding its lock word. Returns the C result (the
+        heartbeat record index for PETRA_DBG_HB)."""
+        index = self._resolve(key) if kind == lib.PETRA_DBG_SLOT else 0
+        return check(lib.petra_debug_stage(self._live(), kind, index, stage), "debug stage")
 
     # ---------------------------------------------------------------- internals
     @property
@@ -719,6 +624,17 @@ class Segment:
             return f"signal {self._infos[index].name!r}"
         return f"index {index}"
 
+    def _fail(self, rc: int, index: int) -> NoReturn:
+        """Raise for a failed single read or write; a busy slot names its holder (the
+        lock word says who) and what state that process is in."""
+        what = self._label(index)
+        if rc == _core.EBUSY and not self._closed:
+            holder = int(lib.petra_slot_holder(self._h, index))
+            if holder:
+                state = _HOLDER_STATES.get(int(lib.petra_holder_state(holder)), "?")
+                what += f" (held by pid {holder}, {state})"
+        raise_for(rc, what)
+
     def _bad_index(self, index: object) -> NoReturn:
         self._live()
         self._resolve(index)  # type: ignore[arg-type]  # raises the precise error
@@ -726,6 +642,10 @@ class Segment:
 
     def _batch_args(self, indices: npt.ArrayLike | None, first: int,
                     count: int | None) -> tuple[npt.NDArray[np.uint32] | None, int]:
+        if first.__class__ is not int or not (count is None or count.__class__ is int):
+            for what, v in (("first", first), ("count", count)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                    raise SignalTypeError(f"{what} must be an int, got {type(v).__name__}")
         if indices is None:
             n = len(self._infos) - first if count is None else count
             if first < 0 or n < 0 or first + n > len(self._infos):
@@ -736,13 +656,36 @@ class Segment:
             ints = np.asarray(indices)
             if ints.size and ints.dtype.kind in "iu" and int(ints.min()) < 0:
                 raise UnknownSignalError(f"negative index {int(ints.min())}")
-        idx = _as_array(indices, np.uint32, "indices", convert="iu")
+        idx = as_array(indices, np.uint32, "indices", convert="iu")
         if len(idx) and int(idx.max()) >= len(self._infos):
             raise UnknownSignalError(
                 f"index {int(idx.max())} outside {len(self._infos)} signals")
         if count is not None and count != len(idx):
             raise ValueOutOfRangeError(f"{count} values for {len(idx)} indices")
         return idx, len(idx)
+
+    def _busy_buffers(self, n: int) -> tuple[Any, Any]:
+        """The busy counter and a scratch list of busy slot indices (per handle)."""
+        if len(self._scratch) < n:
+            self._scratch = np.zeros(n, np.uint32)
+            self._scratch_ptr = ffi.from_buffer("uint32_t[]", self._scratch)
+        return self._busy_n, self._scratch_ptr
+
+    def _busy_list(self, busy: int) -> npt.NDArray[np.uint32]:
+        return self._scratch[:busy].copy() if busy else NO_INDICES
+
+    def _failed_buffer(self, n: int) -> Any:
+        return self._busy_buffers(n)[1]
+
+    def _batch_result(self, written: int, n: int) -> BatchWrite:
+        if written == n:  # the common case: one shared result per size, failed empty
+            ok = _ALL_WRITTEN.get(n)
+            if ok is None:
+                ok = BatchWrite(n, NO_INDICES)
+                if len(_ALL_WRITTEN) < 1024:
+                    _ALL_WRITTEN[n] = ok
+            return ok
+        return BatchWrite(written, self._busy_list(n - written))
 
     @staticmethod
     def _check_lengths(n: int, q: npt.NDArray[Any] | None, ts: npt.NDArray[Any] | None) -> None:
@@ -756,77 +699,11 @@ class Segment:
         return iter(self.names)
 
 
-def _ptr(ctype: str, arr: npt.NDArray[Any] | None) -> Any:
-    return ffi.NULL if arr is None else ffi.from_buffer(ctype, arr)
-
-
-def _limit(x: float) -> float | None:
-    """A directory limit as Python sees it: NaN (no limit) becomes None."""
-    return None if math.isnan(x) else x
-
-
-def _format_limit(x: float | None, unbounded: str) -> str:
-    return unbounded if x is None else f"{x:g}"
-
-
-def _initial(sig: SignalDef) -> Value:
-    if sig.initial is not None:
-        return sig.initial
-    return {SignalType.BOOL: False, SignalType.INT: 0, SignalType.FLOAT: 0.0}[sig.type]
-
-
-def _encode(sig_type: SignalType, value: Value, name: str) -> int:
-    v = coerce_value(sig_type, value, name=name)
-    if sig_type is SignalType.FLOAT:
-        return int(np.array([v], dtype=np.float64).view(np.uint64)[0])
-    return int(v) & 0xFFFFFFFFFFFFFFFF
-
-
-def decode_bits(sig_type: SignalType | int, bits: int) -> Value:
-    """The Python value of a slot's raw 64-bit pattern."""
-    if sig_type == SignalType.FLOAT:
-        return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
-    signed = bits - (1 << 64) if bits >= 1 << 63 else bits
-    return signed if sig_type == SignalType.INT else signed == 1
-
-
-_HEADER = struct.Struct("<QIIQ")  # magic, abi_version, header_size, layout_hash
-_MAGIC = 0x3147455341525450
-
-
-def _header_mismatch(mm: mmap.mmap, rc: int) -> str:  # noqa: PLR0911  # one case per field
-    """Say which header field made the C core refuse a mapping, with both values."""
-    if rc not in (_core.EMAGIC, _core.EABI, _core.ELAYOUT, _core.ESIZE):
-        return ""
-    if len(mm) < _HEADER.size:
-        return f"mapping of {len(mm)} bytes is smaller than a segment header"
-    magic, abi, header_size, layout = _HEADER.unpack_from(mm, 0)
-    if rc == _core.EMAGIC:
-        return (f"magic is {magic:#018x}, expected {_MAGIC:#018x}: not a Petra segment, "
-                "or its creator has not finished initialising it")
-    if rc == _core.EABI:
-        return f"ABI version is {abi}, this build reads ABI {_core.abi_version()}"
-    if rc == _core.ELAYOUT and layout != _core.layout_hash():
-        return (f"layout hash is {layout:#018x}, this build's is {_core.layout_hash():#018x} "
-                "(built from a different csrc/layout.h)")
-    if rc == _core.ELAYOUT:
-        return (f"header region table is inconsistent (header size {header_size}, "
-                "offsets or counts do not match the layout): corrupt segment")
-    return "mapping is smaller than the size its header records"
-
-
-def _give_to_petra_group(fd: int) -> None:
-    """Hand the segment to group ``petra`` when it exists and we may."""
-    try:
-        gid = grp.getgrnam("petra").gr_gid
-    except KeyError:
-        return
-    with contextlib.suppress(PermissionError):
-        os.fchown(fd, -1, gid)
-
-
 __all__ = [
     "BatchRead",
+    "BatchWrite",
+    "LockStats",
+    "RepairReport",
     "Segment",
     "SegmentInfo",
     "SignalInfo",

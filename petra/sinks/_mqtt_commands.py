@@ -13,11 +13,18 @@ Reply (JSON, on ``reply_to`` if given and allowed, else the configured reply top
      "quality": "GOOD"}
     {"id": "c-20", "ok": false, "error": "signal 'tank.level' is not writable"}
 
-Authorisation (user-level permissions come with the security work):
+Authorisation:
 
-- a set goes through :meth:`petra.shm.Segment.write_checked`, the one checked write
-  path: the signal must be declared ``writable``, the value of its type, finite unless
-  the signal allows otherwise, and inside its min/max; otherwise nothing is written;
+- who sent a command is the broker user in the topic: ``<topic>/<user>`` (the broker's
+  ACL lets each user publish only there, e.g. Mosquitto's ``pattern write
+  petra/+/cmd/%u``); ``mqtt.commands.roles`` maps that user to a role, and ``'*'``
+  gives a role to the plain ``<topic>``. A sender without a role is refused; a get
+  needs viewer, a set operator (``docs/security.md``);
+- a set goes through :func:`petra.security.authorised_write`, the one authorised
+  write path: the role, then :meth:`petra.shm.Segment.write_checked` (the signal must
+  be declared ``writable``, the value of its type, finite unless the signal allows
+  otherwise, inside its min/max; otherwise nothing is written), then one audit record
+  naming ``mqtt:<user>`` with the value before and after;
 - ``reply_to`` must be the reply topic or lie below the configured reply prefix (no
   wildcards), so a client cannot make Petra publish elsewhere with its credentials;
 - ``get_all`` discloses every signal and is refused unless the configuration allows it.
@@ -33,14 +40,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from petra.config._drivers import topic_within
-from petra.errors import SignalError
+from petra.errors import PetraError
 from petra.io import InputError, parse_json
 from petra.io._input import show
+from petra.security import AuditLog, Permission, Principal, authorised_write
 from petra.shm import Segment
+from petra.types import AccessRole
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
@@ -63,10 +73,20 @@ class CommandPolicy:
     reply_topic: str
     reply_prefix: str = ""  # reply_to must be here or below; "" = the reply topic
     allow_get_all: bool = False
+    roles: Mapping[str, AccessRole] = field(default_factory=dict)  # broker user -> role
 
     @property
     def replies_under(self) -> str:
         return self.reply_prefix or self.reply_topic
+
+    def principal(self, sender: str | None) -> Principal | None:
+        """Who a command from ``sender`` (the broker user of its topic, None for the
+        plain command topic) acts as, or None when that sender has no role."""
+        key = "*" if sender is None else sender
+        role = self.roles.get(key)
+        if role is None:
+            return None
+        return Principal(f"mqtt:{key}", role, "mqtt", "broker")
 
 
 def _json_value(v: object) -> object:
@@ -89,9 +109,12 @@ def _reply_topic(req: dict[str, Any], policy: CommandPolicy) -> tuple[str, str]:
     return want, ""
 
 
-def handle_command(seg: Segment, payload: bytes, policy: CommandPolicy | str) -> Reply:
-    """Run one command against the segment and build the reply (never raises for
-    anything in ``payload``). ``policy`` may be just the reply topic (defaults)."""
+def handle_command(  # noqa: PLR0911 - one early refusal per reason
+        seg: Segment, payload: bytes, policy: CommandPolicy | str, *,
+        audit: AuditLog, sender: str | None = None) -> Reply:
+    """Run one command from ``sender`` against the segment and build the reply (never
+    raises for anything in ``payload``). ``policy`` may be just the reply topic (then
+    nobody has a role and every command is refused)."""
     if isinstance(policy, str):
         policy = CommandPolicy(policy)
     req_id: object = None
@@ -119,7 +142,11 @@ def handle_command(seg: Segment, payload: bytes, policy: CommandPolicy | str) ->
     reply_to, refused = _reply_topic(req, policy)
     if refused:
         return fail(refused)
-    result = _execute(seg, req, policy)
+    who = policy.principal(sender)
+    if who is None:
+        return fail(f"the sender {show(sender or '*')} has no role for commands "
+                    "(mqtt.commands.roles)")
+    result = _execute(seg, req, policy, who, audit)
     if isinstance(result, str):
         return fail(result)
     body = {"id": req_id, "ok": True, **result}
@@ -127,9 +154,12 @@ def handle_command(seg: Segment, payload: bytes, policy: CommandPolicy | str) ->
 
 
 def _execute(  # noqa: PLR0911 - one early refusal per reason
-        seg: Segment, req: dict[str, Any], policy: CommandPolicy) -> dict[str, Any] | str:
+        seg: Segment, req: dict[str, Any], policy: CommandPolicy, who: Principal,
+        audit: AuditLog) -> dict[str, Any] | str:
     """The reply's fields for a request, or the reason it is refused."""
     op = req.get("op")
+    if not who.may(Permission.SIGNAL_READ):
+        return f"{who.name} ({who.role.label}) may not read signals"
     if op == "get_all":
         if not policy.allow_get_all:
             return "get_all is not allowed (mqtt.commands.allow_get_all)"
@@ -150,8 +180,8 @@ def _execute(  # noqa: PLR0911 - one early refusal per reason
         if not isinstance(value, bool | int | float):
             return f"signal {name!r}: {_shown(value)} is not a value"
         try:
-            seg.write_checked(name, value)
-        except (SignalError, OverflowError) as exc:
+            authorised_write(seg, who, name, value, audit, extra={"command_id": req.get("id")})
+        except (PetraError, OverflowError) as exc:
             return str(exc)
     s = seg.read(name)
     return {"signal": name, "value": _json_value(s.value), "quality": s.quality.name}

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from petra.config._drivers import MqttConfig
 from petra.errors import ConfigError, PetraError
 from petra.io import run_process, setup_logging
+from petra.security import AuditLog, plant_audit_log
 from petra.types import SINK_MQTT_OUT, sink_role
 
 log = logging.getLogger("petra.sinks")
@@ -21,11 +23,12 @@ SINK_NAMES = (SINK_MQTT_OUT,)
 
 
 def run_standalone(cfg: MqttConfig, instance: str, cpus: Sequence[int] | None = None,
-                   log_level: str = "info") -> int:
-    """Run the mqtt-out sink from its parsed ``mqtt:`` section until SIGTERM/SIGINT."""
+                   log_level: str = "info", audit: AuditLog | None = None) -> int:
+    """Run the mqtt-out sink from its parsed ``mqtt:`` section until SIGTERM/SIGINT;
+    commands are recorded in ``audit`` (default: the box's audit log)."""
     from petra.sinks.mqtt_out import MqttOutSink
 
-    return run_process(lambda seg: MqttOutSink(cfg, seg), instance,
+    return run_process(lambda seg: MqttOutSink(cfg, seg, audit=audit), instance,
                        sink_role(SINK_MQTT_OUT), cpus, log_level)
 
 
@@ -38,10 +41,12 @@ def main(plant_path: str, instance: str, name: str = SINK_MQTT_OUT,
                               file=plant_path)
         from petra.config import load_plant
 
-        mqtt = load_plant(plant_path).config.mqtt
+        config = load_plant(plant_path).config
+        mqtt = config.mqtt
         if mqtt is None:
             raise ConfigError("the plant has no mqtt: section", file=plant_path)
-        return run_standalone(mqtt, instance, cpus, log_level=log_level)
+        audit = plant_audit_log(config.api, Path(plant_path).resolve().parent, instance)
+        return run_standalone(mqtt, instance, cpus, log_level=log_level, audit=audit)
     except PetraError as exc:
         setup_logging(log_level, sink_role(name))
         log.error("event=sink_failed name=%s error=%s", name, exc)

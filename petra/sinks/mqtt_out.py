@@ -7,6 +7,15 @@ Pipeline (one asyncio loop, one broker connection)::
 
 - Rules are matched once per signal at start (first matching rule wins), so the hot
   loop does a list lookup per change.
+- Only changes are published: an entry whose value, quality and substatus equal what
+  was last published for the signal is dropped (a driver writes every poll to the
+  journal; subscribers want changes). ``heartbeat_s`` on a rule republishes a signal's
+  current value when nothing was published for it that long.
+- At start and after every reconnect the sink publishes every routed signal's current
+  value from the slots (retained where the rule says so; a slot still holding its
+  initial value, never written, is left out), then follows the journal
+  from that point: a change written before the sink connected, or while it was
+  restarting or away, is never left unpublished.
 - Deadband is absolute against the last *published* value; a quality change always
   publishes. A minimum interval holds the latest value and sends it when the interval
   ends (trailing edge), so the last value is never lost to rate limiting.
@@ -21,9 +30,12 @@ Pipeline (one asyncio loop, one broker connection)::
 - Batched mode: rules with ``batch: true`` feed one JSON array per message (up to
   ``batch.max_changes`` entries or ``batch.max_delay_s``), for throughput.
 
-Payloads: ``json`` is ``{"value": v, "quality": "GOOD", "ts": ns}`` (ts = source time,
-ns since the Unix epoch); ``plain`` is the value alone (``true``, ``42``, ``1.5``). A
-batch is ``[{"signal": s, "value": v, "quality": q, "ts": ns}, ...]``.
+Payloads: ``json`` is ``{"value": v, "quality": "GOOD", "substatus": "NONE", "ts": ns}``
+(ts = source time, ns since the Unix epoch; substatus says why a value is not GOOD, e.g.
+``NOT_CONNECTED``; the journal entry carries no substatus, so it is read from the slot
+when the entry is not GOOD); ``plain`` is the value alone (``true``, ``42``, ``1.5``),
+for consumers that only want the number and accept not knowing its quality. A batch is
+``[{"signal": s, "value": v, "quality": q, "substatus": sub, "ts": ns}, ...]``.
 """
 
 from __future__ import annotations
@@ -40,14 +52,27 @@ from typing import Any
 
 import numpy as np
 
-from petra.config._drivers import MqttConfig, PublishRule
+from petra.config._drivers import MqttConfig, PublishRule, topic_within
 from petra.io import ConnectedProcess, IoLimits, MqttLink, describe, wait_or_stop
+from petra.security import AuditLog, default_audit_file
 from petra.shm import JournalConsumer, Segment
 from petra.sinks._mqtt_commands import CommandPolicy, handle_command
-from petra.types import QUALITIES, SINK_MQTT_OUT, SINK_PREFIX, SignalType, SinkCounter
+from petra.types import (
+    QUALITIES,
+    SINK_MQTT_OUT,
+    SINK_PREFIX,
+    SUBSTATUSES,
+    AccessRole,
+    Quality,
+    SignalType,
+    SinkCounter,
+    Substatus,
+)
 
 log = logging.getLogger("petra.sinks.mqtt_out")
 QUALITY_NAMES = tuple(q.name for q in QUALITIES)
+SUBSTATUS_NAMES = tuple(s.name for s in SUBSTATUSES)
+_GOOD = int(Quality.GOOD)
 IDLE_POLL_S = 0.002
 JOURNAL_BATCH = 4096
 
@@ -67,8 +92,9 @@ def _fmt(value: float | int | bool) -> str:
 class _Route:
     """Per-signal publishing state, resolved from the first matching rule."""
 
-    __slots__ = ("batch", "deadband", "json", "last_q", "last_t", "last_v", "min_interval",
-                 "name", "pending", "qos", "retain", "topic")
+    __slots__ = ("batch", "deadband", "heartbeat", "json", "last_q", "last_raw", "last_sub",
+                 "last_t", "last_v", "min_interval", "name", "pending", "qos", "retain",
+                 "topic")
 
     def __init__(self, name: str, rule: PublishRule, prefix: str) -> None:
         self.name = name
@@ -80,10 +106,19 @@ class _Route:
         self.deadband = rule.deadband
         self.min_interval = rule.min_interval_s
         self.batch = rule.batch
+        self.heartbeat = rule.heartbeat_s
         self.last_v: float | None = None
+        self.last_raw: float | int | bool | None = None
         self.last_q = -1
+        self.last_sub = 0
         self.last_t = -math.inf
-        self.pending: tuple[float | int | bool, int, int] | None = None
+        self.pending: tuple[float | int | bool, int, int, int] | None = None
+
+    def same(self, v: float | int | bool, q: int, sub: int) -> bool:
+        """True when ``v``/``q``/``sub`` is what was last published (NaN equals NaN)."""
+        last = self.last_raw
+        return (q == self.last_q and sub == self.last_sub and last is not None
+                and (last == v or (last != last and v != v)))  # noqa: PLR0124  # NaN
 
 
 class MqttOutSink(ConnectedProcess):
@@ -93,7 +128,7 @@ class MqttOutSink(ConnectedProcess):
 
     def __init__(self, cfg: MqttConfig, segment: Segment, *,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, audit: AuditLog | None = None) -> None:
         super().__init__(SINK_MQTT_OUT, segment, IoLimits.from_config(cfg.retry, cfg.timeouts),
                          clock=clock, rng=rng, logger="petra.sinks")
         self.cfg = cfg
@@ -114,7 +149,9 @@ class MqttOutSink(ConnectedProcess):
             self.policy = CommandPolicy(
                 cfg.commands.reply_topic.format(**fmt),
                 (cfg.commands.reply_prefix or "").format(**fmt),
-                cfg.commands.allow_get_all)
+                cfg.commands.allow_get_all,
+                {user: AccessRole.parse(role) for user, role in cfg.commands.roles.items()})
+        self.audit = audit or AuditLog(default_audit_file(), instance=segment.instance)
         self.queue: deque[Message] = deque()
         self.inflight: dict[int, tuple[Message, float]] = {}
         self.batch_buf: list[str] = []
@@ -126,6 +163,9 @@ class MqttOutSink(ConnectedProcess):
         self._types = [int(info.type) for info in segment.signals]
         self._lost_seen = 0
         self._dropped_logged = 0
+        self._hb_routes = [(i, r) for i, r in enumerate(self.routes)
+                           if r is not None and r.heartbeat]
+        self._next_hb_check = 0.0
 
     # ------------------------------------------------------------------ ConnectedProcess hooks
     def _endpoint(self) -> str:
@@ -144,11 +184,14 @@ class MqttOutSink(ConnectedProcess):
         await self.link.connect()
         self.link.publish(self.status_topic, b"online", 1, True)
         if self.cmd_topic is not None and self.cfg.commands is not None:
-            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos)])
+            # <topic> for the '*' role, <topic>/<broker user> for each user's own
+            self.link.subscribe([(self.cmd_topic, self.cfg.commands.qos),
+                                 (f"{self.cmd_topic}/+", self.cfg.commands.qos)])
         # messages unacked on the previous connection go first, in their order
         for mid in sorted(self.inflight, reverse=True):
             self.queue.appendleft(self.inflight[mid][0])
         self.inflight.clear()
+        self._snapshot()
         self.connected = True
         if self.tm[SinkCounter.DROPPED] != self._dropped_logged:
             self.log.warning("event=offline_queue_dropped dropped_total=%d",
@@ -178,6 +221,8 @@ class MqttOutSink(ConnectedProcess):
             now = self.clock()
             if self.held:
                 self._release_held(now)
+            if self._hb_routes and now >= self._next_hb_check:
+                self._heartbeats(now)
             if self.batch_buf and now >= self.batch_deadline:
                 self._flush_batch()
             if self.connected and self.queue:
@@ -204,8 +249,37 @@ class MqttOutSink(ConnectedProcess):
             return False
         self._offer(batch.slot.tolist(), batch.type.tolist(),
                     batch.value.view(np.float64).tolist(), batch.value.view(np.int64).tolist(),
-                    batch.quality.tolist(), batch.source_ts_ns.tolist(), changed_only=False)
+                    batch.quality.tolist(), batch.source_ts_ns.tolist())
         return True
+
+    def _snapshot(self) -> None:
+        """Publish every routed signal's current value from the slots and follow the
+        journal from there (at start and after every reconnect)."""
+        self.consumer.resync()  # the journal from here on; the slots before it
+        self.tm.set(SinkCounter.JOURNAL_POSITION, self.consumer.position)
+        now = self.clock()
+        n = 0
+        for slot, route in enumerate(self.routes):
+            if route is None:
+                continue
+            smp = self.seg.read_index(slot)
+            if smp.substatus == Substatus.INITIAL:  # never written: nothing to tell yet
+                continue
+            self.held.discard(slot)
+            self._emit(route, smp.value, int(smp.quality), smp.source_ts_ns, now,
+                       int(smp.substatus))
+            n += 1
+        self.log.info("event=snapshot_published signals=%d", n)
+
+    def _heartbeats(self, now: float) -> None:
+        """Republish the current value of signals whose heartbeat interval passed with
+        nothing published for them."""
+        self._next_hb_check = now + 0.05
+        for slot, route in self._hb_routes:
+            if now - route.last_t >= route.heartbeat and slot not in self.held:
+                smp = self.seg.read_index(slot)
+                self._emit(route, smp.value, int(smp.quality), smp.source_ts_ns, now,
+                           int(smp.substatus))
 
     def _resync(self) -> None:
         """After journal entries were lost, catch up from the slots themselves: every
@@ -216,16 +290,17 @@ class MqttOutSink(ConnectedProcess):
         before = len(self.queue) + len(self.batch_buf)
         self._offer(list(range(len(snap.values))), self._types,
                     snap.values.view(np.float64).tolist(), snap.values.view(np.int64).tolist(),
-                    snap.quality.tolist(), snap.source_ts_ns.tolist(), changed_only=True)
+                    snap.quality.tolist(), snap.source_ts_ns.tolist())
         log.info("event=journal_resync republished=%d",
                  len(self.queue) + len(self.batch_buf) - before)
 
     def _offer(  # noqa: PLR0917  # the columns of one journal batch
         self, slots: list[int], types: list[int], vf: list[float], vi: list[int],
-        quals: list[int], ts: list[int], *, changed_only: bool,
+        quals: list[int], ts: list[int], *, force: bool = False,
     ) -> None:
-        """Publish what the rules let through: deadband, minimum interval, and with
-        ``changed_only`` nothing equal to what was last published."""
+        """Publish what the rules let through: nothing equal to what was last published
+        (value, quality and substatus), deadband, minimum interval; with ``force``
+        (the snapshot on connect) every routed signal, rules aside."""
         routes = self.routes
         now = self.clock()
         for k in range(len(slots)):
@@ -236,32 +311,42 @@ class MqttOutSink(ConnectedProcess):
             v: float | int | bool = (vf[k] if t == SignalType.FLOAT
                                      else vi[k] if t == SignalType.INT else vi[k] == 1)
             q = quals[k]
-            if changed_only and q == route.last_q and route.last_v == float(v):
+            # the journal entry has no substatus: a non-GOOD one takes the slot's
+            sub = 0 if q == _GOOD else int(self.seg.read_index(slots[k]).substatus)
+            if force:
+                self._emit(route, v, q, ts[k], now, sub)
+                continue
+            if route.same(v, q, sub):
                 continue
             if (route.deadband and q == route.last_q and route.last_v is not None
                     and abs(float(v) - route.last_v) < route.deadband):
                 continue
             if route.min_interval and now - route.last_t < route.min_interval:
-                route.pending = (v, q, ts[k])
+                route.pending = (v, q, ts[k], sub)
                 self.held.add(slots[k])
                 continue
-            self._emit(route, v, q, ts[k], now)
+            self._emit(route, v, q, ts[k], now, sub)
 
-    def _emit(self, route: _Route, v: float | int | bool, q: int, ts: int, now: float) -> None:
+    def _emit(self, route: _Route, v: float | int | bool, q: int, ts: int, now: float,  # noqa: PLR0917
+              sub: int = 0) -> None:
         route.last_v = float(v)
+        route.last_raw = v
         route.last_q = q
+        route.last_sub = sub
         route.last_t = now
         route.pending = None
         if route.batch:
             self.batch_buf.append(f'{{"signal":"{route.name}","value":{_fmt(v)},'
-                                  f'"quality":"{QUALITY_NAMES[q]}","ts":{ts}}}')
+                                  f'"quality":"{QUALITY_NAMES[q]}",'
+                                  f'"substatus":"{SUBSTATUS_NAMES[sub]}","ts":{ts}}}')
             if len(self.batch_buf) == 1:
                 self.batch_deadline = now + self.cfg.batch.max_delay_s
             if len(self.batch_buf) >= self.cfg.batch.max_changes:
                 self._flush_batch()
             return
         if route.json:
-            payload = f'{{"value":{_fmt(v)},"quality":"{QUALITY_NAMES[q]}","ts":{ts}}}'
+            payload = (f'{{"value":{_fmt(v)},"quality":"{QUALITY_NAMES[q]}",'
+                       f'"substatus":"{SUBSTATUS_NAMES[sub]}","ts":{ts}}}')
         else:
             payload = _fmt(v)
         self._enqueue((route.topic, payload.encode(), route.qos, route.retain))
@@ -273,9 +358,9 @@ class MqttOutSink(ConnectedProcess):
             if route.pending is None:
                 self.held.discard(slot)
             elif now - route.last_t >= route.min_interval:
-                v, q, ts = route.pending
+                v, q, ts, sub = route.pending
                 self.held.discard(slot)
-                self._emit(route, v, q, ts, now)
+                self._emit(route, v, q, ts, now, sub)
 
     def _flush_batch(self) -> None:
         payload = ("[" + ",".join(self.batch_buf) + "]").encode()
@@ -329,9 +414,18 @@ class MqttOutSink(ConnectedProcess):
                   describe(exc))
 
     def _on_command(self, client: Any, userdata: Any, msg: Any) -> None:
-        if self.cmd_topic is None or msg.topic != self.cmd_topic or self.policy is None:
+        if self.cmd_topic is None or self.policy is None:
             return
-        reply = handle_command(self.seg, bytes(msg.payload), self.policy)
+        topic = str(msg.topic)
+        if topic == self.cmd_topic:
+            sender = None
+        elif topic.startswith(self.cmd_topic + "/") and not topic_within(
+                topic, self.policy.replies_under):
+            sender = topic[len(self.cmd_topic) + 1:]  # the broker user (ACL: %u)
+        else:
+            return  # our own replies, or nothing of ours
+        reply = handle_command(self.seg, bytes(msg.payload), self.policy, audit=self.audit,
+                               sender=sender)
         if not reply.ok:
             self.tm.inc(SinkCounter.REJECTED)
             self.rlog(logging.WARNING, "cmd_rejected", "event=command_rejected reason=%r",

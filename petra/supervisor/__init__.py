@@ -2,7 +2,12 @@
 
 from petra.errors import InstanceRunningError
 from petra.supervisor._children import Child, ChildSpec, ChildState, RestartPolicy
-from petra.supervisor._instance import InstanceLock, read_state
+from petra.supervisor._instance import (
+    InstanceLock,
+    read_state,
+    signal_supervisor,
+    supervisor_pid,
+)
 from petra.supervisor._supervisor import Supervisor, main, plan_children
 from petra.supervisor._systemd import Notifier
 
@@ -18,4 +23,6 @@ __all__ = [
     "main",
     "plan_children",
     "read_state",
+    "signal_supervisor",
+    "supervisor_pid",
 ]

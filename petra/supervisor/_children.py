@@ -5,6 +5,13 @@ sink), so a crash or leak in one never touches another and a restart is clean. A
 child is asked to die with its parent (``PR_SET_PDEATHSIG``): a killed supervisor
 leaves no orphan talking to field devices.
 
+Children start isolated from where ``petra run`` was typed: ``python -I`` (no current
+directory or script directory on ``sys.path``, no ``PYTHON*`` variables, no user
+site-packages) in the working directory ``/``. Without it a ``petra/`` folder in the
+caller's directory shadowed the installed package in every child (a source checkout
+without the C core built in place failed them all; as root in a directory others can
+write, it is code execution). Paths handed to a child are therefore absolute.
+
 Restart policy: exponential backoff from ``backoff_initial_s`` doubling to
 ``backoff_max_s``; more than ``budget`` restarts inside ``budget_window_s`` marks the
 child FAILED and it is left down (the rest of the plant keeps running and /healthz
@@ -19,8 +26,13 @@ import os
 import signal
 import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from petra.cli.scan import SINGLE_THREAD_BLAS
+from petra.supervisor._instance import runtime_dir
 
 PR_SET_PDEATHSIG = 1
 
@@ -106,16 +118,50 @@ class Child:
             self.backoff_s = 0.0
 
 
+CHILD_CWD = "/"
+
+
 def child_preexec() -> None:
     """In the child between fork and exec: die with the supervisor, own process group
-    off (signals come from the supervisor, not the terminal's Ctrl-C)."""
+    off (signals come from the supervisor, not the terminal's Ctrl-C), and work in
+    :data:`CHILD_CWD`, not the caller's directory."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     os.setpgid(0, 0)
+    os.chdir(CHILD_CWD)
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every child: the supervisor's, with BLAS held to one thread.
+
+    No Petra process does linear algebra, yet numpy's OpenBLAS starts a thread per CPU
+    when numpy loads, each with an 8 MB stack and a 32 MB work buffer mapped; in the
+    scan, whose memory is locked, they were most of its footprint. The variables are
+    read once, when numpy loads, so they must be in the environment the child starts
+    with (``petra scan`` sets them too, for a scan started by hand)."""
+    env = dict(os.environ if base is None else base)
+    env.update(SINGLE_THREAD_BLAS)
+    return env
+
+
+def scan_plant_file(instance: str) -> Path:
+    """Where the supervisor leaves the scan its validated plant (``--plant-data``)."""
+    return runtime_dir() / f"petra-{instance}.scan"
+
+
+def hand_over_plant(path: Path, plant: Any) -> None:
+    """Write a validated plant for the scan in the form it reads without the config
+    stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
+    scan accepted, so a restarted scan runs what the supervisor last accepted."""
+    from petra.scan._plant import ScanPlant
+
+    ScanPlant.from_plant(plant).write(path)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "petra", *args)
+    """The command of a child running ``petra ARGS``: this interpreter, isolated (``-I``),
+    importing the installed package whatever the working directory holds."""
+    return (sys.executable, "-I", "-m", "petra", *args)
 
 
 def describe_exit(code: int | None) -> str:

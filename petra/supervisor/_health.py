@@ -2,15 +2,21 @@
 
 ``/healthz`` answers JSON ``{"status": "ok"|"degraded"|"failed", "reasons": [...]}``
 with HTTP 200 for ok and degraded and 503 for failed, so a load balancer or a
-systemd/k8s probe can act on the code alone. ``/metrics`` is the Prometheus text
-format, produced by ``prometheus_client`` from a collector that reads the segment
-(scan statistics, heartbeats, journal) and the supervisor's own child table at scrape
-time; nothing is sampled in between.
+systemd/k8s probe can act on the code alone. Degraded always says why, one reason per
+fault (:class:`PlantReasons`): a driver or sink that is not connected (its heartbeat's
+connection state, by device name), a process restarted in the last minute (and why it
+exited), a consumer that lost journal entries or dropped messages in the last minute.
+``/metrics`` is the Prometheus text format, produced by ``prometheus_client`` from a
+collector that reads the segment (scan statistics, heartbeats, journal, each driver's
+connection state as ``petra_link_state``, signals by quality and substatus as
+``petra_signals``) and the supervisor's own child table at scrape time; nothing is
+sampled in between.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,8 +26,70 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from petra.shm import Segment, read_heartbeats, read_stats
+from petra.types import (
+    DRIVER_PREFIX,
+    SINK_PREFIX,
+    ConnState,
+    SinkCounter,
+    Substatus,
+    sink_role,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+RECENT_S = 60.0
+"""How long a restart or a loss keeps /healthz degraded after it happened."""
+CONNECTED_ROLES = (f"{DRIVER_PREFIX}:", sink_role("mqtt-out"))
+
+
+def link_state(role: str, counters: tuple[int, ...]) -> ConnState | None:
+    """The connection state of a driver or the MQTT sink (heartbeat counter 0)."""
+    if not role.startswith(CONNECTED_ROLES) or not counters:
+        return None
+    try:
+        return ConnState(counters[0])
+    except ValueError:
+        return None
+
+
+class PlantReasons:
+    """Why the plant is degraded, read from the segment and the child table.
+
+    Remembers when each sink's DROPPED counter last grew, so a loss degrades health
+    for :data:`RECENT_S` and not forever."""
+
+    def __init__(self, segment: Segment, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seg = segment
+        self._clock = clock
+        self._dropped: dict[str, tuple[int, float]] = {}
+
+    def __call__(self, children: list[dict[str, Any]]) -> list[str]:
+        now = self._clock()
+        reasons: list[str] = []
+        running = {ch["role"] for ch in children if ch["state"] == "running"}
+        for ch in children:
+            up_s = ch.get("up_s")
+            if ch["state"] == "running" and ch["restarts"] and up_s is not None \
+                    and up_s < RECENT_S:
+                reasons.append(f"{ch['role']} restarted {up_s:.0f} s ago "
+                               f"(restarts: {ch['restarts']}, last exit: {ch['last_exit']})")
+        for hb in read_heartbeats(self._seg):
+            if hb.role not in running:
+                continue  # a dead child is reported by the supervisor's own reasons
+            state = link_state(hb.role, hb.counters)
+            if state is not None and state is not ConnState.UP:
+                kind = "device" if hb.role.startswith(f"{DRIVER_PREFIX}:") else "broker"
+                reasons.append(f"{hb.role} not connected to its {kind} "
+                               f"({state.name.lower()})")
+            if hb.role.startswith(f"{SINK_PREFIX}:"):
+                dropped = hb.counters[SinkCounter.DROPPED]
+                seen, at = self._dropped.get(hb.role, (0, -RECENT_S))
+                if dropped > seen:
+                    at = now
+                self._dropped[hb.role] = (dropped, at)
+                if dropped and now - at < RECENT_S:
+                    reasons.append(f"{hb.role} lost journal entries or messages "
+                                   f"(dropped: {dropped})")
+        return reasons
 
 
 class PlantCollector(Collector):
@@ -35,7 +103,7 @@ class PlantCollector(Collector):
         self._history = history
         self._alarms = alarms
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Any]:  # noqa: PLR0915  # one family after another
         st = read_stats(self._seg)
         period = CounterMetricFamily("petra_scan_cycles", "Scan cycles run")
         period.add_metric([], st.cycles)
@@ -94,10 +162,44 @@ class PlantCollector(Collector):
                     counters.add_metric([hb.role, str(i)], float(v))
         yield counters
         yield age
+        yield link_metric(self._seg)
+        yield signal_quality_metric(self._seg)
         if self._history is not None:
             yield from history_metrics(self._history())
         if self._alarms is not None:
             yield from alarm_metrics(self._alarms())
+
+
+def link_metric(seg: Segment) -> GaugeMetricFamily:
+    """Each driver's (and the MQTT sink's) connection state, by name."""
+    link = GaugeMetricFamily("petra_link_state", "Connection state of each driver and "
+                             "of the MQTT sink (1 for the current state)",
+                             labels=["role", "state"])
+    for hb in read_heartbeats(seg):
+        cur = link_state(hb.role, hb.counters)
+        if cur is not None:
+            for s in ConnState:
+                link.add_metric([hb.role, s.name.lower()], 1.0 if s is cur else 0.0)
+    return link
+
+
+def signal_quality_metric(seg: Segment) -> GaugeMetricFamily:
+    """How many signals have each quality and substatus (read from the slots)."""
+    names = ("bad", "uncertain", "good")
+    batch = seg.read_batch()
+    counts: dict[tuple[str, str], int] = {}
+    for i, q in enumerate(batch.quality.tolist()):
+        sub = "none" if q == 2 else seg.read_index(i).substatus.name.lower()
+        key = (names[q] if q < len(names) else "bad", sub)
+        counts[key] = counts.get(key, 0) + 1
+    g = GaugeMetricFamily("petra_signals", "Signals by quality and substatus",
+                          labels=["quality", "substatus"])
+    for s in Substatus:
+        for qn in names:
+            n = counts.get((qn, s.name.lower()), 0)
+            if n or (qn == "good" and s.value == 0):
+                g.add_metric([qn, s.name.lower()], float(n))
+    return g
 
 
 def history_metrics(status: dict[str, Any] | None) -> Iterator[Any]:

@@ -40,14 +40,18 @@ from petra.supervisor._children import (
     ChildSpec,
     ChildState,
     RestartPolicy,
+    child_env,
     child_preexec,
     describe_exit,
+    hand_over_plant,
     petra_argv,
+    scan_plant_file,
 )
-from petra.supervisor._health import HealthServer
-from petra.supervisor._instance import InstanceLock
+from petra.supervisor._health import HealthServer, PlantReasons
+from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
 from petra.supervisor._systemd import Notifier
 from petra.types import (
+    ROLE_API,
     ROLE_SCAN,
     ROLE_SUPERVISOR,
     SINK_ALARMS,
@@ -68,15 +72,17 @@ REPEAT_SIGNAL_S = 1.0
 """A second stop signal sooner than this after the first is the same request (no force)."""
 
 
-def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
-                  ) -> list[ChildSpec]:
-    """The processes a plant needs: the scan, each driver, each sink."""
-    path = str(plant_path)
+def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
+                  scan_plant: Path | None = None) -> list[ChildSpec]:
+    """The processes a plant needs: the scan, each driver, each sink. ``scan_plant``
+    is the validated plant handed to the scan (see ``hand_over_plant``)."""
+    path = str(plant_path.absolute())  # children work in "/" (_children.py)
+    handed = ("--plant-data", str(scan_plant)) if scan_plant is not None else ()
     scan_cpu = plant.config.scan.cpu
     all_cpus = frozenset(os.sched_getaffinity(0))
     others = all_cpus - {scan_cpu} if scan_cpu is not None and len(all_cpus) > 1 else None
     specs = [ChildSpec(ROLE_SCAN, petra_argv("scan", path, "--attach", "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                        cpus=frozenset({scan_cpu}) if scan_cpu is not None else None,
                        stop_order=0)]
     for drv in getattr(plant.config, "drivers", None) or []:
@@ -94,6 +100,13 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str
                                petra_argv("history", "run", path, "--instance", instance,
                                           "--log-level", log_level),
                                cpus=others, stop_order=2))  # after the drivers: last values
+    if getattr(plant.config, "api", None) is not None:
+        specs.append(ChildSpec(ROLE_API, petra_argv(
+            "api", path, "--instance", instance, "--log-level", log_level,
+            "--state-file", str(state_path(instance)),
+            "--port-file", str(api_port_file(instance))), cpus=others))
+
+
     if getattr(plant.config, "alarms", None) is not None:
         specs.append(ChildSpec(sink_role(SINK_ALARMS),
                                petra_argv("alarms", "run", path, "--instance", instance,
@@ -111,6 +124,22 @@ def _history_status(plant: Any, instance: str, plant_path: Path) -> Any:
 
     base = resolve_dir(cfg, instance, plant_path)
     return lambda: read_status(base)
+
+
+def api_port_file(instance: str) -> Path:
+    """Where the api child writes the port it listens on (JSON: port, scheme, pid)."""
+    return runtime_dir() / f"petra-{instance}.api.json"
+
+
+def _audit_state(plant: Any, plant_path: Path, instance: str) -> dict[str, Any]:
+    """The audit log every process of this plant appends to, for the state file (so
+    `petra write` and petra-top find it without the plant file)."""
+    from petra.api import audit_log_for
+
+    log_ = audit_log_for(getattr(plant.config, "api", None), plant_path.resolve().parent,
+                         instance)
+    return {"audit_file": str(log_.path), "audit_rotate_bytes": log_.rotate_bytes,
+            "audit_keep": log_.keep}
 
 
 def _alarm_status(plant: Any, instance: str, plant_path: Path) -> Any:
@@ -158,6 +187,7 @@ class Supervisor:
         self._reload_task: asyncio.Task[None] | None = None
         self._ready = False
         self._t0 = time.monotonic()
+        self._reasons: PlantReasons | None = None
         self._reload_seq = 0
         self._last_reload: dict[str, Any] | None = None
 
@@ -181,8 +211,11 @@ class Supervisor:
         self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
         self.notifier = Notifier()
         health: HealthServer | None = None
+        self._scan_plant = scan_plant_file(self.instance)
         try:
-            specs = plan_children(plant, self.instance, self.plant_path, self.log_level)
+            hand_over_plant(self._scan_plant, plant)
+            specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
+                                  self._scan_plant)
             self.children = [Child(spec, self.policy) for spec in specs]
             self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
@@ -208,6 +241,7 @@ class Supervisor:
             self.hb.release()
             self.segment.close()
             self.segment.unlink()
+            self._scan_plant.unlink(missing_ok=True)
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)
 
@@ -250,7 +284,8 @@ class Supervisor:
     async def _start(self, child: Child, is_restart: bool) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL)
+                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
+                env=child_env())
         except OSError as exc:
             log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
             child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")
@@ -422,6 +457,7 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
+                hand_over_plant(self._scan_plant, plant)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
@@ -444,12 +480,16 @@ class Supervisor:
         if port is not None:
             self._health_port = port
         self.lock.write_state(health_port=getattr(self, "_health_port", 0),
-                              plant=str(self.plant_path), last_reload=self._last_reload)
+                              plant=str(self.plant_path), last_reload=self._last_reload,
+                              **_audit_state(self.plant, self.plant_path, self.instance))
 
     # ------------------------------------------------------------------ reports
     def child_table(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
         return [{"role": c.role, "pid": c.pid, "state": str(c.state), "restarts": c.restarts,
-                 "last_exit": c.last_reason} for c in self.children]
+                 "last_exit": c.last_reason,
+                 "up_s": round(now - c.started_mono, 1)
+                 if c.state is ChildState.RUNNING else None} for c in self.children]
 
     def health(self) -> dict[str, Any]:
         reasons: list[str] = []
@@ -459,6 +499,9 @@ class Supervisor:
                 reasons.append(f"{c.role} failed: {c.last_reason}")
             elif c.state is ChildState.BACKOFF:
                 reasons.append(f"{c.role} restarting after {c.last_reason}")
+        if self._reasons is None:
+            self._reasons = PlantReasons(self.segment)
+        reasons.extend(self._reasons(self.child_table()))
         if any(c.state is ChildState.FAILED and c.role == ROLE_SCAN for c in self.children):
             status = "failed"
         elif reasons:

@@ -353,9 +353,14 @@ class Sampler:
                                         strict=True)]
         ages = ((real_ns - batch.source_ts_ns) / 1e6).clip(min=0.0).tolist()
         quality = [_QUALITY_NAMES.get(q, "bad") for q in batch.quality.tolist()]
+        # the batch read carries no substatus: read it for the (few) signals not GOOD
+        substatus = ["none"] * len(values)
+        for i, q in enumerate(quality):
+            if q != "good":
+                substatus[i] = self._seg.read_index(i).substatus.name.lower()
         return tuple(map(SignalView._make, zip(
             range(len(values)), self._names, self._type_names, values, quality, ages,
-            self._units, self._owners, self._writable, strict=True)))
+            self._units, self._owners, self._writable, substatus, strict=True)))
 
     def detail(self, name: str) -> SignalDetail:
         """One signal in full: a consistent slot read (value, quality, substatus, both

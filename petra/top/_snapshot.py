@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from petra.types import DRIVER_PREFIX, SINK_PREFIX, ConnState
+
 JSON_SCHEMA_VERSION = 1
 
 
@@ -121,7 +123,18 @@ class ProcessView:
             "rss_bytes": self.rss_bytes,
             "heartbeat_age_ms": self.heartbeat_age_ms,
             "counters": list(self.counters),
+            "link": self.link,
         }
+
+    @property
+    def link(self) -> str | None:
+        """A driver's or sink's connection state by name (counter 0), else None."""
+        if not self.role.startswith((f"{DRIVER_PREFIX}:", f"{SINK_PREFIX}:")):
+            return None
+        try:
+            return ConnState(self.counters[0]).name.lower() if self.counters else None
+        except ValueError:  # a sink whose counter 0 is not a connection state
+            return None
 
 
 class SignalView(NamedTuple):
@@ -140,14 +153,16 @@ class SignalView(NamedTuple):
     owner: str
     writable: bool = False
     """Operators may write it (through the checked path: ``petra write``, the ``w`` key)."""
+    substatus: str = "none"
+    """Why the quality is what it is (``not_connected``, ``out_of_range``...)."""
 
     def to_json(self) -> dict[str, Any]:
         value: bool | int | float | None = self.value
         if isinstance(value, float):
             value = finite_or_none(value)
-        return {"value": value, "quality": self.quality, "age_ms": self.age_ms,
-                "unit": self.unit, "type": self.type, "owner": self.owner,
-                "writable": self.writable}
+        return {"value": value, "quality": self.quality, "substatus": self.substatus,
+                "age_ms": self.age_ms, "unit": self.unit, "type": self.type,
+                "owner": self.owner, "writable": self.writable}
 
 
 @dataclass(frozen=True, slots=True)

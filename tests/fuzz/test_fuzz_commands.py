@@ -10,6 +10,9 @@ few dozen characters of the request; ``get_all`` answers only where it is allowe
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +30,24 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from petra.config._drivers import topic_within
+from petra.security import AuditLog
 from petra.shm import Segment
-from petra.sinks._mqtt_commands import CommandPolicy, handle_command
+from petra.sinks._mqtt_commands import CommandPolicy, Reply, handle_command
+from petra.types import AccessRole
+
+
+def _command(seg: Segment, payload: bytes, policy: CommandPolicy | str) -> Reply:
+    """``handle_command`` from a sender with the operator role (the '*' role of the
+    plain command topic); its audit records go to a throwaway log."""
+    if isinstance(policy, str):
+        policy = CommandPolicy(policy)
+    return handle_command(seg, payload, replace(policy, roles={"*": AccessRole.OPERATOR}),
+                          audit=_CMD_AUDIT)
+
+
+_CMD_AUDIT = AuditLog(Path(tempfile.mkdtemp(prefix="petra-cmd-audit-")) / "audit.log",
+                      fsync=False)
+
 
 fseg = segment_fixture()
 SEEDS = command_corpus()
@@ -61,7 +80,7 @@ def _strict(text: bytes) -> Any:
 def _check(seg: Segment, payload: bytes, policy: CommandPolicy) -> str:
     """Run one request, check every property, say what kind of answer it got."""
     before = snapshot(seg, NAMES)
-    reply = handle_command(seg, payload, policy)
+    reply = _command(seg, payload, policy)
     after = snapshot(seg, NAMES)
     body = _strict(reply.payload)
     assert body["ok"] is reply.ok

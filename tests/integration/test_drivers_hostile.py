@@ -148,7 +148,8 @@ def test_issue11_1_2_3_hostile_commands_and_reply_to_against_the_real_sink(
     mq_in = MqttInConfig.model_validate({
         "kind": "mqtt", "name": "mqin", "retry": FAST_RETRY, "broker": {"port": mosquitto.port},
         "subscriptions": [{"topic": "p/f", "signal": "f", "format": "json"}]})
-    sink_cfg = MqttConfig.model_validate({"broker": {"port": mosquitto.port}, "commands": {},
+    sink_cfg = MqttConfig.model_validate({"broker": {"port": mosquitto.port},
+                                          "commands": {"roles": {"*": "operator"}},
                                           "retry": FAST_RETRY})
     client = mosquitto.client()
     col = Collector(client, "#")

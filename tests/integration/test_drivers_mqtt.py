@@ -109,7 +109,7 @@ def test_publish_on_change_formats_deadband_and_interval(mosquitto: Mosquitto,
         seg.write("quiet", 5)
         wait_until(lambda: col.on_topic(f"{prefix}/a/x"), 10, "json message")
         msg = json.loads(col.on_topic(f"{prefix}/a/x")[0])
-        assert msg == {"value": 1.5, "quality": "UNCERTAIN", "ts": 123}
+        assert msg == {"value": 1.5, "quality": "UNCERTAIN", "substatus": "NONE", "ts": 123}
         wait_until(lambda: col.on_topic(f"{prefix}/b") == [b"7"], 10, "plain int")
         wait_until(lambda: col.on_topic(f"{prefix}/e") == [b"true"], 10, "plain bool")
         # deadband 1.0 against the last published value: 10.0, 11.2, 12.3
@@ -159,7 +159,7 @@ def test_batched_payloads(mosquitto: Mosquitto, make_segment: Any) -> None:
 def test_commands_set_get_and_refusals(mosquitto: Mosquitto, make_segment: Any) -> None:
     seg = make_segment([SignalDef("sp", SignalType.FLOAT, writable=True),
                         SignalDef("pv", SignalType.FLOAT, initial=3.5)])
-    cfg = out_cfg({"port": mosquitto.port}, [], commands={})
+    cfg = out_cfg({"port": mosquitto.port}, [], commands={"roles": {"*": "operator"}})
     client = mosquitto.client()
     cmd = f"petra/{seg.instance}/cmd"
     col = Collector(client, f"{cmd}/#")

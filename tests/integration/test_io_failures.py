@@ -39,7 +39,8 @@ mqtt:
     env = {**os.environ, "PETRA_RUNTIME_DIR": str(runtime),
            "PETRA_INJECT_FAULT": f"{SINK}:background-raise:1.0"}
     proc = subprocess.Popen([sys.executable, "-m", "petra", "run", str(plant),
-                             "--instance", instance], stdout=subprocess.DEVNULL,
+                             "--instance", instance, "--health", "127.0.0.1:0"],
+                            stdout=subprocess.DEVNULL,
                             stderr=log.open("w"), env=env)
     try:
         def sink_restarts() -> int:

@@ -91,3 +91,54 @@ class JournalCheck:
             seq = np.concatenate(([prev], c))
             self.out_of_order += int((np.diff(seq) <= 0).sum())
             self.last[pid] = int(c[-1])
+
+
+# --------------------------------------------------------------------------- kill campaign
+# The kill campaign's writers (tests/stress/kill_campaign.py, csrc/debug.c) keep quality
+# away from BAD (1 + (ts & 1)), so a BAD sample or entry is one a repair wrote: its
+# fields may not belong together by design, and it is exempt from the checksum.
+WID_SHIFT = COUNTER_BITS
+
+
+def kc_quality_np(ts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return 1 + (ts & 1)
+
+
+def kc_quality(ts: int) -> int:
+    return 1 + (ts & 1)
+
+
+def value_ints(value: npt.NDArray[np.uint64], type_: npt.NDArray[np.uint8]) -> npt.NDArray[
+        np.int64]:
+    """The raw ``writer id << 40 | counter`` a value carries (floats hold it exactly)."""
+    return np.where(type_ == 3, value.view(np.float64).astype(np.int64), value.view(np.int64))
+
+
+@dataclass
+class KillJournalCheck:
+    """A consumer's entries in the kill campaign: every non-repair entry carries a valid
+    checksum, and each writer's counters (by the writer id inside the value, since pids
+    are reused over thousands of forks) only go up."""
+
+    last: dict[int, int] = field(default_factory=dict)
+    seen: int = 0
+    repairs: int = 0
+    bad_checksum: int = 0
+    out_of_order: int = 0
+
+    def feed(self, batch: JournalBatch) -> None:
+        slot, value, ts, quality = batch.slot, batch.value, batch.source_ts_ns, batch.quality
+        if len(slot) == 0:
+            return
+        self.seen += len(slot)
+        repaired = quality == 0
+        self.repairs += int(repaired.sum())
+        ok = (checksum_np(value, slot) == ts) & (kc_quality_np(ts) == quality)
+        self.bad_checksum += int((~(ok | repaired)).sum())
+        ints = value_ints(value, batch.type)[~repaired]
+        wids, counters = ints >> WID_SHIFT, ints & COUNTER_MASK
+        for wid in np.unique(wids).tolist():
+            c = counters[wids == wid]
+            seq = np.concatenate(([self.last.get(wid, -1)], c))
+            self.out_of_order += int((np.diff(seq) <= 0).sum())
+            self.last[wid] = int(c[-1])

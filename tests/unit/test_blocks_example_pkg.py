@@ -74,3 +74,87 @@ def test_example_package_installs_and_runs(installed: None) -> None:
         outs.append((img[1], img[2]))
     assert outs == [(1.0, 2.0), (1.0, 2.0), (1.0, 2.0), (1.6, 3.2), (1.0, 2.0)]
     assert program.errors == {"db": 0}
+
+
+def test_the_scan_process_runs_and_reloads_an_entry_point_block(
+        installed: None, tmp_path: Path) -> None:
+    """The scan never loads the config stack: its plant loader (a child) and its own
+    compiler must both find the block through the entry point, at start and on SIGHUP."""
+    import os
+    import signal
+    import time
+    from collections.abc import Callable
+
+    from petra.errors import PetraError
+    from petra.shm import Segment, read_heartbeats, unlink_instance
+    from petra.types import ScanCounter
+
+    text = """\
+instance: unused
+scan: {period: 10ms}
+signals:
+  - {name: raw, type: float}
+  - {name: filtered, type: float}
+blocks:
+  - name: gen
+    type: SIGNAL_GENERATOR
+    outputs: {out: raw}
+    params: {waveform: ramp, amplitude: 10.0, period: 1.0}
+  - name: db
+    type: EXAMPLE_DEADBAND
+    inputs: {in: raw}
+    outputs: {out: filtered}
+    params: {band: WIDTH}
+"""
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(text.replace("WIDTH", "0.5"))
+    instance = f"t-example-scan-{os.getpid()}"
+    unlink_instance(instance)
+    log = tmp_path / "scan.log"
+    proc = subprocess.Popen([sys.executable, "-m", "petra", "scan", str(plant),
+                             "--instance", instance], stderr=log.open("w"))
+
+    def until(pred: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not pred():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{what}: {log.read_text()}"
+            time.sleep(0.05)
+
+    seg: list[Segment] = []
+
+    def attached() -> bool:
+        try:
+            seg.append(Segment.attach(instance, readonly=True))
+            return True
+        except PetraError:  # not there yet, or not initialised yet
+            return False
+
+    try:
+        until(attached, "the scan's segment")
+        s = seg[0]
+        values: set[float] = set()
+
+        def moving() -> bool:
+            values.add(float(s.get("filtered")))
+            return len(values) > 3
+
+        until(moving, "the deadband block to follow the ramp")
+        plant.write_text(text.replace("WIDTH", "100.0"))  # now it never moves again
+        os.kill(proc.pid, signal.SIGHUP)
+
+        def reloaded() -> bool:
+            return any(hb.pid == proc.pid and hb.counters[ScanCounter.RELOADS_OK] == 1
+                       for hb in read_heartbeats(s))
+
+        until(reloaded, "the reload")
+        frozen = s.get("filtered")
+        time.sleep(0.3)
+        assert s.get("filtered") == frozen  # the new definition (band 100) runs
+        assert "pydantic_core" not in Path(f"/proc/{proc.pid}/maps").read_text()
+        s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        unlink_instance(instance)
+    assert proc.returncode == 0, log.read_text()

@@ -8,9 +8,12 @@ import logging
 import math
 import random
 import struct
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -21,6 +24,7 @@ from petra.config._drivers import (
     DRIVER_ADAPTER,
     BrokerConfig,
     ModbusPoint,
+    ModbusTcpConfig,
     MqttConfig,
     MqttInConfig,
     MqttSubscription,
@@ -35,9 +39,24 @@ from petra.drivers.mqtt_in import MqttInDriver, PayloadError, match_levels, pars
 from petra.drivers.s7 import S7Planned, decode_s7, encode_s7, plan_s7
 from petra.errors import ConfigError
 from petra.io import RATE_LOG_MAX_KEYS, Backoff, IoLimits, MqttLink
+from petra.security import AuditLog
 from petra.shm import Quality, Segment, SignalDef, SignalType, Substatus
-from petra.sinks._mqtt_commands import CommandPolicy, handle_command
-from petra.types import DriverCounter
+from petra.sinks._mqtt_commands import CommandPolicy, Reply, handle_command
+from petra.types import AccessRole, DriverCounter
+
+
+def _command(seg: Segment, payload: bytes, policy: CommandPolicy | str) -> Reply:
+    """``handle_command`` from a sender with the operator role (the '*' role of the
+    plain command topic); its audit records go to a throwaway log."""
+    if isinstance(policy, str):
+        policy = CommandPolicy(policy)
+    return handle_command(seg, payload, replace(policy, roles={"*": AccessRole.OPERATOR}),
+                          audit=_CMD_AUDIT)
+
+
+_CMD_AUDIT = AuditLog(Path(tempfile.mkdtemp(prefix="petra-cmd-audit-")) / "audit.log",
+                      fsync=False)
+
 
 
 # ----------------------------------------------------------------------------- S7 addresses
@@ -177,6 +196,15 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert b.next_delay() <= 0.12
 
 
+def test_backoff_cap_holds_with_jitter_so_a_returning_device_is_seen_quickly() -> None:
+    b = Backoff(IoLimits(backoff_jitter=0.5), random.Random(3))  # defaults: 0.5 s, cap 1 s
+    delays = [b.next_delay() for _ in range(200)]
+    assert delays[0] <= 0.75
+    assert max(delays) <= 1.0 and min(delays) > 0
+    cfg = DRIVER_ADAPTER.validate_python({"kind": "modbus_tcp", "name": "m", "host": "h"})
+    assert isinstance(cfg, ModbusTcpConfig) and cfg.on_connect == "write_all"
+
+
 def test_zero_delay_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match="greater than 0"):
         DRIVER_ADAPTER.validate_python({"kind": "modbus_tcp", "name": "m", "host": "h",
@@ -279,18 +307,18 @@ def seg() -> Iterator[Segment]:
 
 
 def test_commands(seg: Segment) -> None:
-    r = handle_command(seg, json.dumps({"op": "set", "signal": "sp", "value": 2,
+    r = _command(seg, json.dumps({"op": "set", "signal": "sp", "value": 2,
                                         "id": 7}).encode(), "rep")
     assert r.ok and r.topic == "rep" and json.loads(r.payload)["id"] == 7
     assert seg.read("sp").value == 2.0 and seg.read("sp").quality == Quality.GOOD
-    r = handle_command(seg, b'{"op": "set", "signal": "pv", "value": 1}', "rep")
+    r = _command(seg, b'{"op": "set", "signal": "pv", "value": 1}', "rep")
     assert not r.ok and "not writable" in r.reason
-    r = handle_command(seg, b'{"op": "get", "signal": "pv", "reply_to": "rep/me"}', "rep")
+    r = _command(seg, b'{"op": "get", "signal": "pv", "reply_to": "rep/me"}', "rep")
     assert r.ok and r.topic == "rep/me"
-    r = handle_command(seg, b'{"op": "get", "signal": "pv", "reply_to": "rep/#"}', "rep")
+    r = _command(seg, b'{"op": "get", "signal": "pv", "reply_to": "rep/#"}', "rep")
     assert r.topic == "rep" and not r.ok, "wildcards are not reply topics"
-    assert not handle_command(seg, b"[1]", "rep").ok
-    assert not handle_command(seg, b'{"op": "set", "signal": "sp"}', "rep").ok
+    assert not _command(seg, b"[1]", "rep").ok
+    assert not _command(seg, b'{"op": "set", "signal": "sp"}', "rep").ok
 
 
 # ----------------------------------------------------------------------------- issue 11
@@ -408,7 +436,7 @@ def test_issue11_1_hostile_commands_get_a_refusal_and_write_nothing(hseg: Segmen
            b'{"op": "set", "signal": "' + b"s" * 10_000 + b'", "value": 1}',
            json.dumps({"op": "set", "signal": "sp", "value": "x" * 10_000}).encode()]
     for payload in bad:
-        r = handle_command(hseg, payload, "rep")
+        r = _command(hseg, payload, "rep")
         assert not r.ok and r.topic == "rep", payload[:40]
         assert len(r.payload) < 600, "a refusal quotes only the start of what was sent"
     assert hseg.read("sp") == before
@@ -420,17 +448,17 @@ def test_issue11_1_hostile_commands_get_a_refusal_and_write_nothing(hseg: Segmen
                                    b'"3"', b"null", b"[1]"])
 def test_issue11_2_a_set_outside_the_signal_is_refused(hseg: Segment, value: bytes) -> None:
     before = hseg.read("sp")
-    r = handle_command(hseg, b'{"op": "set", "signal": "sp", "value": ' + value + b"}", "rep")
+    r = _command(hseg, b'{"op": "set", "signal": "sp", "value": ' + value + b"}", "rep")
     assert not r.ok and json.loads(r.payload)["ok"] is False
     assert hseg.read("sp") == before, "nothing written"
 
 
 def test_issue11_2_limits_named_and_nonfinite_where_allowed(hseg: Segment) -> None:
-    r = handle_command(hseg, b'{"op": "set", "signal": "sp", "value": 1e9}', "rep")
+    r = _command(hseg, b'{"op": "set", "signal": "sp", "value": 1e9}', "rep")
     assert "[0, 5]" in r.reason and "sp" in r.reason
-    r = handle_command(hseg, b'{"op": "set", "signal": "sp", "value": 5}', "rep")
+    r = _command(hseg, b'{"op": "set", "signal": "sp", "value": 5}', "rep")
     assert r.ok and hseg.read("sp").value == 5.0
-    r = handle_command(hseg, b'{"op": "set", "signal": "free", "value": NaN}', "rep")
+    r = _command(hseg, b'{"op": "set", "signal": "free", "value": NaN}', "rep")
     assert r.ok and math.isnan(hseg.get("free")), "a signal that allows NaN takes it"
 
 
@@ -522,13 +550,13 @@ def test_issue11_3_reply_to_is_kept_under_the_reply_prefix(hseg: Segment) -> Non
     for where in ["victim/topic", "petra/i/cmd", "petra/i/cmd/replyx", "petra/i/cmd/reply/+",
                   "petra/i/cmd/reply/#", "", "x" * 5000, 7]:
         req = {"op": "get", "signal": "f", "reply_to": where}
-        r = handle_command(hseg, json.dumps(req).encode(), pol)
+        r = _command(hseg, json.dumps(req).encode(), pol)
         assert r.topic == "petra/i/cmd/reply" and not r.ok, where
-    r = handle_command(hseg, b'{"op": "get", "signal": "f", "reply_to": "petra/i/cmd/reply/c7"}',
+    r = _command(hseg, b'{"op": "get", "signal": "f", "reply_to": "petra/i/cmd/reply/c7"}',
                        pol)
     assert r.ok and r.topic == "petra/i/cmd/reply/c7"
     wide = CommandPolicy("petra/i/cmd/reply", "clients")
-    r = handle_command(hseg, b'{"op": "get", "signal": "f", "reply_to": "clients/7/r"}', wide)
+    r = _command(hseg, b'{"op": "get", "signal": "f", "reply_to": "clients/7/r"}', wide)
     assert r.ok and r.topic == "clients/7/r"
     with pytest.raises(ValidationError, match="a reply would be a command"):
         MqttConfig.model_validate({"commands": {"reply_prefix": "{prefix}"}})
@@ -537,9 +565,9 @@ def test_issue11_3_reply_to_is_kept_under_the_reply_prefix(hseg: Segment) -> Non
 
 
 def test_issue11_3_get_all_is_a_permission(hseg: Segment) -> None:
-    r = handle_command(hseg, b'{"op": "get_all"}', "rep")
+    r = _command(hseg, b'{"op": "get_all"}', "rep")
     assert not r.ok and "not allowed" in r.reason and b"scan.out" not in r.payload
-    r = handle_command(hseg, b'{"op": "get_all"}', CommandPolicy("rep", allow_get_all=True))
+    r = _command(hseg, b'{"op": "get_all"}', CommandPolicy("rep", allow_get_all=True))
     assert r.ok and set(json.loads(r.payload)["signals"]) == set(hseg.names)
 
 

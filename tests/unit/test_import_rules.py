@@ -18,7 +18,10 @@ PETRA = Path(__file__).resolve().parents[2] / "petra"
 VOCABULARY = {"errors", "types", "logs"}
 NATIVE = VOCABULARY | {"_core"}
 SEGMENT = NATIVE | {"shm", "blocks"}
-ROLE_BASE = SEGMENT | {"config"}
+# Users, roles, tokens and the audit chain sit beside config: pure (no C, no segment),
+# so `petra user` and `petra audit` run without the C core, and every runtime role
+# and tool can share the one authorised write path without importing each other.
+ROLE_BASE = SEGMENT | {"config", "security"}
 # What each top-level part of petra may import (besides itself).
 ALLOWED: dict[str, set[str] | None] = {
     "errors": set(),
@@ -28,6 +31,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "shm": NATIVE,
     "blocks": NATIVE,
     "config": VOCABULARY | {"blocks"},
+    "security": VOCABULARY,
     "scan": ROLE_BASE,
     "io": ROLE_BASE,
     "drivers": ROLE_BASE | {"io"},
@@ -135,6 +139,14 @@ def test_every_part_of_petra_is_in_the_table() -> None:
     ("petra.shm._x", "petra.scan"),
     ("petra.io._x", "petra.drivers"),
     ("petra.types", "petra.shm"),
+    ("petra.security._x", "petra.shm"),
+    ("petra.security._x", "petra._core"),
+    ("petra.security._x", "petra.config"),
+    ("petra.security._x", "petra.api"),
+    ("petra.api._x", "petra.sinks"),
+    ("petra.api._x", "petra.drivers"),
+    ("petra.api._x", "petra.scan"),
+    ("petra.sinks.x", "petra.api"),
 ])
 def test_the_table_forbids(importer: str, target: str, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,13 +180,14 @@ def test_trace_records_each_cycle(seg: Segment) -> None:
 
 def test_histogram_percentile_rank_is_exact_at_boundaries() -> None:
     from petra.shm import hist_percentile_us
+    from petra.shm._monitor import HIST_LEN, hist_bucket
 
-    hist = np.zeros(1001, np.uint64)
-    hist[10] = 999  # 999 samples in the 10..11 us bucket
-    hist[1000] = 1  # one in overflow
-    assert hist_percentile_us(hist, 99.9) == 11.0
+    hist = np.zeros(HIST_LEN, np.uint64)
+    hist[hist_bucket(10_100)] = 999  # 999 samples in the 9.728..10.24 us bucket
+    hist[-1] = 1  # one in overflow
+    assert hist_percentile_us(hist, 99.9) == 10.24
     assert hist_percentile_us(hist, 100.0) == float("inf")
-    assert hist_percentile_us(hist, 50.0) == 11.0
+    assert hist_percentile_us(hist, 50.0) == 10.24
 
 
 def test_inputs_follow_the_journal_and_a_lapped_ring_falls_back_to_the_slots() -> None:

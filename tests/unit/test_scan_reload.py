@@ -12,6 +12,7 @@ import pytest
 
 from petra.config import load_plant_text
 from petra.scan import FakeClock, ReloadError, ScanEngine, build_program
+from petra.scan._plant import ScanPlant
 from petra.scan._process import check_same_signals, safe_values
 from petra.shm import Segment, unlink_instance
 
@@ -46,8 +47,13 @@ PLANT = textwrap.dedent("""\
     """)
 
 
-def plant(gain: float = 2.0, text: str = PLANT) -> object:
-    return load_plant_text(text.replace("GAIN", repr(gain)), "plant.yaml")
+def plant(gain: float = 2.0, text: str = PLANT) -> ScanPlant:
+    return scan_plant(text.replace("GAIN", repr(gain)))
+
+
+def scan_plant(text: str) -> ScanPlant:
+    """What the scan gets: the validated plant in its compact form."""
+    return ScanPlant.from_plant(load_plant_text(text, "plant.yaml"))
 
 
 @pytest.fixture
@@ -55,7 +61,7 @@ def seg() -> Iterator[Segment]:
     name = f"t-reload-{os.getpid()}"
     unlink_instance(name)
     p = plant()
-    s = Segment.create(name, p.signal_defs())  # type: ignore[attr-defined]
+    s = Segment.create(name, p.signal_defs())
     yield s
     s.close()
     unlink_instance(name)
@@ -86,8 +92,7 @@ def test_a_changed_block_starts_fresh(seg: Segment) -> None:
     engine.run(lambda: False, max_cycles=100)
     before = seg.get("count")
     assert isinstance(before, int) and before >= 9
-    p2 = load_plant_text(PLANT.replace("GAIN", "2.0").replace("pv: 1000000", "pv: 999999"),
-                         "plant.yaml")
+    p2 = scan_plant(PLANT.replace("GAIN", "2.0").replace("pv: 1000000", "pv: 999999"))
     engine.request_swap(build_program(p2, seg, previous=engine.program))
     engine.run(lambda: False, max_cycles=101)
     after = seg.get("count")
@@ -101,7 +106,7 @@ def test_reload_refuses_a_different_signal_table(seg: Segment) -> None:
     grown = grown.replace("  - {name: doubled, type: float}",
                           "  - {name: doubled, type: float}\n  - {name: wave2, type: float}")
     with pytest.raises(ReloadError, match="added wave2"):
-        check_same_signals(load_plant_text(grown, "plant.yaml"), seg)
+        check_same_signals(scan_plant(grown), seg)
 
 
 def test_safe_values_come_from_the_plant(seg: Segment) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import os
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from petra._core import ffi, lib
 from petra.errors import PetraError, SegmentError, ValueOutOfRangeError
@@ -30,6 +33,7 @@ from petra.shm import (
     read_stats,
     unlink_instance,
 )
+from petra.shm._monitor import HIST_LEN, hist_bucket, hist_upper_us
 
 SIGNALS = [SignalDef("f", SignalType.FLOAT), SignalDef("i", SignalType.INT),
            SignalDef("b", SignalType.BOOL)]
@@ -153,14 +157,14 @@ def test_stats_record_and_read(seg: Segment) -> None:
     assert st.wake_last_ns == 43_000
     assert math.isclose(st.wake_avg_ns, sum(wakes) / 10)
     assert (st.exec_min_ns, st.exec_max_ns, st.exec_last_ns) == (1_000, 10_000, 10_000)
-    assert int(st.wake_hist[5]) == 1 and int(st.wake_hist[12]) == 1
-    assert int(st.wake_hist[999]) == 1
-    assert int(st.wake_hist[1000]) == 1  # the overflow bucket
+    for wake in wakes:
+        assert int(st.wake_hist[ref_bucket(wake)]) >= 1
+    assert len(st.wake_hist) == len(st.exec_hist) == HIST_LEN == 450
     assert int(st.wake_hist.sum()) == 10 and int(st.exec_hist.sum()) == 10
-    assert st.wake_percentile_us(10) == 4.0  # 3 us sample -> bucket 3, upper edge 4
-    assert st.wake_percentile_us(50) == 41.0
-    assert st.wake_percentile_us(100) == math.inf
-    assert st.exec_percentile_us(100) == 11.0
+    assert st.wake_percentile_us(10) == 3.072  # 3 us sample: bucket [2.944, 3.072) us
+    assert st.wake_percentile_us(50) == 40.96  # 40 us: [38.912, 40.96)
+    assert st.wake_percentile_us(100) == 2031.616  # 2 ms is a real value, not inf
+    assert st.exec_percentile_us(100) == 10.24
     # The 8 worst wake-ups, largest first, with their cycle numbers (1-based).
     assert st.worst[0] == (4, 2_000_000)
     assert st.worst[1] == (3, 999_999)
@@ -169,12 +173,55 @@ def test_stats_record_and_read(seg: Segment) -> None:
 
 
 def test_hist_percentile_helper() -> None:
-    h = np.zeros(1001, np.uint64)
+    h = np.zeros(HIST_LEN, np.uint64)
     assert hist_percentile_us(h, 50) == 0.0
-    h[0] = 99
-    h[1000] = 1
-    assert hist_percentile_us(h, 99) == 1.0
+    h[0] = 99  # below 64 ns
+    h[-1] = 1  # the overflow bucket: 2^34 ns (17.2 s) and more
+    assert hist_percentile_us(h, 99) == 0.064
     assert hist_percentile_us(h, 99.5) == math.inf
+    with pytest.raises(ValueOutOfRangeError):
+        hist_percentile_us(np.zeros(1001, np.uint64), 50)
+
+
+def ref_bucket(ns: int) -> int:
+    """The histogram rule written out independently of the C core: 16 linear
+    sub-buckets per power of two from 64 ns to 2^34 ns, one bucket below, one above."""
+    if ns < 64:
+        return 0
+    if ns >= 2**34:
+        return 449
+    msb = ns.bit_length() - 1
+    return int(1 + (msb - 6) * 16 + ((ns >> (msb - 4)) & 15))
+
+
+def ref_upper_ns(b: int) -> int:
+    if b == 0:
+        return 64
+    octave, sub = divmod(b - 1, 16)
+    return int((1 << (6 + octave)) + (sub + 1) * (1 << (2 + octave)))
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_hist_bucket_matches_the_reference(ns: int) -> None:
+    b = hist_bucket(ns)
+    assert b == ref_bucket(ns)
+    if b < 449:
+        upper = ref_upper_ns(b)
+        assert hist_upper_us(b) == upper / 1000
+        assert ns < upper  # the edge is exclusive
+        if b > 0:
+            lower = ref_upper_ns(b - 1)
+            assert ns >= lower
+            # Resolution: a bucket is at most 1/16 of its lower edge wide.
+            assert (upper - lower) * 16 <= lower
+
+
+def test_hist_edges_cover_100ns_to_10s() -> None:
+    edges = [hist_upper_us(b) for b in range(HIST_LEN)]
+    assert all(a < b for a, b in itertools.pairwise(edges))
+    assert hist_bucket(100) > 0 and hist_upper_us(hist_bucket(100)) <= 0.104
+    assert hist_upper_us(hist_bucket(10 * 10**9)) <= 10 * 10**6 * 1.0625
+    assert hist_upper_us(HIST_LEN - 1) == math.inf
 
 
 def test_readonly_stats_writer_refused(seg: Segment) -> None:

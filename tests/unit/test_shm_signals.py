@@ -228,19 +228,27 @@ def test_read_only_writes(seg: Segment) -> None:
 
 
 def test_busy_slot_reports_busy(seg: Segment) -> None:
-    """A slot held by a writer that never finishes: bounded retries, then busy."""
+    """A slot held by a writer that never finishes: readers get busy after bounded
+    retries; a writer waits for the (live) holder up to its wait budget, then gives up
+    and says who holds it; a batch write lists the slot as failed."""
     seg.write("count", 41)
     seg._debug_begin_write("count")
+    assert seg.slot_holder("count") == os.getpid()
     seg.set_retry_limit(8)
+    seg.set_write_wait(0.02)
     with pytest.raises(SignalBusyError):
         seg.get("count")
     with pytest.raises(SignalBusyError):
         seg.read("count")
-    with pytest.raises(SignalBusyError):
+    with pytest.raises(SignalBusyError, match=f"held by pid {os.getpid()}, alive"):
         seg.write("count", 1)
     out = seg.read_batch()
-    assert out.busy == 1
-    assert seg.write_batch(None, np.array([0, 2, 0, 0], np.uint64)) == 3
+    assert out.busy == 1 and out.busy_indices.tolist() == [I]
+    w = seg.write_batch(None, np.array([0, 2, 0, 0], np.uint64))
+    assert w == 3 and w.written == 3 and w.failed.tolist() == [I]
+    stats = seg.lock_stats()
+    assert stats.busy_live == 2 and stats.waits == 2
+    assert (stats.busy_dead, stats.busy_stopped) == (0, 0)
     assert seg.repair_writer(os.getpid()) == 1
     sample = seg.read("count")
     assert (sample.quality, sample.substatus) == (Quality.BAD, Substatus.WRITER_DIED)
@@ -282,10 +290,10 @@ def test_batch_out_reuse(seg: Segment) -> None:
     q = np.zeros(4, np.uint8)
     v2, q2, _ = seg.read_batch_f64(values=vals, quality=q)
     assert v2 is vals and q2 is q and vals[1] == 9.0
-    with pytest.raises(ValueOutOfRangeError, match="fewer than"):
+    with pytest.raises(ValueOutOfRangeError, match="holds 2 entries, 4 needed"):
         seg.read_batch(out=BatchRead(np.zeros(2, np.uint64), np.zeros(2, np.uint8),
                                      np.zeros(2, np.int64), 0))
-    with pytest.raises(ValueOutOfRangeError, match="fewer than"):
+    with pytest.raises(ValueOutOfRangeError, match="holds 1 entries, 4 needed"):
         seg.read_batch_f64(values=np.zeros(1))
 
 
@@ -296,7 +304,7 @@ def test_batch_read_busy_keeps_last_value(seg: Segment) -> None:
     seg._debug_begin_write("count")  # leaves 0xDEAD... in the slot, seq odd
     seg.set_retry_limit(4)
     out = seg.read_batch(out=out)
-    assert out.busy == 1
+    assert out.busy == 1 and out.busy_indices.tolist() == [I]
     assert int(out.values[I]) == 5  # the last good value stands
     vals = np.full(4, 7.0)
     _, _, busy = seg.read_batch_f64(values=vals)

@@ -8,13 +8,16 @@ redraw is one the test asked for.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
 from test_top_columns import scan_view, sig, snapshot
 from textual.widgets import DataTable, Input, Static
 
@@ -114,7 +117,7 @@ def test_sort_cycles_columns_and_reverse() -> None:
         await pilot.press("r")
         assert names(app) == ["pump.starts", "tank.level", "pump.run", "Tank.temp"]
         assert "sort VALUE desc" in title(app)
-        await pilot.press("r", *("s" * 6))  # UNIT .. OWNER, then back to slot order
+        await pilot.press("r", *("s" * 7))  # UNIT .. WHY, then back to slot order
         assert names(app) == ["tank.level", "pump.run", "pump.starts", "Tank.temp"]
         assert "sort" not in title(app)
 
@@ -455,7 +458,9 @@ def test_without_a_writer_the_view_is_read_only() -> None:
     run(app, body)
 
 
-def test_write_key_goes_through_the_checked_path_of_a_real_segment() -> None:
+def test_write_key_goes_through_the_checked_path_of_a_real_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PETRA_DATA_DIR", str(tmp_path))  # the audit log of the writes
     seg = Segment.create(f"topwrite-{uuid.uuid4().hex[:8]}", [
         SignalDef("tank.sp", SignalType.FLOAT, unit="m", writable=True, minimum=0.0,
                   maximum=5.0, initial=2.5),
@@ -487,6 +492,11 @@ def test_write_key_goes_through_the_checked_path_of_a_real_segment() -> None:
             run(app, body)
         assert seg.get("tank.sp") == 4.25
         assert seg.read("tank.sp").writer == os.getpid()
+        records = [json.loads(x) for x in
+                   (tmp_path / "audit" / "audit.log").read_text().splitlines()]
+        assert [(r["via"], r["outcome"]) for r in records] == [
+            ("top", "refused"), ("top", "refused"), ("top", "ok")]  # read-only: never sent
+        assert records[2]["before"] == 2.5 and records[2]["after"] == 4.25
     finally:
         seg.unlink()
         seg.close()

@@ -223,10 +223,14 @@ def test_cells() -> None:
     assert cells["restarts"] == "3"
     assert cells["heartbeat"] == "4.2 s"
     assert cells["counters"] == "2 17"
+    assert cells["link"] == "up"  # driver counter 0 (ConnState) by name
+    assert PROCESS_PANEL.column("link").cell(scan) == "-"
     assert PROCESS_PANEL.column("rss").cell(scan) == "40.0M"
     level = snap.signals[0]
     assert [c.cell(level) for c in SIGNAL_PANEL.columns] == [
-        "tank.level", "1.5", "m", "good", "2 ms", "float", "scan"]
+        "tank.level", "1.5", "m", "good", "2 ms", "float", "scan", ""]
+    cut = level._replace(quality="bad", substatus="not_connected")
+    assert SIGNAL_PANEL.column("substatus").cell(cut) == "not_connected"
 
 
 def test_filter_semantics() -> None:
@@ -266,7 +270,7 @@ def test_render_text() -> None:
     assert "Signals (2)" in text
     assert "pump.starts" in text and "tank.level" not in text
     header = next(line for line in lines if line.startswith("NAME"))
-    assert header.split() == ["NAME", "VALUE", "UNIT", "QUALITY", "AGE", "TYPE", "OWNER"]
+    assert header.split() == ["NAME", "VALUE", "UNIT", "QUALITY", "AGE", "TYPE", "OWNER", "WHY"]
 
 
 def test_snapshot_json_shape() -> None:
@@ -274,7 +278,8 @@ def test_snapshot_json_shape() -> None:
     assert set(data) >= {"instance", "scan", "processes", "signals", "journal"}
     assert data["scan"]["wake_us"]["p999"] is None
     assert data["processes"][1]["cpu_percent"] is None
-    assert data["signals"]["pump.run"] == {"value": True, "quality": "good", "age_ms": 900.0,
+    assert data["signals"]["pump.run"] == {"value": True, "quality": "good",
+                                           "substatus": "none", "age_ms": 900.0,
                                            "unit": "", "type": "bool", "owner": "scan",
                                            "writable": False}
     assert data["journal"] == {"head": 5000, "capacity": 1 << 16, "producer_drops": 0,

@@ -90,16 +90,16 @@ def test_scan_stats_and_percentiles(seg: Segment) -> None:
     assert sc.cycles == 10_000
     assert sc.overruns == 1
     assert sc.skipped == 1
-    # Each percentile is the upper edge of its 1-us histogram bucket.
+    # Each percentile is the upper edge of its log-scale histogram bucket.
     assert (sc.wake_p50_us, sc.wake_p90_us, sc.wake_p99_us, sc.wake_p999_us) == (
-        6.0, 6.0, 201.0, 201.0)
+        5.632, 5.632, 204.8, 204.8)
     assert sc.wake_max_us == 2000.0
     assert sc.exec_last_us == 400.0
     assert sc.exec_max_us == 400.0
     assert sc.exec_avg_us == pytest.approx((9100 * 2 + 750 * 4 + 149 * 8 + 400) / 10_000)
     assert sc.cycles_per_s is None  # a rate needs two samples
     out = snap.to_json()["scan"]
-    assert out["wake_us"] == {"p50": 6.0, "p90": 6.0, "p99": 201.0, "p999": 201.0,
+    assert out["wake_us"] == {"p50": 5.632, "p90": 5.632, "p99": 204.8, "p999": 204.8,
                               "avg": pytest.approx(sc.wake_avg_us), "last": 2000.0,
                               "max": 2000.0}
     assert out["exec_us"]["max"] == 400.0
@@ -107,7 +107,7 @@ def test_scan_stats_and_percentiles(seg: Segment) -> None:
 
 def test_overflow_percentile_is_null_in_json(seg: Segment) -> None:
     stats = StatsWriter(seg, 1 * MS)
-    record(stats, 10, 3_000_000)
+    record(stats, 10, 20_000_000_000)  # 20 s: beyond the histogram's 17.2 s
     snap = Sampler(seg, clock=clock_for(seg)).sample()
     assert snap.scan.wake_p50_us == float("inf")
     text = json.dumps(snap.to_json(), allow_nan=False)
@@ -126,18 +126,18 @@ def test_rates_history_and_stats_restart(seg: Segment) -> None:
         seg.write("tank.level", float(i))
     clock.advance(500 * MS)
     snap = sampler.sample()
-    assert snap.scan.history == (6.0,)
+    assert snap.scan.history == (5.376,)
     assert snap.scan.cycles_per_s == pytest.approx(200.0)
     assert snap.journal.rate_per_s == pytest.approx(20.0)
     record(stats, 500, 80_900)
     clock.advance(500 * MS)
     snap = sampler.sample()
-    assert snap.scan.history == (6.0, 81.0)  # the interval's p99, not the whole run's
-    assert snap.scan.wake_p99_us == 81.0
+    assert snap.scan.history == (5.376, 81.92)  # the interval's p99, not the whole run's
+    assert snap.scan.wake_p99_us == 81.92
     assert snap.scan.cycles_per_s == pytest.approx(1000.0)
     assert snap.journal.rate_per_s == 0.0
     clock.advance(500 * MS)
-    assert sampler.sample().scan.history == (6.0, 81.0, 0.0)  # no cycles in between
+    assert sampler.sample().scan.history == (5.376, 81.92, 0.0)  # no cycles in between
     stats = StatsWriter(seg, 2 * MS)  # the scan restarted: counters start again
     record(stats, 3, 10_100)
     clock.advance(500 * MS)
@@ -145,9 +145,9 @@ def test_rates_history_and_stats_restart(seg: Segment) -> None:
     assert snap.scan.cycles == 3
     assert snap.scan.period_us == 2000.0
     assert snap.scan.cycles_per_s is None
-    assert snap.scan.history == (6.0, 81.0, 0.0, 11.0)  # the new run's p99
+    assert snap.scan.history == (5.376, 81.92, 0.0, 10.24)  # the new run's p99
     clock.advance(500 * MS)
-    assert sampler.sample().scan.history == (81.0, 0.0, 11.0, 0.0)  # bounded length
+    assert sampler.sample().scan.history == (81.92, 0.0, 10.24, 0.0)  # bounded length
 
 
 def test_signals_values_quality_age(seg: Segment) -> None:
@@ -155,7 +155,7 @@ def test_signals_values_quality_age(seg: Segment) -> None:
     t0 = clock.real
     seg.write("tank.level", 1.25, source_ts_ns=t0 - 1500 * MS)
     seg.write("pump.run", True, quality=Quality.UNCERTAIN, source_ts_ns=t0 - 20 * MS)
-    seg.write("pump.starts", -7, quality=Quality.BAD, source_ts_ns=t0)
+    seg.write("pump.starts", -7, quality=Quality.BAD, source_ts_ns=t0, substatus=2)
     snap = Sampler(seg, clock=clock).sample()
     by_name = {s.name: s for s in snap.signals}
     assert [s.name for s in snap.signals] == ["tank.level", "pump.run", "pump.starts",
@@ -169,9 +169,11 @@ def test_signals_values_quality_age(seg: Segment) -> None:
     assert by_name["pump.run"].age_ms == pytest.approx(20.0)
     assert by_name["pump.starts"].value == -7
     assert by_name["pump.starts"].quality == "bad"
+    assert by_name["pump.starts"].substatus == "not_connected"  # read from the slot
     assert by_name["setpoint"].value == 2.5
     js = snap.to_json()["signals"]
-    assert js["tank.level"] == {"value": 1.25, "quality": "good", "age_ms": pytest.approx(1500.0),
+    assert js["tank.level"] == {"value": 1.25, "quality": "good", "substatus": "none",
+                                "age_ms": pytest.approx(1500.0),
                                 "unit": "m", "type": "float", "owner": "scan",
                                 "writable": False}
     assert js["setpoint"]["writable"] is True

@@ -1,0 +1,307 @@
+"""The plant as the scan needs it, made by a short-lived process.
+
+Why the scan never imports the config stack
+-------------------------------------------
+The scan locks its memory (``mlockall``): every page it maps stays resident for as long
+as it runs, and counts against the 40 MB per-process budget. Loading a plant file
+imports PyYAML, pydantic and its Rust core, the models and the semantic pass: about
+30 MB of locked memory that the loop never uses once the plant is compiled, and that
+cannot be given back (a loaded extension module stays loaded). So the scan does not
+load plant files itself. It runs a child interpreter (:func:`child` of this module),
+which loads and validates the file with :mod:`petra.config` and writes the little the
+scan needs, a :class:`ScanPlant`, to its stdout; then it exits and its memory with it.
+Every hot reload takes this step. At start-up under ``petra run`` the supervisor, which
+has validated the plant already, writes the same form to a file in its runtime
+directory and passes it (``petra scan --plant-data``): no loader at start, and a scan
+restarted after a crash runs the plant the supervisor last accepted, not edits to the
+file nobody reloaded yet.
+
+The form on the pipe
+--------------------
+:mod:`marshal` of plain tuples, dicts and scalars. A block parameter may be any data
+YAML holds (lists, maps with integer keys, ``.inf``), and marshal carries all of it
+unchanged where JSON would turn keys into strings and tuples into lists (and a changed
+``repr`` of a parameter would cost the block its state on a reload). Both ends are the
+same interpreter (``sys.executable``), so marshal's version-bound format is no issue,
+and it is built into the interpreter: the scan imports nothing to read it. Only this
+module writes it and only the scan, from the pipe of a child it started, reads it.
+
+The child's scheduling
+----------------------
+The child is started with ``posix_spawn`` (``vfork`` semantics: the scan's locked pages
+are not copied or made copy-on-write, so the loop takes no faults after a spawn) and
+SCHED_OTHER (``scheduler``), and moves itself off the scan's CPU before importing
+anything: a reload must not compete with the loop it reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import marshal
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from petra.blocks import BlockInstance, Const
+from petra.errors import PetraError
+from petra.types import Quality, SignalDef, SignalType, Value
+
+FORMAT = 1
+PR_SET_PDEATHSIG = 1
+# The child runs this (not ``-m``: runpy would import this module twice).
+_CHILD_CODE = "import sys; from petra.scan._plant import child; sys.exit(child(sys.argv[1:]))"
+COMPILE_TIMEOUT_S = 60.0
+_READ_CHUNK = 1 << 16
+
+
+class PlantLoadError(PetraError):
+    """The plant file could not be loaded or validated; ``lines`` says why."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSettings:
+    """The ``scan:`` section, resolved (defaults filled in, durations in ns)."""
+
+    period_ns: int
+    grid_offset_ns: int
+    spin_ns: int
+    cpu: int | None
+    policy: str
+    priority: int
+    rt: bool
+    cpu_dma_latency: bool
+    journal_capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlant:
+    """A validated plant reduced to what the scan process uses."""
+
+    instance: str
+    source: str
+    scan: ScanSettings
+    signals: tuple[SignalDef, ...]
+    safe_values: tuple[tuple[str, Value], ...]
+    blocks: tuple[BlockInstance, ...]  # in execution order, signals by name
+
+    def signal_defs(self) -> list[SignalDef]:
+        return list(self.signals)
+
+    # ---------------------------------------------------------------- the pipe form
+    def dumps(self) -> bytes:
+        s = self.scan
+        data = (
+            FORMAT, self.instance, self.source,
+            (s.period_ns, s.grid_offset_ns, s.spin_ns, s.cpu, s.policy, s.priority, s.rt,
+             s.cpu_dma_latency, s.journal_capacity),
+            tuple(_signal_row(d) for d in self.signals),
+            self.safe_values,
+            tuple((b.name, b.type, {k: _encode_input(v) for k, v in b.inputs.items()},
+                   dict(b.outputs), dict(b.params)) for b in self.blocks),
+        )
+        return marshal.dumps(data)
+
+    @classmethod
+    def loads(cls, raw: bytes) -> ScanPlant:
+        try:
+            data = marshal.loads(raw)
+            if not isinstance(data, tuple) or not data or data[0] != FORMAT:
+                raise ValueError("unknown format")
+            _, instance, source, scan, signals, safe, blocks = data
+            return cls(
+                instance=instance,
+                source=source,
+                scan=ScanSettings(*scan),
+                signals=tuple(_signal_def(row) for row in signals),
+                safe_values=tuple(tuple(p) for p in safe),
+                blocks=tuple(BlockInstance(name, kind, {k: _decode_input(v)
+                                                        for k, v in inputs.items()},
+                                           outputs, params)
+                             for name, kind, inputs, outputs, params in blocks),
+            )
+        except (ValueError, TypeError, EOFError) as exc:
+            raise PetraError(f"the compiled plant is unreadable ({exc})") from None
+
+    def write(self, path: Path) -> None:
+        """Write the pipe form to ``path`` atomically (temp file, then rename), for
+        ``petra scan --plant-data``."""
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.dumps())
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> ScanPlant:
+        """Read what :meth:`write` wrote; OSError or PetraError when it cannot."""
+        return cls.loads(path.read_bytes())
+
+    @classmethod
+    def from_plant(cls, plant: Any) -> ScanPlant:
+        """From a :class:`petra.config.Plant` (duck-typed: the scan never imports it)."""
+        sc = plant.config.scan
+        return cls(
+            instance=plant.config.instance,
+            source=str(plant.path or ""),
+            scan=ScanSettings(
+                period_ns=sc.period_ns, grid_offset_ns=sc.grid_offset_ns, spin_ns=sc.spin_ns,
+                cpu=sc.cpu, policy=sc.policy, priority=sc.fifo_priority or 80, rt=sc.rt,
+                cpu_dma_latency=sc.cpu_dma_latency, journal_capacity=sc.journal_capacity),
+            signals=tuple(plant.signal_defs()),
+            safe_values=tuple((s.name, s.safe_value) for s in plant.config.signals
+                              if getattr(s, "safe_value", None) is not None),
+            blocks=tuple(BlockInstance(b.name, b.type, dict(b.inputs), dict(b.outputs),
+                                       dict(b.params)) for b in plant.blocks),
+        )
+
+
+def _encode_input(v: str | int | Const) -> Any:
+    """A signal name or index as itself, a constant as ``("const", value)``."""
+    return ("const", v.value) if isinstance(v, Const) else v
+
+
+def _decode_input(v: Any) -> str | int | Const:
+    return Const(v[1]) if isinstance(v, tuple) else v
+
+
+# Every field of SignalDef travels, by name, so a field added to it is carried too.
+_SIGNAL_FIELDS = tuple(f.name for f in fields(SignalDef))
+
+
+def _signal_row(d: SignalDef) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, enum.IntEnum) else v
+                 for v in (getattr(d, name) for name in _SIGNAL_FIELDS))
+
+
+def _signal_def(row: Sequence[Any]) -> SignalDef:
+    kw = dict(zip(_SIGNAL_FIELDS, row, strict=True))
+    kw["type"] = SignalType(kw["type"])
+    kw["initial_quality"] = Quality(kw["initial_quality"])
+    return SignalDef(**kw)
+
+
+# -------------------------------------------------------------------- the scan's side
+def _child_cpus(avoid: int | None) -> str:
+    """The CPUs the child may use: every online CPU but the scan's (all if it is the
+    only one)."""
+    cpus = set(range(os.cpu_count() or 1))
+    if avoid is not None and len(cpus) > 1:
+        cpus.discard(avoid)
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
+                  timeout_s: float = COMPILE_TIMEOUT_S,
+                  cancelled: Callable[[], bool] | None = None,
+                  wake_fd: int = -1) -> ScanPlant:
+    """Load and validate ``path`` in a child process and return its :class:`ScanPlant`.
+
+    Raises :class:`PlantLoadError` with the loader's messages for an invalid plant and
+    :class:`PetraError` when the child fails otherwise, exceeds ``timeout_s`` (it is
+    killed) or ``cancelled()`` turns true (checked whenever ``wake_fd`` is readable).
+    """
+    out_r, out_w = os.pipe()
+    argv = [sys.executable, "-c", _CHILD_CODE, str(path), _child_cpus(avoid_cpu),
+            str(os.getpid())]
+    try:
+        pid = os.posix_spawn(
+            sys.executable, argv, os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1)],
+            scheduler=(os.SCHED_OTHER, os.sched_param(0)))
+    except OSError as exc:
+        os.close(out_r)
+        raise PetraError(f"cannot start the plant loader: {exc}") from None
+    finally:
+        os.close(out_w)
+    try:
+        raw = _collect(pid, out_r, timeout_s, cancelled, wake_fd)
+    finally:
+        os.close(out_r)
+    return _decode(raw)
+
+
+def _collect(pid: int, out_r: int, timeout_s: float, cancelled: Callable[[], bool] | None,
+             wake_fd: int) -> bytes:
+    """Read the child's stdout to EOF and reap it; kill it on timeout or cancel."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    watch = [out_r] + ([wake_fd] if wake_fd >= 0 else [])
+    status: int | None = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PetraError(f"the plant loader took longer than {timeout_s:.0f} s")
+            ready, _, _ = select.select(watch, [], [], left)
+            if out_r in ready:
+                chunk = os.read(out_r, _READ_CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            if wake_fd in ready and cancelled is not None and cancelled():
+                raise PetraError("plant loading cancelled")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if status is None:  # timed out, cancelled or interrupted: do not leave it behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise PetraError(f"the plant loader failed (exit status {code}; see the log)")
+    return b"".join(chunks)
+
+
+def _decode(raw: bytes) -> ScanPlant:
+    try:
+        kind, body = marshal.loads(raw)
+    except (ValueError, TypeError, EOFError):
+        raise PetraError("the plant loader wrote no result") from None
+    if kind == "error":
+        raise PlantLoadError(body)
+    if kind != "plant":
+        raise PetraError(f"the plant loader wrote an unknown result {kind!r}")
+    return ScanPlant.loads(body)
+
+
+# -------------------------------------------------------------------- the child's side
+def child(argv: Sequence[str]) -> int:
+    """The loader process (``argv``: PLANT CPUS SCAN_PID): load, validate, write, exit.
+
+    It dies with the scan (``PR_SET_PDEATHSIG``): a scan killed while a loader hangs
+    on an unreadable file must not leave the loader behind."""
+    path, cpus, scan_pid = argv[0], argv[1], int(argv[2])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != scan_pid:  # the scan died before the prctl took hold
+        return 1
+    with contextlib.suppress(OSError, ValueError):  # a cpuset may forbid it: SCHED_OTHER still
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",") if c})
+    from petra.config import ConfigErrors, load_plant
+
+    try:
+        plant = load_plant(path)
+        result: tuple[str, Any] = ("plant", ScanPlant.from_plant(plant).dumps())
+    except ConfigErrors as exc:
+        result = ("error", [line for e in exc.errors for line in str(e).splitlines()]
+                  or [str(exc)])
+    except OSError as exc:
+        result = ("error", [f"{path}: cannot read the plant file ({exc.strerror})"])
+    except PetraError as exc:
+        result = ("error", str(exc).splitlines() or [repr(exc)])
+    sys.stdout.buffer.write(marshal.dumps(result))
+    sys.stdout.buffer.flush()
+    return 0
+
