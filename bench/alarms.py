@@ -80,7 +80,7 @@ class _Clock:
         return self.wall
 
 
-def bench_evaluation(tmp: Path, n_alarms: int, passes: int = 200) -> dict[str, float]:
+def bench_evaluation(tmp: Path, n_alarms: int, passes: int = 400) -> dict[str, float]:
     """The evaluation step and whole passes, 1 % of the signals changing per pass."""
     instance = f"bench-alm-{uuid.uuid4().hex[:8]}"
     adir = tmp / instance

@@ -19,7 +19,7 @@ from petra.alarms._engine import ActionResult, AlarmEngine, AlarmInfo, render
 from petra.alarms._log import EventLog, Replay, read_events
 from petra.alarms._metrics import AlarmMetrics
 from petra.alarms._model import (
-    OP_ROLE,
+    OP_PERMISSION,
     OPS,
     Action,
     ActionError,
@@ -48,7 +48,7 @@ __all__ = [
     "HIDDEN",
     "LATCHING",
     "OPS",
-    "OP_ROLE",
+    "OP_PERMISSION",
     "TRANSITIONS",
     "UNACKED",
     "VISIBLE",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from petra.alarms._metrics import AlarmMetrics
-from petra.alarms._model import OP_ROLE, Action, AlarmRecord, Event
+from petra.alarms._model import OP_PERMISSION, Action, AlarmRecord, Event
 from petra.alarms._states import (
     ACKABLE,
     ACTIVE,
@@ -45,6 +45,7 @@ from petra.alarms._states import (
     next_state,
 )
 from petra.config._alarms import AlarmDef
+from petra.security import PermissionDeniedError
 
 S = AlarmState
 T = Trigger
@@ -241,10 +242,10 @@ class AlarmEngine:
     # ------------------------------------------------------------------ operator actions
     def act(self, action: Action, now_ns: int) -> ActionResult:
         """Apply an operator or engineer action; the result says what happened."""
-        need = OP_ROLE[action.op]
-        if action.role < need:
-            return ActionResult(False, error=f"{action.user} ({action.role.label}) may not "
-                                             f"{action.op}; it needs the {need.label} role")
+        try:
+            action.principal.require(OP_PERMISSION[action.op])
+        except PermissionDeniedError as exc:
+            return ActionResult(False, error=str(exc))
         if action.expires_ns is not None and now_ns > action.expires_ns:
             return ActionResult(False, error="the request expired before it was handled")
         if action.op == "ack" and not action.alarms:

@@ -14,6 +14,7 @@ from typing import Any
 
 from petra.alarms._states import AlarmState
 from petra.errors import PetraError
+from petra.security import Permission, Principal
 from petra.types import AccessRole
 
 MAX_TEXT = 512
@@ -125,16 +126,18 @@ class Event:
 
 # ----------------------------------------------------------------------------- actions
 OPS = ("ack", "reset", "shelve", "unshelve", "remove", "return", "comment")
-OP_ROLE: dict[str, AccessRole] = {
-    "ack": AccessRole.OPERATOR,
-    "reset": AccessRole.OPERATOR,
-    "shelve": AccessRole.OPERATOR,
-    "unshelve": AccessRole.OPERATOR,
-    "comment": AccessRole.OPERATOR,
-    "remove": AccessRole.ENGINEER,
-    "return": AccessRole.ENGINEER,
+OP_PERMISSION: dict[str, Permission] = {
+    "ack": Permission.ALARM_ACK,
+    "reset": Permission.ALARM_ACK,
+    "comment": Permission.ALARM_ACK,
+    "shelve": Permission.ALARM_SHELVE,
+    "unshelve": Permission.ALARM_SHELVE,
+    "remove": Permission.ALARM_SERVICE,
+    "return": Permission.ALARM_SERVICE,
 }
-"""The lowest role allowed each operation (higher roles may do what lower ones may)."""
+"""The permission each operation needs; which roles hold it is the security package's
+one table (``petra.security.ROLE_PERMISSIONS``: operator acknowledges and shelves,
+engineer takes out of service)."""
 OP_ALIASES = {"oos": "remove", "out_of_service": "remove", "in_service": "return",
               "rts": "return", "acknowledge": "ack"}
 
@@ -161,6 +164,11 @@ class Action:
     source: str = ""
     request: str = ""
     expires_ns: int | None = None
+
+    @property
+    def principal(self) -> Principal:
+        """Who acts, as the security package and the audit log know it."""
+        return Principal(self.user, self.role, self.via or "local", self.source)
 
 
 def _text(body: dict[str, Any], key: str, limit: int = MAX_TEXT) -> str:

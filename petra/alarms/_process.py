@@ -18,6 +18,9 @@ The "connection" of the connected process is the event log: opening it replays t
 state; a write that fails (disk full) drops the connection, and the reconnect replays
 the log again, so memory never runs ahead of what is on disk.
 
+Every operator request, allowed or refused, is also appended to the plant's
+hash-chained audit log (``petra.security.AuditLog``), after the event log is durable.
+
 Nothing outside waits on anything slow: Twilio calls run on threads, the MQTT link has
 its own queue, the spool is files. The evaluation pass is numpy over all alarms plus
 Python for what changed.
@@ -40,7 +43,7 @@ from petra.alarms._conditions import Conditions
 from petra.alarms._engine import AlarmEngine
 from petra.alarms._log import EventLog
 from petra.alarms._metrics import AlarmMetrics
-from petra.alarms._model import ActionError, Event, parse_action
+from petra.alarms._model import OP_PERMISSION, Action, ActionError, Event, parse_action
 from petra.alarms._notify import Job, Notifier
 from petra.alarms._outputs import MqttPublisher, write_json
 from petra.alarms._states import ACTIVE, UNACKED, AlarmState
@@ -53,6 +56,7 @@ from petra.config._alarms import (
     status_file,
 )
 from petra.io import ConnectedProcess, IoLimits, RequestSpool, describe, wait_or_stop
+from petra.security import AuditError, AuditLog
 from petra.shm import JournalConsumer, Segment, read_heartbeats
 from petra.types import (
     SINK_ALARMS,
@@ -114,7 +118,7 @@ class AlarmProcess(ConnectedProcess):
     role_kind = SINK_PREFIX
 
     def __init__(self, config: Any, segment: Segment, base_dir: Path, *,
-                 sender: Sender | None = None,
+                 sender: Sender | None = None, audit: AuditLog | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall_ns: Callable[[], int] = time.time_ns) -> None:
         super().__init__(SINK_ALARMS, segment, IoLimits(), clock=clock, logger="petra.alarms")
@@ -129,6 +133,9 @@ class AlarmProcess(ConnectedProcess):
                              keep=cfg.log_keep)
         self._sender = sender
         self._sender_error = ""
+        self.audit = audit
+        self.audit_errors = 0
+        self._to_audit: list[dict[str, Any]] = []
         self.mqtt: MqttPublisher | None = None
         mq = getattr(config, "mqtt", None)
         if mq is not None and cfg.mqtt.enabled:
@@ -301,6 +308,7 @@ class AlarmProcess(ConnectedProcess):
         ready = self._notifications(now_ns)
         self._lines_since_snapshot += self.elog.pending
         self.elog.flush()  # durable before anyone outside hears of it
+        self._write_audit()
         for rid, result in answers:
             self.spool.answer(rid, result)
         for job in ready:
@@ -389,6 +397,7 @@ class AlarmProcess(ConnectedProcess):
             body = {**(req.body or {}), "id": req.id}
             info = {k: body[k] for k in ("op", "user", "role", "via", "source")
                     if isinstance(body.get(k), str)}
+            action: Action | None = None
             if req.body is None:
                 result: dict[str, Any] = {"ok": False, "error": req.error}
             elif now_ns - _submitted_ns(req.id) > self.cfg.request_max_age_s * NS:
@@ -396,10 +405,12 @@ class AlarmProcess(ConnectedProcess):
                                                 f"(older than {self.cfg.request_max_age_s:g} s)"}
             else:
                 try:
-                    result = self.engine.act(parse_action(body), now_ns).to_json()
+                    action = parse_action(body)
+                    result = self.engine.act(action, now_ns).to_json()
                 except ActionError as exc:
                     result = {"ok": False, "error": str(exc)}
             self._request_line(req.id, now_ns, info, result, body)
+            self._queue_audit(req.id, action, info, result)
             evs, chs = self.engine.drain()
             self._log_events(evs, now_ns)
             events += evs
@@ -408,6 +419,42 @@ class AlarmProcess(ConnectedProcess):
             answers.append((req.id, result))
             self._remember(req.id, result)
         return answers, events, changed
+
+    def _queue_audit(self, rid: str, action: Action | None, info: dict[str, Any],
+                     result: dict[str, Any]) -> None:
+        """An audit record for the request, appended once the event log is durable."""
+        if self.audit is None:
+            return
+        op = action.op if action is not None else str(info.get("op", ""))
+        perm = OP_PERMISSION.get(op)
+        rec: dict[str, Any] = {
+            "action": perm.value if perm is not None else "alarm.request",
+            "outcome": "ok" if result.get("ok") else "refused",
+            "reason": result.get("error") or (action.reason or action.text if action else ""),
+            "extra": {"request": rid, "op": op, "done": result.get("done"),
+                      "skipped": result.get("skipped")}}
+        if action is not None:
+            rec["principal"] = action.principal
+            rec["target"] = (",".join(action.alarms) if action.alarms
+                             else f"area:{action.area}" if action.area is not None else "all")
+        else:
+            rec.update(principal=None, target="", user=str(info.get("user", "")),
+                       via=str(info.get("via", "")), source=str(info.get("source", "")))
+        self._to_audit.append(rec)
+
+    def _write_audit(self) -> None:
+        """Append the queued audit records (after the event log's fsync: the event log
+        is the state, the audit chain its witness); a failure is logged and counted,
+        never a reason to stop evaluating."""
+        pending, self._to_audit = self._to_audit, []
+        if self.audit is None:
+            return
+        for rec in pending:
+            try:
+                self.audit.append(rec.pop("principal"), rec.pop("action"), **rec)
+            except AuditError as exc:
+                self.audit_errors += 1
+                self.rlog(logging.ERROR, "audit", "event=alarm_audit_failed error=%s", exc)
 
     def _request_line(self, rid: str, now_ns: int, info: dict[str, Any],
                       result: dict[str, Any], body: dict[str, Any]) -> None:
@@ -589,6 +636,7 @@ class AlarmProcess(ConnectedProcess):
             "escalations": len(n.escalations) if n is not None else 0,
             "notifications_available": n is not None and self._sender is not None,
             "journal_lost": self.journal_lost, "requests": self.requests_handled,
+            "audit_errors": self.audit_errors,
             "pass_ms_last": self.pass_ms_last, "pass_ms_max": self.pass_ms_max,
             "passes": self.passes, "log_seq": self.elog.flushed_seq,
             "mqtt": None if self.mqtt is None else {

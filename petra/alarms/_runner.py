@@ -21,12 +21,17 @@ log = logging.getLogger("petra.alarms")
 
 
 def run_standalone(config: Any, instance: str, base_dir: Path,
-                   cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
-    """Run the alarm manager until SIGTERM/SIGINT; the exit status for the supervisor."""
+                   cpus: Sequence[int] | None = None, log_level: str = "info", *,
+                   plant_dir: Path | None = None) -> int:
+    """Run the alarm manager until SIGTERM/SIGINT; the exit status for the supervisor.
+    Operator actions go to the plant's audit log (``api.audit_file`` relative to
+    ``plant_dir``, or the box's default)."""
     from petra.alarms._process import AlarmProcess
+    from petra.security import plant_audit_log
 
-    return run_process(lambda seg: AlarmProcess(config, seg, base_dir), instance,
-                       sink_role(SINK_ALARMS), cpus, log_level)
+    audit = plant_audit_log(getattr(config, "api", None), plant_dir, instance)
+    return run_process(lambda seg: AlarmProcess(config, seg, base_dir, audit=audit),
+                       instance, sink_role(SINK_ALARMS), cpus, log_level)
 
 
 def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
@@ -39,7 +44,8 @@ def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
         if config.alarms is None:
             raise ConfigError("the plant has no alarms: section", file=plant_path)
         return run_standalone(config, instance, resolve_dir(config.alarms, instance,
-                                                            plant_path), cpus, log_level)
+                                                            plant_path), cpus, log_level,
+                              plant_dir=Path(plant_path).resolve().parent)
     except PetraError as exc:
         setup_logging(log_level, sink_role(SINK_ALARMS))
         log.error("event=alarms_failed error=%s", exc)

@@ -7,6 +7,7 @@ beyond the at-least-once window."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import pytest
 from driver_peers import wait_until
 from twilio_standin import TwilioStandIn
 
+from petra.security import AuditLog, verify_audit
 from petra.shm import Segment, read_heartbeats, unlink_instance
 
 SID = "AC" + "fedcba9876543210" * 2
@@ -252,6 +254,14 @@ def observability(p: Plant) -> None:
     log = p.log.read_text()
     assert TOKEN not in log
     assert "event=notification_failed" in log
+    # every action through the spool is in the plant's audit chain, refusals too
+    audit = AuditLog(Path(os.environ["PETRA_DATA_DIR"]) / "audit" / "audit.log")
+    mine = [r for r in audit.read(limit=10_000) if r.get("instance") == p.instance]
+    assert [(r["action"], r["outcome"], r["user"], r["via"]) for r in mine] == [
+        ("alarm.ack", "ok", "bob", "cli"), ("alarm.service", "refused", "local:" +
+                                            getpass.getuser(), "cli"),
+        ("alarm.ack", "ok", "alice", "cli")]
+    assert verify_audit(audit.path).ok
 
 
 class Flapper(threading.Thread):

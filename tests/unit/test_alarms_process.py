@@ -23,6 +23,7 @@ from petra.alarms._twilio import SendError
 from petra.config import load_plant_text
 from petra.config._alarms import list_file, spool_dir, status_file
 from petra.io import RequestSpool
+from petra.security import AuditLog, verify_audit
 from petra.shm import Segment
 from petra.types import AlarmCounter, Quality
 
@@ -71,11 +72,13 @@ class Rig:
         self.seg = Segment.create(self.instance, self.plant.signal_defs())
         self.clock = FakeClock()
         self.sender = FakeSender()
+        self.audit = AuditLog(tmp / "audit" / "audit.log", instance=self.instance)
         self.proc = self.start()
 
     def start(self) -> AlarmProcess:
         proc = AlarmProcess(self.plant.config, self.seg, self.dir, sender=self.sender,
-                            clock=self.clock.monotonic, wall_ns=self.clock.wall_ns)
+                            audit=self.audit, clock=self.clock.monotonic,
+                            wall_ns=self.clock.wall_ns)
         asyncio.run(proc._connect())
         return proc
 
@@ -137,6 +140,10 @@ def test_crossing_to_sms_escalation_and_ack_through_the_spool(rig: Rig) -> None:
     rig.step()
     assert spool.result(rid) == {"ok": True, "done": ["lvl.high"], "id": rid}
     assert rig.state("lvl.high") == "acked"
+    (rec,) = rig.audit.read()
+    assert (rec["action"], rec["target"], rec["outcome"], rec["user"], rec["role"],
+            rec["via"], rec["request"]) == ("alarm.ack", "lvl.high", "ok", "bob", "operator",
+                                            "cli", rid)
     assert rig.seg.get("alarm.lvl.high.unacked") is False
     assert not rig.proc.notifier.escalations  # type: ignore[union-attr]
     docs = events(rig)
@@ -168,6 +175,13 @@ def test_refusals_are_answered_and_logged(rig: Rig) -> None:
     refused = [d for d in events(rig) if d["event"] == "request"]
     assert [d["ok"] for d in refused] == [False] * 4
     assert rig.state("lvl.high") == "normal"
+    # the audit chain has each of them, refused, with who and why
+    records = rig.audit.read(after_seq=0, limit=100)
+    assert [(r["action"], r["outcome"], r["user"]) for r in records] == [
+        ("alarm.request", "refused", ""), ("alarm.service", "refused", "o"),
+        ("alarm.ack", "refused", "o"), ("alarm.ack", "refused", "o")]
+    assert "needs the engineer role" in records[1]["reason"]
+    assert verify_audit(rig.audit.path).ok
 
 
 def test_expired_request_is_not_applied(rig: Rig) -> None:
