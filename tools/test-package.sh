@@ -174,6 +174,8 @@ check "petra-top and petra-bench run" eval 'petra-top --version && petra-bench -
 check "commands run the bundled interpreter" \
     bash -c 'head -1 /usr/lib/petra/bin/petra | grep -qx "#!/usr/lib/petra/bin/python"'
 check "petra check /etc/petra/plant.yaml" petra check /etc/petra/plant.yaml
+check "petra user list reads the installed users file: no users" \
+    eval 'petra user list | tee /dev/stderr | grep -q "^no users in /etc/petra/users.json"'
 unowned() { find /usr/lib/petra -type f | sort | comm -23 - "$work/files.txt"; }
 check "root's runs wrote no byte-code the package does not own" eval '[ -z "$(unowned | tee /dev/stderr)" ]'
 
