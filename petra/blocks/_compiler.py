@@ -21,11 +21,12 @@ so the cycle itself does no bounds checks.
 
 Hot reload
 ----------
-``compile_program(..., previous=old)`` keeps the state of every block whose name and
-definition (type, inputs, outputs, params) are unchanged: the state slice of a
-built-in is copied, a custom block keeps its object. Every other block is fresh: a
-built-in carries ``PETRA_BF_FRESH`` until its first run (first-scan semantics for
-it alone), a custom block gets ``first_scan=True`` on its first step. Inputs and
+``compile_program(..., previous=old)`` keeps the state of every built-in whose name,
+type, inputs and outputs are unchanged and whose state has the same size: only its
+parameters may differ (an online change). A custom block keeps its object when its
+whole definition (parameters included: they are given to ``init``) is unchanged.
+Every other block is fresh: a built-in carries ``PETRA_BF_FRESH`` until its first
+run (first-scan semantics for it alone), a custom block gets ``first_scan=True`` on its first step. Inputs and
 outputs are compared by signal index, so a reload that renumbers signals restarts
 the blocks that touch them.
 """
@@ -231,8 +232,10 @@ class _Compiler:
         assert n_state <= 2 + 2 * AVERAGE_MAX
         fresh = True
         old = self.previous.state_slots.get(block.name) if self.previous is not None else None
+        # Same type and wiring (a parameter-only change keeps the state, as an online
+        # change in CODESYS does; see _retain.py for the same rule across restarts).
         if (old is not None and old.size == n_state
-                and old.block.definition() == block.definition()):  # only on a reload
+                and old.block.definition()[:3] == block.definition()[:3]):  # only on a reload
             self.kept.append((self.state_size, old.offset, n_state))
             fresh = False
         self.state_slots[block.name] = StateSlot(block, self.state_size, n_state)

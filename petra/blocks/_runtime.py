@@ -125,6 +125,11 @@ class Program:
     def n_builtin(self) -> int:
         return len(self.instructions)
 
+    def refresh_fresh(self) -> None:
+        """Re-read the first-scan flags after someone cleared some (a restore of
+        retained state, :mod:`petra.blocks._retain`)."""
+        self._fresh = bool(np.any(self.instructions["flags"] & FLAG_FRESH))
+
     def custom_steps(self) -> dict[str, CustomStep]:
         """The custom blocks by name (a hot reload keeps the unchanged ones' objects)."""
         return {s.block.name: s for s in self._steps if isinstance(s, CustomStep)}

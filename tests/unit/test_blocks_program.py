@@ -270,7 +270,7 @@ def test_hot_reload_keeps_state_of_unchanged_blocks() -> None:
         old.run(img, quality, k * MS, 100 * MS, k == 0)
     assert round(img[2], 9) == 0.4 and img[3] == 1.0
     lag = pb.BlockInstance("lag", "LAG", {"in": 2}, {"out": 3}, {"tau": 1.0})
-    ctu2 = pb.BlockInstance("ctu", "CTU", {"cu": 0}, {"cv": 3}, {"pv": 6})  # changed
+    ctu2 = pb.BlockInstance("ctu", "CTU", {"cu": 0, "r": 1}, {"cv": 3}, {"pv": 5})  # rewired
     new = pb.compile_program([lag, ton, ctu2], 4, previous=old)
     img2, quality2 = new.new_image()
     img2[:4], quality2[:4] = img[:4], quality[:4]
@@ -279,6 +279,26 @@ def test_hot_reload_keeps_state_of_unchanged_blocks() -> None:
     assert img2[3] == 1.0  # CTU is fresh: the input is high, a first-scan rising edge counts 1
     new.run(img2, quality2, 7 * MS, 100 * MS, False)
     assert img2[3] == 1.0 and round(img2[2], 9) == 0.6
+
+
+def test_hot_reload_keeps_state_across_a_parameter_only_change() -> None:
+    """An online change (CODESYS): new presets and gains, same wiring: state kept."""
+    ton = pb.BlockInstance("ton", "TON", {"in": 0}, {"q": 1, "et": 2}, {"pt": 10.0})
+    ctu = pb.BlockInstance("ctu", "CTU", {"cu": 0}, {"cv": 3}, {"pv": 5})
+    old = pb.compile_program([ton, ctu], 4)
+    img, quality = old.new_image()
+    img[0], quality[0] = 1.0, GOOD
+    for k in range(5):
+        old.run(img, quality, k * MS, 100 * MS, k == 0)
+    ton2 = pb.BlockInstance("ton", "TON", {"in": 0}, {"q": 1, "et": 2}, {"pt": 0.45})
+    ctu2 = pb.BlockInstance("ctu", "CTU", {"cu": 0}, {"cv": 3}, {"pv": 6})
+    new = pb.compile_program([ton2, ctu2], 4, previous=old)
+    assert not np.any(new.instructions["flags"] & FLAG_FRESH)
+    img2, quality2 = new.new_image()
+    img2[:4], quality2[:4] = img[:4], quality[:4]
+    new.run(img2, quality2, 6 * MS, 100 * MS, False)
+    assert round(img2[2], 9) == 0.45 and img2[1] == 1.0  # ET kept, clamped to the new pt
+    assert img2[3] == 1.0  # the count kept: no new rising edge
 
 
 class Doubler(pb.CustomBlock):

@@ -92,11 +92,27 @@ def test_a_changed_block_starts_fresh(seg: Segment) -> None:
     engine.run(lambda: False, max_cycles=100)
     before = seg.get("count")
     assert isinstance(before, int) and before >= 9
-    p2 = scan_plant(PLANT.replace("GAIN", "2.0").replace("pv: 1000000", "pv: 999999"))
+    # Rewired (a reset input now connected): a definition change, the counter restarts.
+    p2 = scan_plant(PLANT.replace("GAIN", "2.0").replace("inputs: {cu: high}",
+                                                         "inputs: {cu: high, r: false}"
+                                                         ).replace("r: false", "r: high"))
     engine.request_swap(build_program(p2, seg, previous=engine.program))
     engine.run(lambda: False, max_cycles=101)
     after = seg.get("count")
     assert isinstance(after, int) and after <= 1  # a new counter instance
+
+
+def test_a_parameter_only_change_keeps_the_state(seg: Segment) -> None:
+    """An online change: the preset changed, the count goes on."""
+    engine = ScanEngine(seg, build_program(plant(), seg), 10 * MS, FakeClock(start_ns=0))
+    engine.run(lambda: False, max_cycles=100)
+    before = seg.get("count")
+    assert isinstance(before, int) and before >= 9
+    p2 = scan_plant(PLANT.replace("GAIN", "2.0").replace("pv: 1000000", "pv: 999999"))
+    engine.request_swap(build_program(p2, seg, previous=engine.program))
+    engine.run(lambda: False, max_cycles=101)
+    after = seg.get("count")
+    assert isinstance(after, int) and after >= before
 
 
 def test_reload_refuses_a_different_signal_table(seg: Segment) -> None:
