@@ -26,9 +26,9 @@ type, inputs and outputs are unchanged and whose state has the same size: only i
 parameters may differ (an online change). A custom block keeps its object when its
 whole definition (parameters included: they are given to ``init``) is unchanged.
 Every other block is fresh: a built-in carries ``PETRA_BF_FRESH`` until its first
-run (first-scan semantics for it alone), a custom block gets ``first_scan=True`` on its first step. Inputs and
-outputs are compared by signal index, so a reload that renumbers signals restarts
-the blocks that touch them.
+run (first-scan semantics for it alone), a custom block gets ``first_scan=True`` on
+its first step. Inputs and outputs are compared by signal index, so a reload that
+renumbers signals restarts the blocks that touch them.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ class _Compiler:
             for step in steps:
                 if isinstance(step, CRun):
                     step.ptr = base_ptr + step.start
-        return Program(
+        program = Program(
             instances,
             self.n_signals,
             instructions=instr,
@@ -308,3 +308,5 @@ class _Compiler:
             errors=self.errors,
             keepalive=base_ptr,
         )
+        program.kept = tuple(self.kept)
+        return program

@@ -106,6 +106,9 @@ class Program:
         self.state_slots = state_slots
         self._steps = steps
         self._keepalive = keepalive  # the cdata the run pointers were derived from
+        # (new offset, old offset, size) of each state slice taken from the previous
+        # program at compile time: carry_state copies them again at the swap.
+        self.kept: tuple[tuple[int, int, int], ...] = ()
         self._fresh = bool(np.any(instructions["flags"] & FLAG_FRESH))
         reads: set[int] = set()
         writes: set[int] = set()
@@ -124,6 +127,16 @@ class Program:
     @property
     def n_builtin(self) -> int:
         return len(self.instructions)
+
+    def carry_state(self, previous: Any) -> None:
+        """Copy the kept blocks' state from ``previous`` once more, at the swap: the
+        loop ran ``previous`` while this program was compiled, and a count or an
+        elapsed time of those cycles must not be lost."""
+        old_state = getattr(previous, "state", None)
+        if old_state is None:
+            return
+        for new_off, old_off, size in self.kept:
+            self.state[new_off: new_off + size] = old_state[old_off: old_off + size]
 
     def refresh_fresh(self) -> None:
         """Re-read the first-scan flags after someone cleared some (a restore of

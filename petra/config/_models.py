@@ -33,6 +33,7 @@ from petra.config._alarms import AlarmsSection
 from petra.config._api import ApiConfig
 from petra.config._drivers import DriverConfig, MqttConfig
 from petra.config._history import HistoryConfig
+from petra.config._retain import RetainConfig
 from petra.config._seconds import convert_block_times
 from petra.errors import InvalidNameError
 from petra.types import validate_instance_name, validate_signal_name
@@ -290,6 +291,9 @@ class BlockConfig(_Model):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Parameters of the block type")
     description: str = Field(default="", description="Free text for people and tools")
+    retain: bool | None = Field(
+        default=None, description="Persist this block's state to the retain file (power "
+        "loss); default: the plant-wide retain setting")
 
     @field_validator("name")
     @classmethod
@@ -323,6 +327,9 @@ class PlantConfig(_Model):
     api: ApiConfig | None = Field(
         default=None, description="The HTTP(S) API process and its security (docs/http-api.md)")
     users: list[Any] = Field(default_factory=list, description="Reserved")
+    retain: bool | RetainConfig = Field(
+        default=False, description="Persist block state to a file for a cold start after "
+        "power loss: true (every stateful block) or {all, dir, interval} (docs/config.md)")
 
     @field_validator("instance")
     @classmethod

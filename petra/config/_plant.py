@@ -23,6 +23,7 @@ from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics, format_path
 from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
+from petra.config._retain import check_retain
 from petra.config._salvage import NO_SIGNAL, salvage_driver
 from petra.config._semantic import Analysis, Partial, analyze
 from petra.config._yaml import YamlError, dump_yaml, parse_yaml, read_plant_file
@@ -148,6 +149,7 @@ def load_plant_text(
     if config is not None:
         check_history(config, analysis.owners, diag)
         check_alarms(config, analysis.owners, diag)
+        check_retain(config, diag)
     if diag.errors or config is None:
         raise ConfigErrors(diag.errors, diag.warnings)
     by_name = analysis.blocks

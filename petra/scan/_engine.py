@@ -141,6 +141,8 @@ class ScanEngine:
         heartbeat: HeartbeatHandle | None = None,
         record_stats: bool = True,
         trace: npt.NDArray[np.int64] | None = None,
+        retain: Callable[[BlockProgram], tuple[Any, ...] | None] | None = None,
+        warm: bool = False,
     ) -> None:
         if period_ns <= 0:
             raise PetraError(f"scan period must be positive, got {period_ns} ns")
@@ -153,7 +155,15 @@ class ScanEngine:
         self._n_signals = len(segment)
         self._bound = _Image(program, self._n_signals, None)
         self._pending: BlockProgram | None = None
-        self._first_scan = True
+        # A warm start (block state restored, see petra.scan._retain) is no first scan:
+        # restored blocks go on, the others carry their own first-scan flag.
+        self._first_scan = not warm
+        if warm:
+            self._prime_outputs()
+        # Retain: ``retain(program)`` binds a program to the retain area and returns the
+        # arguments of petra_retain_commit (but the cycle count); one commit per cycle.
+        self._retain = retain
+        self._retain_args = retain(program) if retain is not None else None
         self._on_swap: Callable[[BlockProgram], None] | None = None
         self._stats = StatsWriter(segment, period_ns) if record_stats else None
         self._h = segment.handle
@@ -204,6 +214,8 @@ class ScanEngine:
         trace_len = 0 if trace is None else len(trace)
         real_clock = isinstance(clock, MonotonicClock)
         fast: Any = None
+        retain_commit = lib.petra_retain_commit
+        rargs = self._retain_args
         if self.heartbeat is not None:
             self.heartbeat.beat(ProcessState.RUNNING)
         while not should_stop():
@@ -212,6 +224,7 @@ class ScanEngine:
             if self._pending is not None:
                 self._swap()
                 fast = None
+                rargs = self._retain_args
             if fast is None and real_clock and self._bound.primed:
                 fast = self._fast_cycle(base, k, prev_wake)
             if fast is not None:
@@ -265,6 +278,10 @@ class ScanEngine:
                 if c.cycles <= trace_len:
                     trace[c.cycles - 1, 0] = woke - deadline  # type: ignore[index]
                     trace[c.cycles - 1, 1] = end - woke  # type: ignore[index]
+            if rargs is not None:  # after copy-out: the state of this complete cycle
+                rc = retain_commit(*rargs, c.cycles)
+                if rc:
+                    check(rc, "retain commit")
             if self.heartbeat is not None and woke >= next_beat:
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS
@@ -296,6 +313,15 @@ class ScanEngine:
         self._fast_keep = (b, run)
         return cyc
 
+    def _prime_outputs(self) -> None:
+        """Read the outputs' current values from the segment into the image: after a
+        warm restart a block that reads an output written later in the cycle (a
+        feedback loop) sees the last value, not zero."""
+        b = self._bound
+        busy = lib.petra_scan_copy_in(self._h, b.p_out, b.n_out, b.p_img, b.p_q)
+        if busy < 0:
+            check(busy, "priming the outputs")
+
     def write_safe_values(self, safe: Mapping[int, float | int | bool]) -> None:
         """Write each signal's configured safe value (on stop)."""
         for index, value in safe.items():
@@ -305,7 +331,12 @@ class ScanEngine:
         program = self._pending
         assert program is not None
         self._pending = None
+        carry = getattr(program, "carry_state", None)
+        if carry is not None:
+            carry(self._bound.program)
         self._bound = _Image(program, self._n_signals, self._bound)
+        if self._retain is not None:
+            self._retain_args = self._retain(program)
         self.counters.reloads += 1
         if self._on_swap is not None:
             self._on_swap(program)

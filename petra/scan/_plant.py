@@ -86,6 +86,16 @@ class ScanSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetainSettings:
+    """The ``retain:`` section, resolved: the retain file's directory (``{instance}``
+    replaced), the seconds between writes, and the blocks whose state it holds."""
+
+    dir: str
+    interval_s: float
+    blocks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScanPlant:
     """A validated plant reduced to what the scan process uses."""
 
@@ -95,6 +105,7 @@ class ScanPlant:
     signals: tuple[SignalDef, ...]
     safe_values: tuple[tuple[str, Value], ...]
     blocks: tuple[BlockInstance, ...]  # in execution order, signals by name
+    retain: RetainSettings | None = None  # None: no block is persisted to a file
 
     def signal_defs(self) -> list[SignalDef]:
         return list(self.signals)
@@ -110,6 +121,8 @@ class ScanPlant:
             self.safe_values,
             tuple((b.name, b.type, {k: _encode_input(v) for k, v in b.inputs.items()},
                    dict(b.outputs), dict(b.params)) for b in self.blocks),
+            None if self.retain is None else (self.retain.dir, self.retain.interval_s,
+                                              self.retain.blocks),
         )
         return marshal.dumps(data)
 
@@ -119,7 +132,8 @@ class ScanPlant:
             data = marshal.loads(raw)
             if not isinstance(data, tuple) or not data or data[0] != FORMAT:
                 raise ValueError("unknown format")
-            _, instance, source, scan, signals, safe, blocks = data
+            _, instance, source, scan, signals, safe, blocks, *rest = data
+            retain = rest[0] if rest else None
             return cls(
                 instance=instance,
                 source=source,
@@ -130,6 +144,8 @@ class ScanPlant:
                                                         for k, v in inputs.items()},
                                            outputs, params)
                              for name, kind, inputs, outputs, params in blocks),
+                retain=None if retain is None else RetainSettings(
+                    str(retain[0]), float(retain[1]), tuple(retain[2])),
             )
         except (ValueError, TypeError, EOFError) as exc:
             raise PetraError(f"the compiled plant is unreadable ({exc})") from None
@@ -164,7 +180,20 @@ class ScanPlant:
                               if getattr(s, "safe_value", None) is not None),
             blocks=tuple(BlockInstance(b.name, b.type, dict(b.inputs), dict(b.outputs),
                                        dict(b.params)) for b in plant.blocks),
+            retain=_retain_settings(plant.config),
         )
+
+
+def _retain_settings(config: Any) -> RetainSettings | None:
+    """From a PlantConfig (the loader child's side: petra.config is imported there)."""
+    from petra.config._retain import retain_settings, retained_blocks
+
+    names = retained_blocks(config)
+    if not names:
+        return None
+    r = retain_settings(config)
+    return RetainSettings(r.dir.replace("{instance}", config.instance), float(r.interval),
+                          tuple(names))
 
 
 def _encode_input(v: str | int | Const) -> Any:

@@ -29,8 +29,9 @@ from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
 from petra.scan._plant import PlantLoadError, ScanPlant, compile_plant
 from petra.scan._reload import ReloadWorker
+from petra.scan._retain import RetainKeeper
 from petra.scan._rt import RtSettings, RtState, apply, bound_threads
-from petra.shm import HeartbeatHandle, ProcessState, Segment
+from petra.shm import HeartbeatHandle, ProcessState, Segment, unlink_retain
 from petra.types import ROLE_SCAN, ScanCounter
 
 if TYPE_CHECKING:
@@ -92,6 +93,17 @@ def rt_settings(plant: ScanPlant) -> RtSettings:
                       require=scan.rt, cpu_dma_latency=scan.cpu_dma_latency)
 
 
+def _log_rt(rt_state: RtState) -> None:
+    lock = rt_state.lock
+    log.info("event=scan_rt cpu=%s fifo=%s mlocked=%s locked_mb=%.1f "
+             "unlocked_libraries_mb=%.1f unlocked_untouched_mb=%.1f dma_hold=%s "
+             "notes=%r", rt_state.cpu, rt_state.fifo, rt_state.mlocked,
+             (lock.locked if lock else 0) / 2**20,
+             (lock.skipped_libraries if lock else 0) / 2**20,
+             (lock.skipped_untouched if lock else 0) / 2**20,
+             rt_state.dma_fd >= 0, rt_state.notes)
+
+
 @dataclass
 class ScanProcess:
     """Everything one running scan holds; :func:`main` drives it.
@@ -135,13 +147,20 @@ class ScanProcess:
         rt_state: RtState | None = None
         heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.scan.cpu or 0)
         worker = self._worker
+        keeper = RetainKeeper(instance, [sig.name for sig in segment.signals], plant.retain,
+                              avoid_cpu=plant.scan.cpu)
+        self._keeper = keeper
         try:
             heartbeat.beat(ProcessState.STARTING)
             program = build_program(plant, segment)
+            # Before the first cycle: the block state of the last complete cycle (a
+            # restart), or the retain file (a cold start), or nothing.
+            restored = keeper.restore(program)
             scan = plant.scan
             clock = self.clock or MonotonicClock(spin_ns=scan.spin_ns)
             engine = ScanEngine(segment, program, scan.period_ns, clock,
-                                offset_ns=scan.grid_offset_ns, heartbeat=heartbeat)
+                                offset_ns=scan.grid_offset_ns, heartbeat=heartbeat,
+                                retain=keeper.bind, warm=restored != "cold")
             self._engine = engine
             self._plant = plant
             self._segment = segment
@@ -150,24 +169,20 @@ class ScanProcess:
             # keeps SCHED_OTHER and moves off that CPU.
             worker.avoid_cpu = scan.cpu
             worker.start()
+            keeper.start_persisting()
             if self.apply_rt:
                 rt_state = apply(rt_settings(plant))
-                lock = rt_state.lock
-                log.info("event=scan_rt cpu=%s fifo=%s mlocked=%s locked_mb=%.1f "
-                         "unlocked_libraries_mb=%.1f unlocked_untouched_mb=%.1f dma_hold=%s "
-                         "notes=%r", rt_state.cpu, rt_state.fifo, rt_state.mlocked,
-                         (lock.locked if lock else 0) / 2**20,
-                         (lock.skipped_libraries if lock else 0) / 2**20,
-                         (lock.skipped_untouched if lock else 0) / 2**20,
-                         rt_state.dma_fd >= 0, rt_state.notes)
+                _log_rt(rt_state)
             log.info("event=scan_start instance=%s period_us=%d blocks=%d inputs=%d "
-                     "outputs=%d", instance, scan.period_ns // 1000, len(plant.blocks),
-                     len(program.input_signals), len(program.output_signals))
+                     "outputs=%d state=%s", instance, scan.period_ns // 1000,
+                     len(plant.blocks), len(program.input_signals),
+                     len(program.output_signals), restored)
             if ready is not None:
                 ready(engine)
             counters = engine.run(self.stop_event.is_set, max_cycles=max_cycles)
             heartbeat.beat(ProcessState.STOPPING)
             worker.stop()
+            keeper.stop(final_write=True)
             engine.write_safe_values(safe_values(self._plant, segment))
             heartbeat.set_counter(HB_CYCLES, counters.cycles)
             log.info("event=scan_stop cycles=%d overruns=%d skipped=%d", counters.cycles,
@@ -176,12 +191,14 @@ class ScanProcess:
             return 0
         finally:
             worker.stop()
+            keeper.stop(final_write=False)
             if rt_state is not None:
                 rt_state.release()
             heartbeat.release()
             segment.close()
             if self.create:
                 segment.unlink()
+                unlink_retain(instance)
 
     def _initial_plant(self) -> ScanPlant:
         """The supervisor's validated plant when it left one, else the plant file
@@ -228,6 +245,8 @@ class ScanProcess:
             log.warning("event=reload_abandoned reason=stopping")
             return
         self._plant = plant
+        if plant.retain != self._keeper.settings:
+            self._keeper.set_settings(plant.retain)
         self._count(HB_RELOADS_OK)
         log.info("event=reload_ok blocks=%d", len(plant.blocks))
 

@@ -17,6 +17,7 @@ from petra.shm._monitor import (
     read_stats,
     release_heartbeat,
 )
+from petra.shm._retain import RetainArea, RetainSnapshot, retain_name, unlink_retain
 from petra.shm._segment import (
     BatchRead,
     BatchWrite,
@@ -53,6 +54,8 @@ __all__ = [
     "ProcessState",
     "Quality",
     "RepairReport",
+    "RetainArea",
+    "RetainSnapshot",
     "Sample",
     "ScanStats",
     "Segment",
@@ -70,8 +73,10 @@ __all__ = [
     "read_heartbeats",
     "read_stats",
     "release_heartbeat",
+    "retain_name",
     "segment_name",
     "unlink_instance",
+    "unlink_retain",
     "validate_instance_name",
     "validate_signal_name",
 ]

@@ -83,7 +83,10 @@ class RetainArea:
         self._meta: Any = ffi.NULL
         self._meta_keep: bytes = b""
         self._meta_len = 0
-        self.gen = 0
+        # Table generations start at a random value: buffers left by an earlier
+        # process carry its generations, and a table must never be mistaken for one
+        # of those (the C commit copies the table only when the generation differs).
+        self.gen = int.from_bytes(os.urandom(6), "little") << 8
         self.commits = 0
 
     # ------------------------------------------------------------------ open / create
