@@ -138,12 +138,7 @@ class ScanProcess:
             bound_threads()  # before any thread of ours exists
         plant = self._initial_plant()
         instance = self.instance or plant.instance
-        if self.create:
-            segment = Segment.create(instance, plant.signal_defs(),
-                                     journal_capacity=plant.scan.journal_capacity)
-        else:
-            segment = Segment.attach(instance)
-            check_same_signals(plant, segment)
+        segment = self._open_segment(plant, instance)
         rt_state: RtState | None = None
         heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.scan.cpu or 0)
         worker = self._worker
@@ -199,6 +194,14 @@ class ScanProcess:
             if self.create:
                 segment.unlink()
                 unlink_retain(instance)
+
+    def _open_segment(self, plant: ScanPlant, instance: str) -> Segment:
+        if self.create:
+            return Segment.create(instance, plant.signal_defs(),
+                                  journal_capacity=plant.scan.journal_capacity)
+        segment = Segment.attach(instance)
+        check_same_signals(plant, segment)
+        return segment
 
     def _initial_plant(self) -> ScanPlant:
         """The supervisor's validated plant when it left one, else the plant file
