@@ -158,8 +158,6 @@ class ScanEngine:
         # A warm start (block state restored, see petra.scan._retain) is no first scan:
         # restored blocks go on, the others carry their own first-scan flag.
         self._first_scan = not warm
-        if warm:
-            self._prime_outputs()
         # Retain: ``retain(program)`` binds a program to the retain area and returns the
         # arguments of petra_retain_commit (but the cycle count); one commit per cycle.
         self._retain = retain
@@ -169,6 +167,8 @@ class ScanEngine:
         self._h = segment.handle
         # Optional per-cycle record for benchmarks: row k = (wake latency, exec) ns.
         self._trace = trace
+        if warm:
+            self._prime_outputs()
 
     @property
     def program(self) -> BlockProgram:
