@@ -18,6 +18,7 @@ DELAY's initial value) would set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -220,10 +221,8 @@ def test_scan_kill_resumes_every_block_and_power_loss_restores_retained(
         with Segment.attach(inst, readonly=True) as seg:
             pids = [hb.pid for hb in read_heartbeats(seg) if hb.pid]
         for pid in [r.proc.pid, *pids]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         r.proc.wait()
         unlink_instance(inst)
         unlink_retain(inst)
