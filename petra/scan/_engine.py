@@ -26,6 +26,14 @@ date from the change journal (every entry since the last cycle whose slot is an 
 so copy-in costs what changed, not the size of the plant; if the ring lapped the
 scan, that cycle reads every input slot instead. A program swap (hot reload)
 happens only here, between two cycles.
+
+Retain
+------
+After copy-out each cycle commits the block state into the retain area (one C call,
+a memcpy into the buffer not in use; see ``csrc/retain.h``), so a scan killed at any
+point leaves the state of its last complete cycle for the restarted scan
+(:mod:`petra.scan._retain`). A warm start is not a first scan: restored blocks go on,
+and the outputs' last values are read into the image before the first cycle.
 """
 
 from __future__ import annotations

@@ -232,6 +232,7 @@ class ScanProcess:
             if plant.scan.period_ns != self._engine.period_ns:
                 raise ReloadError("scan.period changed: restart the plant to apply it")
             program = build_program(plant, self._segment, previous=self._engine.program)
+            self._keeper.precompute(program)  # the retain table, off the loop
         except PlantLoadError as exc:
             self._failed(exc.lines)
             return

@@ -39,6 +39,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ FILE_VERSION = 1
 FILE_NAME = "retain.bin"
 _HEAD = struct.Struct("<8sIIQII")
 FILE_MAX_BYTES = 1 << 30
+ERROR_REPEAT_S = 600.0
 
 
 # ---------------------------------------------------------------------- the file
@@ -166,6 +168,8 @@ class RetainKeeper:
         self._thread: threading.Thread | None = None
         self.file_writes = 0
         self.avoid_cpu = avoid_cpu
+        self._table: tuple[Any, bytes] | None = None
+        self._last_error: tuple[str, float] | None = None
 
     # ------------------------------------------------------------ start-up
     def restore(self, program: Any) -> str:
@@ -221,13 +225,24 @@ class RetainKeeper:
             log.error("event=retain_area_unavailable reason=%r", str(exc))
 
     # ------------------------------------------------------------ the engine's hook
+    def precompute(self, program: Any) -> None:
+        """Build ``program``'s table now (the reload worker calls this before asking
+        for the swap): hashing 10k blocks takes ~0.1 s, which must not be spent in
+        the swap cycle."""
+        self._table = (program, encode_meta(retain_rows(program, self.names), self.instance))
+
     def bind(self, program: Any) -> tuple[Any, ...] | None:
         """Bind ``program`` to the retain area (a new table generation, committed at
         once) and return the per-cycle commit arguments."""
         if self.area is None:
             return None
-        rows = retain_rows(program, self.names)
-        self.area.prepare(encode_meta(rows, self.instance), program.state)
+        table = self._table
+        self._table = None
+        if table is not None and table[0] is program:
+            meta = table[1]
+        else:
+            meta = encode_meta(retain_rows(program, self.names), self.instance)
+        self.area.prepare(meta, program.state)
         return self.area.commit_args(program.state)
 
     # ------------------------------------------------------------ persistence
@@ -269,8 +284,17 @@ class RetainKeeper:
             data = select_blocks(rows, snap.state, set(self.settings.blocks), self.instance)
             write_file(self.path, data)
         except (OSError, PetraError, ValueError) as exc:
-            log.error("event=retain_file_write_failed path=%s error=%r", self.path, str(exc))
+            # Once per distinct error, then every ERROR_REPEAT_S while it lasts.
+            now = time.monotonic()
+            last = self._last_error
+            if last is None or last[0] != str(exc) or now - last[1] >= ERROR_REPEAT_S:
+                self._last_error = (str(exc), now)
+                log.error("event=retain_file_write_failed path=%s error=%r", self.path,
+                          str(exc))
             return False
+        if self._last_error is not None:
+            self._last_error = None
+            log.info("event=retain_file_write_ok path=%s", self.path)
         self.file_writes += 1
         return True
 

@@ -192,8 +192,15 @@ def test_scan_kill_resumes_every_block_and_power_loss_restores_retained(
     r = start(tmp_path, inst, path)
     try:
         drive(r)
+        # An online change first: new presets only, the state goes on through the reload.
+        mid = outputs(r)
+        path.write_text(path.read_text().replace("params: {pt: 1000s}}", "params: {pt: 2000s}}")
+                        .replace("params: {pv: 100}}", "params: {pv: 200}}"))
+        done = r.petra("reload", "--instance", inst)
+        assert done.returncode == 0, done.stdout + done.stderr
         old = r.scan_pid()
         before = outputs(r)
+        assert before["ton.et"] >= mid["ton.et"] and before["ctu.cv"] == 3
         assert before["ctu.cv"] == 3 and before["ton.et"] > 1.0 and before["sr.q"] == 1
         assert before["rtrig.latch"] == 0 and before["delay.latch"] == 0
         os.kill(old, signal.SIGKILL)
@@ -213,7 +220,7 @@ def test_scan_kill_resumes_every_block_and_power_loss_restores_retained(
         assert after["rtrig.latch"] == 0  # no spurious first-scan rising edge
         assert after["ftrig.latch"] == 1  # the falling edge during the outage was seen
         text = r.log.read_text()
-        assert "event=retain_warm_start kept=" in text
+        assert "event=retain_warm_start kept=21 params_changed=0 reset=0" in text
 
         # Power loss: every process gone at once, RAM (both shm objects) gone.
         time.sleep(0.8)  # at least one periodic write of the retain file
