@@ -277,7 +277,7 @@ class RetainKeeper:
         if self.area is None or self.path is None or self.settings is None:
             return False
         try:
-            snap = self.area.read()
+            snap = self._read_own_mapping()
             if snap is None:
                 return False
             _, rows = decode_meta(snap.meta, len(snap.state))
@@ -297,6 +297,23 @@ class RetainKeeper:
             log.info("event=retain_file_write_ok path=%s", self.path)
         self.file_writes += 1
         return True
+
+    def _read_own_mapping(self) -> RetainSnapshot | None:
+        """The last complete commit, through a mapping of this thread's own: the loop
+        thread remaps its own when a reload grows the area, and a mapping shared with it
+        could vanish under this read. Retried once when the area grew meanwhile."""
+        for attempt in range(2):
+            reader = RetainArea.open(self.instance)
+            if reader is None:
+                return None
+            try:
+                return reader.read()
+            except PetraError:
+                if attempt:
+                    raise
+            finally:
+                reader.close()
+        return None
 
     def stop(self, *, final_write: bool) -> None:
         """Stop the file writer, write once more on a clean stop, unmap."""

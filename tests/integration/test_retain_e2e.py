@@ -186,6 +186,18 @@ def check_warm(before: dict[str, float], after: dict[str, float]) -> None:
     assert after["pid.out"] >= before["pid.out"] > 1.5  # integral kept (cold: kp*e = 1)
 
 
+def power_loss(r: Running) -> None:
+    """Every process of the plant gone at once, and the RAM with them."""
+    with Segment.attach(r.instance, readonly=True) as seg:
+        pids = [hb.pid for hb in read_heartbeats(seg) if hb.pid]
+    for pid in [r.proc.pid, *pids]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    r.proc.wait()
+    unlink_instance(r.instance)
+    unlink_retain(r.instance)
+
+
 def test_scan_kill_resumes_every_block_and_power_loss_restores_retained(
         tmp_path: Path, plant: tuple[Path, str]) -> None:
     path, inst = plant
@@ -225,14 +237,7 @@ def test_scan_kill_resumes_every_block_and_power_loss_restores_retained(
         # Power loss: every process gone at once, RAM (both shm objects) gone.
         time.sleep(0.8)  # at least one periodic write of the retain file
         warm = outputs(r)
-        with Segment.attach(inst, readonly=True) as seg:
-            pids = [hb.pid for hb in read_heartbeats(seg) if hb.pid]
-        for pid in [r.proc.pid, *pids]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        r.proc.wait()
-        unlink_instance(inst)
-        unlink_retain(inst)
+        power_loss(r)
         assert (tmp_path / "retain" / "retain.bin").exists()
         r = start(tmp_path, inst, path)
         cold = outputs(r)

@@ -307,3 +307,38 @@ def test_keeper_warm_then_file_cold(inst: str, tmp_path: Path) -> None:
     assert cold.state[ton.offset: ton.offset + ton.size].tolist() == [0.0, 0.0, 0.0]
     assert cold.instructions["flags"][0] & FLAG_FRESH  # ton: not retained, fresh
     keeper.stop(final_write=False)
+
+
+# ------------------------------------------------------------------ the engine
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_warm_engine_reads_its_outputs_back_and_commits_each_cycle(
+        inst: str, warm: bool) -> None:
+    """Feedback: ``m1`` reads ``z``, which ``m2`` (later in the cycle) writes. After a
+    warm start the first cycle sees the last value of ``z``, not zero; and every cycle
+    leaves its state in the retain area."""
+    from petra.scan import FakeClock, ScanEngine
+    from petra.shm import Segment, SignalDef, SignalType, unlink_instance
+
+    unlink_instance(inst)
+    seg = Segment.create(inst, [SignalDef(n, SignalType.FLOAT) for n in ("x", "y", "z")])
+    try:
+        seg.write("z", 7.0)  # the last scan's output
+        seg.write("x", 9.0)
+        prog = pb.compile_program([
+            pb.BlockInstance("m1", "MOVE", {"in": 2}, {"out": 1}),
+            pb.BlockInstance("m2", "MOVE", {"in": 0}, {"out": 2}),
+            pb.BlockInstance("ctr", "CTU", {"cu": 0}, {}, {"pv": 5})], 3)
+        keeper = sr.RetainKeeper(inst, ["x", "y", "z"], None)
+        keeper.restore(prog)
+        engine = ScanEngine(seg, prog, 10 * MS, FakeClock(start_ns=0), warm=warm,
+                            record_stats=False, retain=keeper.bind)
+        engine.run(lambda: False, max_cycles=1)
+        assert seg.get("y") == (7.0 if warm else 0.0)
+        assert keeper.area is not None
+        snap = keeper.area.read()
+        assert snap is not None and snap.cycles == 1
+        assert snap.state.tolist() == [1.0, 1.0]  # CTU saw the rising edge: clk 1, cv 1
+        keeper.stop(final_write=False)
+    finally:
+        seg.close()
+        unlink_instance(inst)
