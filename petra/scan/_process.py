@@ -31,7 +31,7 @@ from petra.scan._plant import PlantLoadError, ScanPlant, compile_plant
 from petra.scan._reload import ReloadWorker
 from petra.scan._retain import RetainKeeper
 from petra.scan._rt import RtSettings, RtState, apply, bound_threads
-from petra.shm import HeartbeatHandle, ProcessState, Segment, unlink_retain
+from petra.shm import HeartbeatHandle, ProcessState, Segment
 from petra.types import ROLE_SCAN, ScanCounter
 
 if TYPE_CHECKING:
@@ -192,8 +192,7 @@ class ScanProcess:
             heartbeat.release()
             segment.close()
             if self.create:
-                segment.unlink()
-                unlink_retain(instance)
+                segment.unlink()  # and the retain area with it
 
     def _open_segment(self, plant: ScanPlant, instance: str) -> Segment:
         if self.create:

@@ -47,8 +47,14 @@ def list_instances() -> list[str]:
 
 
 def unlink_instance(instance: str) -> bool:
-    """Remove an instance's segment name; True if it existed. Mappings stay valid."""
+    """Remove an instance's segment name, and its retain area (the scan's block state
+    lives exactly as long as the segment); True if the segment existed. Mappings stay
+    valid."""
+    from petra.shm._retain import unlink_retain  # _retain imports this module
+
     validate_instance_name(instance)
+    with contextlib.suppress(posix_ipc.PermissionsError):
+        unlink_retain(instance)
     try:
         posix_ipc.unlink_shared_memory(segment_name(instance))
     except posix_ipc.ExistentialError:

@@ -13,9 +13,11 @@ state belongs to which block, so a restarted or reloaded scan matches blocks by 
 and type. The scan is the one writer; a reader (the restarted scan, the persister
 thread, a test) may read at any time and gets the last complete commit.
 
-Lifetime: the scan opens or creates it at start; the supervisor unlinks it with the
-segment when the plant stops, so a clean ``petra run`` start is a cold start (blocks
-marked ``retain`` come back from their file, see :mod:`petra.scan._retain`).
+Lifetime: the scan opens or creates it at start; it lives exactly as long as the
+segment (``unlink_instance`` removes both: the supervisor when the plant stops, or when
+it replaces a stale segment), so a ``petra run`` start is a cold start (blocks marked
+``retain`` come back from their file, see :mod:`petra.scan._retain`) and only a scan
+restarted under a running supervisor resumes from RAM.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import posix_ipc
 
 from petra._core import check, ffi, lib
 from petra.errors import PetraError
+from petra.shm._mapping import _give_to_petra_group
 from petra.types import validate_instance_name
 
 RETAIN_MODE = 0o660
@@ -129,6 +132,7 @@ class RetainArea:
         fd = shm.fd
         with contextlib.suppress(OSError):
             os.fchmod(fd, RETAIN_MODE)
+        _give_to_petra_group(fd)  # as the segment: tools of group petra may read it
         mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         area = cls(instance, fd, mm, size)
         check(int(lib.petra_retain_init(area._ptr, size, instance.encode())),

@@ -34,7 +34,6 @@ from petra.shm import (
     read_heartbeats,
     read_stats,
     release_heartbeat,
-    unlink_retain,
 )
 from petra.supervisor._children import (
     Child,
@@ -242,7 +241,6 @@ class Supervisor:
             self.hb.release()
             self.segment.close()
             self.segment.unlink()
-            unlink_retain(self.instance)  # a clean plant stop: the next start is cold
             self._scan_plant.unlink(missing_ok=True)
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)

@@ -342,3 +342,11 @@ def test_a_warm_engine_reads_its_outputs_back_and_commits_each_cycle(
     finally:
         seg.close()
         unlink_instance(inst)
+
+
+def test_the_retain_area_goes_with_the_segment(inst: str) -> None:
+    from petra.shm import unlink_instance
+
+    RetainArea.create(inst).close()
+    unlink_instance(inst)  # no segment of that name: the retain area goes all the same
+    assert RetainArea.open(inst) is None
