@@ -134,8 +134,8 @@ def decode_meta(raw: bytes, n_state: int) -> tuple[str, list[RetainRow]]:
     including a row whose slice lies outside ``n_state``."""
     try:
         body = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"table is not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"table is not JSON ({exc!r:.200})") from None
     if not isinstance(body, dict) or body.get("format") != META_FORMAT:
         raise ValueError("table format unknown")
     instance, blocks = body.get("instance"), body.get("blocks")

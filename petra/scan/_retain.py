@@ -179,14 +179,14 @@ class RetainKeeper:
         source = "cold"
         try:
             self.area = RetainArea.open(self.instance)
-        except PetraError as exc:
+        except (PetraError, OSError) as exc:
             log.error("event=retain_area_refused reason=%r action=cold_start", str(exc))
             self.area = None
         snap: RetainSnapshot | None = None
         if self.area is not None:
             try:
                 snap = self.area.read()
-            except PetraError as exc:
+            except (PetraError, OSError) as exc:
                 log.error("event=retain_area_refused reason=%r action=cold_start", str(exc))
         if snap is not None:
             try:
@@ -221,7 +221,7 @@ class RetainKeeper:
             self.area = None
         try:
             self.area = RetainArea.create(self.instance)
-        except PetraError as exc:  # no shm for it: the scan runs without warm restart
+        except (PetraError, OSError) as exc:  # no shm for it: no warm restart, said
             log.error("event=retain_area_unavailable reason=%r", str(exc))
 
     # ------------------------------------------------------------ the engine's hook

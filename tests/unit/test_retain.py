@@ -350,3 +350,18 @@ def test_the_retain_area_goes_with_the_segment(inst: str) -> None:
     RetainArea.create(inst).close()
     unlink_instance(inst)  # no segment of that name: the retain area goes all the same
     assert RetainArea.open(inst) is None
+
+
+def test_hostile_files_with_a_valid_crc_are_refused(tmp_path: Path) -> None:
+    """Well-formed envelopes around bad tables: refused, never an exception."""
+    path = tmp_path / "retain.bin"
+    state = np.zeros(2)
+    tables = [b"[" * 100_000 + b"]" * 100_000, b'{"format":1,"instance":"p","blocks":{}}',
+              b'{"format":1,"instance":"p","blocks":[["a","TON",1,0,1e400,"w","p"]]}',
+              b'{"format":1,"instance":"p","blocks":[["a","TON",1,0,3,"w","p"]]}',
+              bytes(range(256))]
+    rng = np.random.default_rng(3)
+    tables += [rng.bytes(int(rng.integers(0, 300))) for _ in range(50)]
+    for meta in tables:
+        path.write_bytes(sr.encode_file(meta, state))
+        assert sr.read_file(path, "p") is None
