@@ -288,8 +288,9 @@ class ScanEngine:
                     trace[c.cycles - 1, 1] = end - woke  # type: ignore[index]
             if rargs is not None:  # after copy-out: the state of this complete cycle
                 rc = retain_commit(*rargs, c.cycles)
-                if rc:
-                    check(rc, "retain commit")
+                if rc:  # a bug, not a plant fault: said once, the scan runs on
+                    log.error("event=retain_commit_failed rc=%d action=no_warm_restart", rc)
+                    rargs = self._retain_args = None
             if self.heartbeat is not None and woke >= next_beat:
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS

@@ -242,7 +242,12 @@ class RetainKeeper:
             meta = table[1]
         else:
             meta = encode_meta(retain_rows(program, self.names), self.instance)
-        self.area.prepare(meta, program.state)
+        try:
+            self.area.prepare(meta, program.state)
+        except (OSError, PetraError) as exc:  # e.g. /dev/shm full: run on, without
+            log.error("event=retain_area_unavailable reason=%r action=no_warm_restart",
+                      str(exc))
+            return None
         return self.area.commit_args(program.state)
 
     # ------------------------------------------------------------ persistence

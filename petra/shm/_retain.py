@@ -130,6 +130,12 @@ class RetainArea:
         except (posix_ipc.ExistentialError, posix_ipc.PermissionsError) as exc:
             raise PetraError(f"cannot create {retain_name(instance)}: {exc}") from None
         fd = shm.fd
+        try:
+            os.posix_fallocate(fd, 0, size)  # see _grow
+        except OSError:
+            os.close(fd)
+            unlink_retain(instance)
+            raise
         with contextlib.suppress(OSError):
             os.fchmod(fd, RETAIN_MODE)
         _give_to_petra_group(fd)  # as the segment: tools of group petra may read it
@@ -148,7 +154,9 @@ class RetainArea:
 
     def _grow(self, size: int) -> None:
         """Grow the object to ``size`` bytes and map it again (off the cycle: reloads)."""
-        os.ftruncate(self._fd, size)
+        # Reserve the pages now: a full /dev/shm must be an error here, not a SIGBUS on
+        # the loop's next memcpy into a page tmpfs could not back.
+        os.posix_fallocate(self._fd, 0, size)
         mm = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED,
                        prot=mmap.PROT_READ | mmap.PROT_WRITE)
         ffi.release(self._ptr)
