@@ -365,3 +365,37 @@ def test_hostile_files_with_a_valid_crc_are_refused(tmp_path: Path) -> None:
     for meta in tables:
         path.write_bytes(sr.encode_file(meta, state))
         assert sr.read_file(path, "p") is None
+
+
+def test_an_area_of_another_abi_version_is_refused(inst: str) -> None:
+    RetainArea.create(inst).close()
+    path = Path(f"/dev/shm/{retain_name(inst)[1:]}")
+    raw = bytearray(path.read_bytes())
+    raw[8] ^= 0xFF  # abi_version follows the 8-byte magic
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PetraError, match="ABI version"):
+        RetainArea.open(inst)
+
+
+def test_an_area_of_another_program_keeps_only_what_matches(
+        inst: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The restarted scan runs a different program (the plant changed while the
+    supervisor restarted it): blocks match by name, type and wiring, one by one."""
+    first = program()
+    keeper = sr.RetainKeeper(inst, NAMES, None)
+    keeper.restore(first)
+    keeper.bind(first)
+    run(first, 5)
+    assert keeper.area is not None
+    keeper.area.commit(first.state, 5)
+    keeper.stop(final_write=False)
+    other = pb.compile_program([
+        pb.BlockInstance("ctu", "CTU", {"cu": 0, "r": 1}, {"cv": 3}, {"pv": 5}),  # rewired
+        pb.BlockInstance("ton", "TP", {"in": 0}, {"q": 1, "et": 2}, {"pt": 10.0}),  # retyped
+        pb.BlockInstance("tof", "TOF", {"in": 0}, {"q": 1}, {"pt": 1.0})], 4)  # new
+    keeper = sr.RetainKeeper(inst, NAMES, None)
+    with caplog.at_level(logging.WARNING, "petra.scan"):
+        assert keeper.restore(other) == "warm"
+    keeper.stop(final_write=False)
+    assert "block=ctu" in caplog.text and "block=ton" in caplog.text
+    assert np.all(other.instructions["flags"] & FLAG_FRESH)
