@@ -180,6 +180,9 @@ def test_scan_outputs_read_scan_down_while_the_scan_is_down(
         assert body["status"] == "degraded", body
         assert any(x.startswith("scan down since ") and "UNCERTAIN/SCAN_DOWN" in x
                    for x in body["reasons"]), body
+        with urllib.request.urlopen(r.url("/metrics"), timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'petra_signals{quality="uncertain",substatus="scan_down"} 2.0' in metrics
         out, err = read.communicate(timeout=60)
         assert read.returncode == 0, err
         got = json.loads(out)["signals"]["out"]
