@@ -85,26 +85,33 @@ class ScanDownMarker:
         self.mode = mode
         self._wall = wall
         self.since: float | None = None  # wall time the scan went down, None while up
-        self.cycles_at_down = 0
+        self._seen: tuple[int, int] | None = None  # (pid, cycles) of the new scan, first look
         self.last = MarkResult(0, 0, 0)
 
-    def scan_down(self, slots: Iterable[int], cycles: int) -> MarkResult:
+    def scan_down(self, slots: Iterable[int]) -> MarkResult:
         """The scan is down: remember when (first call of an outage only) and mark
-        ``slots`` unless the mode is ``keep``. ``cycles`` is the scan's cycle count now,
-        so :meth:`scan_back` can tell a cycle of the new scan."""
+        ``slots`` unless the mode is ``keep``."""
         if self.since is None:
             self.since = self._wall()
-            self.cycles_at_down = cycles
+        self._seen = None
         self.last = self.mark(slots) if self.mode != "keep" else MarkResult(0, 0, 0)
         return self.last
 
-    def scan_back(self, cycles: int) -> float | None:
-        """The restarted scan has run; returns how long it was down (s) the first time
-        the cycle count moves past the one seen when it went down, else None."""
-        if self.since is None or cycles == self.cycles_at_down:
+    def scan_back(self, pid: int, cycles: int) -> float | None:
+        """Called with a running scan's pid and the cycle count of the statistics (which
+        a new scan resets before it reports RUNNING). Returns how long the scan was down
+        (s) once that scan has completed a cycle since it was first seen running, so
+        its first cycle, which rewrote every output, is behind it; else None."""
+        if self.since is None:
+            return None
+        if self._seen is None or self._seen[0] != pid:
+            self._seen = (pid, cycles)
+            return None
+        if cycles <= self._seen[1]:
             return None
         down_s = self._wall() - self.since
         self.since = None
+        self._seen = None
         return down_s
 
     def mark(self, slots: Iterable[int]) -> MarkResult:

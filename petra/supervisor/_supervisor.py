@@ -387,7 +387,7 @@ class Supervisor:
         after ``repair_writer``, so no slot is still held by the dead scan."""
         t0 = time.monotonic()
         slots = scan_outputs(self.segment, self.plant.block_writers)
-        res = self.scan_down.scan_down(slots, read_stats(self.segment).cycles)
+        res = self.scan_down.scan_down(slots)
         log.warning("event=scan_down pid=%d reason=%r mode=%s outputs=%d marked=%d "
                     "already=%d failed=%d took_ms=%.1f", pid, why, self.scan_down.mode,
                     len(slots), res.marked, res.already, res.failed,
@@ -402,7 +402,7 @@ class Supervisor:
         hb = beats.get(scan.pid) if scan is not None and scan.proc is not None else None
         if scan is None or hb is None or hb.state != ProcessState.RUNNING:
             return
-        down_s = self.scan_down.scan_back(read_stats(self.segment).cycles)
+        down_s = self.scan_down.scan_back(scan.pid, read_stats(self.segment).cycles)
         if down_s is not None:
             log.info("event=scan_back pid=%d down_s=%.2f", scan.pid, down_s)
 

@@ -70,7 +70,7 @@ def test_mark_keeps_value_and_source_time_and_never_improves_quality(seg: Segmen
     seg._set_writer(SUPERVISOR)
     walls = iter([1000.0, 1012.5])
     marker = ScanDownMarker(seg, "uncertain", wall=lambda: next(walls))
-    res = marker.scan_down(range(3), cycles=40)
+    res = marker.scan_down(range(3))
     assert (res.marked, res.already, res.failed) == (3, 0, 0)
     for name, q in (("out1", Quality.UNCERTAIN), ("out2", Quality.UNCERTAIN),
                     ("out3", Quality.BAD)):
@@ -84,25 +84,28 @@ def test_mark_keeps_value_and_source_time_and_never_improves_quality(seg: Segmen
     # a scan dying again before its first cycle adds no journal entries
     c = JournalConsumer(seg)
     c.resync()
-    assert marker.scan_down(range(3), cycles=40).already == 3
+    assert marker.scan_down(range(3)).already == 3
     assert len(c.read()) == 0
     assert marker.since == 1000.0, "the outage started at the first death"
-    # the mark clears only once the new scan completed a cycle
-    assert marker.scan_back(40) is None
-    assert marker.scan_back(41) == 12.5
+    # the mark clears only once the new scan has completed a cycle since first seen
+    assert marker.scan_back(77, 0) is None
+    assert marker.scan_back(77, 0) is None
+    assert marker.scan_back(78, 3) is None, "another scan: look again"
+    assert marker.scan_back(78, 4) == 12.5
     assert marker.reason() is None
+    assert marker.scan_back(78, 9) is None, "nothing to clear"
 
 
 def test_mode_bad_and_mode_keep(seg: Segment) -> None:
     seg.write("out1", 1.5, Quality.GOOD, 5)
     seg._set_writer(SUPERVISOR)
-    ScanDownMarker(seg, "bad").scan_down([0], cycles=0)
+    ScanDownMarker(seg, "bad").scan_down([0])
     s = seg.read("out1")
     assert (s.value, s.quality, s.substatus, s.source_ts_ns) == (
         1.5, Quality.BAD, Substatus.SCAN_DOWN, 5)
     seg.write("out2", True, Quality.GOOD, 6)
     keep = ScanDownMarker(seg, "keep")
-    assert keep.scan_down([1], cycles=0).marked == 0
+    assert keep.scan_down([1]).marked == 0
     assert seg.read("out2").substatus == Substatus.NONE
     assert keep.reason() is not None and "not marked" in keep.reason()  # type: ignore[operator]
     with pytest.raises(ValueError, match="scan_down"):
@@ -113,15 +116,15 @@ def test_drivers_take_no_mark_for_a_command(seg: Segment) -> None:
     follower = WriteFollower(seg, [0, 1], own_writer=4242)
     seg.write("out1", 3.0)  # the scan's command
     seg._set_writer(SUPERVISOR)
-    ScanDownMarker(seg).scan_down([0, 1], cycles=0)
+    ScanDownMarker(seg).scan_down([0, 1])
     assert follower.poll() == {0: 3.0}, "the command before the mark still goes out"
     seg._set_writer(SUPERVISOR)
     seg.write("out2", True, Quality.GOOD)
-    ScanDownMarker(seg).scan_down([1], cycles=0)
+    ScanDownMarker(seg).scan_down([1])
     assert follower.poll() == {1: True}
     seg._set_writer(SCAN)  # the restarted scan: an UNCERTAIN output is a command
     seg.write("out1", 4.0, Quality.UNCERTAIN)
     assert follower.poll() == {0: 4.0}
     seg._set_writer(SUPERVISOR)
-    ScanDownMarker(seg).scan_down([0], cycles=0)
+    ScanDownMarker(seg).scan_down([0])
     assert follower.poll() == {}, "a mark alone is not sent to the device"
