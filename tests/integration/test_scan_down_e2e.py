@@ -201,7 +201,11 @@ def test_scan_outputs_read_scan_down_while_the_scan_is_down(
                                    for x in healthz(r)["reasons"]), what="the reason gone")
     print(f"SCAN_DOWN marked {took_kill * 1e3:.0f} ms after SIGKILL, "
           f"{took_stop:.2f} s after SIGSTOP (heartbeat timeout {HEARTBEAT_TIMEOUT_S:.0f} s)")
-    assert took_kill < 2.0, f"marked {took_kill:.2f} s after the scan died (tick {TICK_S} s)"
-    assert took_stop < HEARTBEAT_TIMEOUT_S + 2.0, took_stop
+    # correctness, not speed (a loaded box starves the supervisor too): a kill is seen
+    # by its exit status, before the heartbeat watchdog could have fired; a freeze by
+    # the watchdog, not long after it
+    assert took_kill < HEARTBEAT_TIMEOUT_S, \
+        f"marked {took_kill:.2f} s after the scan died (tick {TICK_S} s)"
+    assert took_stop < HEARTBEAT_TIMEOUT_S + 5.0, took_stop
     log = r.log.read_text()
     assert log.count("event=scan_down ") == 4 and "event=scan_back " in log
