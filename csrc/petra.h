@@ -57,7 +57,8 @@ typedef enum {
     PETRA_SUB_LAST_KNOWN = 5,
     PETRA_SUB_CALC = 6,
     PETRA_SUB_INITIAL = 7,
-    PETRA_SUB_OUT_OF_RANGE = 8
+    PETRA_SUB_OUT_OF_RANGE = 8,
+    PETRA_SUB_SCAN_DOWN = 9      /* marked by the supervisor while the scan is down */
 } petra_substatus_t;
 
 typedef struct petra_seg petra_seg_t;

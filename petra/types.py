@@ -84,6 +84,7 @@ class Substatus(enum.IntEnum):
     CALC = 6
     INITIAL = 7
     OUT_OF_RANGE = 8  # a device value outside the signal's limits, or not finite
+    SCAN_DOWN = 9  # the scan that writes it is down; value and source time are its last
 
 
 QUALITIES: tuple[Quality, ...] = (Quality.BAD, Quality.UNCERTAIN, Quality.GOOD)

@@ -200,6 +200,10 @@ class ScanConfig(_Model):
         default=True, description="Hold /dev/cpu_dma_latency at 0 while running, when permitted")
     journal_capacity: int = Field(
         default=65536, description="Change journal entries: a power of two, 64..4194304")
+    scan_down: Literal["uncertain", "bad", "keep"] = Field(
+        default="uncertain",
+        description="While the scan process is down, its outputs are marked with substatus "
+                    "SCAN_DOWN and this quality (value and source time kept); keep: not marked")
 
     @field_validator("period")
     @classmethod

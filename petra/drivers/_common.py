@@ -26,10 +26,11 @@ Writes from the plant
 ---------------------
 The scan or an operator writes a signal mapped for writing; the driver sees it in the
 change journal (:class:`WriteFollower`). Entries written by the driver itself (same
-writer id) and BAD-quality entries are ignored; repeated writes of one signal coalesce
-to the latest value before they reach the device. A value that is not finite (unless the
-signal allows it) or lies outside the signal's min/max is refused there
-(:func:`refuse_device_write`, counted in WRITE_FAILURES): it never reaches a register.
+writer id), BAD-quality entries and SCAN_DOWN marks are ignored; repeated writes of one
+signal coalesce to the latest value before they reach the device. A value that is not
+finite (unless the signal allows it) or lies outside the signal's min/max is refused
+there (:func:`refuse_device_write`, counted in WRITE_FAILURES): it never reaches a
+register.
 
 Outputs re-asserted on every connect
 ------------------------------------
@@ -42,7 +43,11 @@ write can only be replaced by something newer, then, with ``on_connect: write_al
 (BAD slots and slots never written are left alone) and sent before the first poll.
 ``changed_only`` sends only what was queued while disconnected, coalesced to the
 newest value per signal, except on a process's first connect, which always re-asserts:
-a restarted driver cannot know what it missed. ``readwrite`` points are not
+a restarted driver cannot know what it missed. A slot marked SCAN_DOWN (the scan that
+writes it is down; the supervisor marked it keeping the value) is not a command: it is
+neither re-asserted nor sent from the journal, so the device keeps the last value it
+was given, and the restarted scan's first cycle, which writes every output, sends the
+next one. ``readwrite`` points are not
 re-asserted: their slot may hold what the device itself reported, and writing that
 back would fight the device.
 """
@@ -185,10 +190,15 @@ class WriteFollower:
     """Follows the change journal for the signals a driver writes to its device.
 
     ``poll`` returns the latest value per slot since the last call (coalesced), skipping
-    entries this process wrote (writer id == own pid) and BAD-quality entries."""
+    entries this process wrote (writer id == own pid), BAD-quality entries and
+    SCAN_DOWN marks. The journal entry has no substatus, so the slot says: a non-GOOD
+    entry is a mark when the slot reads SCAN_DOWN and was last written by the entry's
+    writer (the supervisor; the scan's own entries have the scan's writer id). A mark
+    the restarted scan already replaced is followed by that newer entry."""
 
     def __init__(self, segment: Segment, slots: Iterable[int],
                  own_writer: int | None = None) -> None:
+        self._seg = segment
         self._slots = frozenset(slots)
         self._own = os.getpid() if own_writer is None else own_writer
         self._consumer = JournalConsumer(segment) if self._slots else None
@@ -197,6 +207,10 @@ class WriteFollower:
     @property
     def active(self) -> bool:
         return self._consumer is not None
+
+    def _is_mark(self, slot: int, writer: int) -> bool:
+        now = self._seg.read_index(slot)
+        return now.substatus == Substatus.SCAN_DOWN and now.writer == writer
 
     def poll(self) -> dict[int, Value]:
         out: dict[int, Value] = {}
@@ -214,7 +228,10 @@ class WriteFollower:
             values: list[Value] | None = None
             for k in range(n):
                 s = slots[k]
-                if s in self._slots and writers[k] != self._own and quals[k] != Quality.BAD:
+                q = quals[k]
+                if s in self._slots and writers[k] != self._own and q != Quality.BAD:
+                    if q != Quality.GOOD and self._is_mark(s, writers[k]):
+                        continue
                     if values is None:
                         values = batch.decoded()
                     out[s] = values[k]
@@ -304,7 +321,7 @@ class PolledDriver(DriverBase):
         for slot in self.reassert_slots:
             sample = self.seg.read_index(slot)
             if sample.quality == Quality.BAD or sample.write_ts_ns == 0 \
-                    or sample.substatus == Substatus.INITIAL:
+                    or sample.substatus in (Substatus.INITIAL, Substatus.SCAN_DOWN):
                 continue
             if not self.write_refused(slot, sample.value):
                 self._queue_write(slot, sample.value)

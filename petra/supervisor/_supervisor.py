@@ -49,6 +49,7 @@ from petra.supervisor._children import (
 )
 from petra.supervisor._health import HealthServer, PlantReasons
 from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
+from petra.supervisor._scan_down import ScanDownMarker, scan_outputs
 from petra.supervisor._systemd import Notifier
 from petra.types import (
     ROLE_API,
@@ -209,6 +210,7 @@ class Supervisor:
             self.lock.release()
             raise
         self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
+        self.scan_down = ScanDownMarker(self.segment, plant.config.scan.scan_down)
         self.notifier = Notifier()
         health: HealthServer | None = None
         self._scan_plant = scan_plant_file(self.instance)
@@ -317,6 +319,8 @@ class Supervisor:
             child.state = ChildState.STOPPED
             log.info("event=child_stopped role=%s pid=%d status=%r", child.role, pid, why)
             return
+        if child.role == ROLE_SCAN:
+            self._mark_scan_down(pid, why)
         child.note_exit(time.monotonic(), code, why)
         if child.state is ChildState.FAILED:
             log.error("event=child_failed role=%s pid=%d reason=%r restarts=%d "
@@ -357,6 +361,7 @@ class Supervisor:
                     self._kill(child, signal.SIGKILL)
                 elif hb.state in (ProcessState.RUNNING, ProcessState.DEGRADED):
                     child.note_healthy(now)
+            self._check_scan_back(beats)
             if not self._ready and read_stats(self.segment).cycles > 0:
                 self._ready = True
                 ms = (time.monotonic() - self._t0) * 1e3
@@ -375,6 +380,31 @@ class Supervisor:
             self.hb.beat(ProcessState.RUNNING)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
+
+    def _mark_scan_down(self, pid: int, why: str) -> None:
+        """The scan died (or was killed for a stale heartbeat): its outputs are marked
+        SCAN_DOWN until the restarted scan writes them (see ``_scan_down.py``). Called
+        after ``repair_writer``, so no slot is still held by the dead scan."""
+        t0 = time.monotonic()
+        slots = scan_outputs(self.segment, self.plant.block_writers)
+        res = self.scan_down.scan_down(slots)
+        log.warning("event=scan_down pid=%d reason=%r mode=%s outputs=%d marked=%d "
+                    "already=%d failed=%d took_ms=%.1f", pid, why, self.scan_down.mode,
+                    len(slots), res.marked, res.already, res.failed,
+                    (time.monotonic() - t0) * 1e3)
+
+    def _check_scan_back(self, beats: dict[int, Any]) -> None:
+        """Forget the outage once the restarted scan runs and has completed a cycle
+        (its first cycle rewrote every output, clearing SCAN_DOWN)."""
+        if self.scan_down.since is None:
+            return
+        scan = next((c for c in self.children if c.role == ROLE_SCAN), None)
+        hb = beats.get(scan.pid) if scan is not None and scan.proc is not None else None
+        if scan is None or hb is None or hb.state != ProcessState.RUNNING:
+            return
+        down_s = self.scan_down.scan_back(scan.pid, read_stats(self.segment).cycles)
+        if down_s is not None:
+            log.info("event=scan_back pid=%d down_s=%.2f", scan.pid, down_s)
 
     def _sync_restarts(self, child: Child, record: int) -> None:
         if child.hb_record != record:
@@ -499,6 +529,9 @@ class Supervisor:
                 reasons.append(f"{c.role} failed: {c.last_reason}")
             elif c.state is ChildState.BACKOFF:
                 reasons.append(f"{c.role} restarting after {c.last_reason}")
+        down = self.scan_down.reason()
+        if down is not None:
+            reasons.append(down)
         if self._reasons is None:
             self._reasons = PlantReasons(self.segment)
         reasons.extend(self._reasons(self.child_table()))
