@@ -217,3 +217,36 @@ def alarms_extra(tmp: Path, *, wait_s: float = 0.2, reply_url: str = "") -> str:
             f" from: '+15005550006', sms_reply_url: '{url}'}}\n"
             "    contacts: [{name: alice, phone: '+491701111111', user: operator}]\n"
             "    policies: [{name: ops, levels: [{contacts: [alice]}]}]\n")
+
+
+def start_alarm_manager(api: LiveApi) -> subprocess.Popen[bytes]:
+    """``petra alarms run`` on the LiveApi's plant and segment (a real alarm process),
+    ready once it has published its status."""
+    status = api.tmp / "alarms" / "status.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "petra", "alarms", "run", str(api.plant), "--instance",
+         api.instance],
+        stdout=subprocess.DEVNULL, stderr=(api.tmp / "alarms.log").open("ab"),
+        env={**os.environ, "PETRA_RUNTIME_DIR": str(api.tmp / "run")})
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"petra alarms exited {proc.returncode}: "
+                                 f"{(api.tmp / 'alarms.log').read_text()[-2000:]}")
+        try:
+            return int(json.loads(status.read_text()).get("passes", 0)) > 1
+        except (OSError, ValueError):
+            return False
+
+    wait_until(ready, timeout=60, what="the alarm manager's status")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
