@@ -222,7 +222,7 @@ class AlarmFeed:
             if not isinstance(doc, dict):
                 continue
             seq = doc.get("seq")
-            if not isinstance(seq, int) or seq <= self.last_seq:
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq <= self.last_seq:
                 continue
             doc.pop("put", None)  # the state it leaves: internal, and large
             self.last_seq = seq
@@ -358,6 +358,8 @@ def _check(link: AlarmsLink, op: str, body: Mapping[str, Any]) -> dict[str, Any]
             out["alarms"] = _names(link, body)
         elif "area" in body:
             area = body["area"]
+            if not isinstance(area, str):
+                raise ApiError(400, "area must be a string")
             if area not in link.areas:
                 raise ApiError(404, f"no alarm in area {str(area)[:80]!r}")
             out["area"] = area

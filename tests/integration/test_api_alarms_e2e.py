@@ -95,7 +95,7 @@ class Api:
         self.tokens[user] = r.json()["access_token"]
         return self.tokens[user]
 
-    def call(self, method: str, path: str, user: str, body: object = None
+    def call(self, method: str, path: str, user: str, body: dict[str, Any] | None = None
              ) -> tuple[int, Any]:
         r = self.http.request(method, self.base + path, json=body, timeout=30,
                               headers={"Authorization": f"Bearer {self.tokens[user]}"})
@@ -197,13 +197,14 @@ def test_ack_over_the_api_stops_the_escalation(
     assert (refused["user"], refused["action"], refused["outcome"]) == (
         "viewer", "alarm.ack", "refused")
     # bad input: a clear 4xx and no state change
-    for bad, want in [({"alarms": ["lvl.high"], "reason": "r", "duration_s": 7200}, 422),
-                      ({"alarms": ["lvl.high"], "reason": "r", "duration_s": "NaN"}, 400),
-                      ({"alarms": ["lvl.high"], "reason": "r", "duration_s": 10,
-                        "oneshot": True}, 400),
-                      ({"alarms": ["nope"], "reason": "r", "duration_s": 10}, 404),
-                      ({"alarms": ["lvl.high"], "reason": "\x00", "duration_s": 10}, 400),
-                      ({"alarms": ["lvl.high"], "duration_s": 10}, 400)]:
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"alarms": ["lvl.high"], "reason": "r", "duration_s": 7200}, 422),
+        ({"alarms": ["lvl.high"], "reason": "r", "duration_s": "NaN"}, 400),
+        ({"alarms": ["lvl.high"], "reason": "r", "duration_s": 10, "oneshot": True}, 400),
+        ({"alarms": ["nope"], "reason": "r", "duration_s": 10}, 404),
+        ({"alarms": ["lvl.high"], "reason": "\x00", "duration_s": 10}, 400),
+        ({"alarms": ["lvl.high"], "duration_s": 10}, 400)]
+    for bad, want in cases:
         status, body = api.call("POST", "/alarms/shelve", "operator", bad)
         assert status == want, (bad, body)
     assert p.alarm("lvl.high")["state"] == "unack"
