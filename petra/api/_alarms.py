@@ -86,6 +86,7 @@ MAX_NAME = 256
 POLL_S = 0.02
 FEED_TICK_S = 0.1
 MAX_FEED_READ = 4 * 2**20
+TAIL_BYTES = 8 * 2**20  # >> EVENTS_KEPT lines of a few hundred bytes
 UNACKED = ("unack", "rtn_unack")
 VIA_SMS = "sms"
 SMS_FORM_MAX = 16 * 1024
@@ -190,6 +191,7 @@ class AlarmFeed:
         self._ino = -1
         self._pos = 0
         self._partial = b""
+        self._skip_line = False
 
     def poll(self) -> list[dict[str, Any]]:
         """The events appended since the last call (whole lines only)."""
@@ -199,8 +201,14 @@ class AlarmFeed:
             st = os.stat(self.path)
         except OSError:
             return []
-        if st.st_ino != self._ino or st.st_size < self._pos:  # rotated or replaced
+        if st.st_ino != self._ino or st.st_size < self._pos:  # first look, rotated, replaced
+            # at the first look only the tail matters (memory keeps the newest events):
+            # start a line into the last TAIL_BYTES instead of parsing a 16 MiB log
+            first = self._ino == -1 and st.st_size > TAIL_BYTES
             self._ino, self._pos, self._partial = st.st_ino, 0, b""
+            if first:
+                self._pos = st.st_size - TAIL_BYTES
+                self._skip_line = True
         if st.st_size == self._pos:
             return []
         try:
@@ -211,6 +219,12 @@ class AlarmFeed:
             return []
         self._pos += len(data)
         data = self._partial + data
+        if self._skip_line:  # started inside a line: drop it
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._partial = b""
+                return []
+            data, self._skip_line = data[nl + 1:], False
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
         out = []
@@ -327,7 +341,7 @@ def _text(body: Mapping[str, Any], key: str, *, required: bool = False) -> str:
         raise ApiError(400, f"{key} is longer than {MAX_TEXT} characters")
     if any(ord(c) < 32 and c != "\t" for c in v) or "\x7f" in v:
         raise ApiError(400, f"{key} holds control characters")
-    if required and not v.strip(" \t"):  # (control characters are refused above)
+    if required and not v.strip():
         raise ApiError(400, f"{key} is required")
     return v
 

@@ -226,7 +226,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
 TEXT_CHARS = "[^\\x00-\\x08\\x0a-\\x1f\\x7f]"
 TEXT = {"type": "string", "maxLength": 512, "pattern": f"^{TEXT_CHARS}*$"}
 TEXT_REQUIRED = {"type": "string", "minLength": 1, "maxLength": 512,
-                 "pattern": f"^{TEXT_CHARS}*[^\\x00-\\x20\\x7f]{TEXT_CHARS}*$"}
+                 "pattern": f"^{TEXT_CHARS}*[^\\s\\x00-\\x1f\\x7f]{TEXT_CHARS}*$"}
 ALARMS = {"type": "array", "minItems": 1, "maxItems": 1000,
           "items": {"type": "string", "minLength": 1, "maxLength": 256}}
 ACTION_ERRORS = (*AUTHED, 404, 409, 413, 415, 422, 503)
