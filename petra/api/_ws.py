@@ -116,7 +116,7 @@ class Hub:
         self.consumer = JournalConsumer(self.ctx.segment)
         async with asyncio.TaskGroup() as tg:
             if self.feed is not None:
-                tg.create_task(self.feed.run())
+                tg.create_task(self.feed.run(tick_s))  # the same tick as the journal
             while True:
                 self.pump()
                 await asyncio.sleep(tick_s)
