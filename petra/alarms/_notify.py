@@ -48,7 +48,7 @@ from typing import Any
 from petra.alarms._engine import render
 from petra.alarms._model import Event
 from petra.alarms._schedule import on_call, quiet_until
-from petra.config._alarms import ContactConfig, NotificationsConfig, PolicyConfig
+from petra.config._alarms import ContactConfig, NotificationsConfig, PolicyConfig, ack_code
 
 NS = 1_000_000_000
 STOP_STATES = frozenset({"acked", "normal", "shelved", "suppressed", "out_of_service",
@@ -289,10 +289,15 @@ class Notifier:
                        occurrence=esc.occurrence, level=esc.level + 1,
                        last_occurrence=last[1])
             return 1
+        code = ack_code(esc.alarm, esc.occurrence)
         text = render(self.cfg.body, {
             "priority": esc.priority.upper(), "message": esc.message, "alarm": esc.alarm,
             "occurrence": esc.occurrence, "area": esc.area, "equipment": esc.equipment,
-            "level": esc.level + 1, "state": "unacknowledged", "instance": self.instance})
+            "level": esc.level + 1, "state": "unacknowledged", "instance": self.instance,
+            "code": code})
+        if (c.channel == "sms" and self.cfg.twilio.sms_reply_url
+                and "{code}" not in self.cfg.body):
+            text += f" Reply ACK {code}"  # the API's SMS-reply webhook acknowledges it
         job = Job(jid, esc.alarm, esc.occurrence, c.name, c.channel, c.phone, text,
                   esc.priority, now_ns, esc.level, esc.round)
         self.jobs[jid] = job

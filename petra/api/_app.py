@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from petra.api import _admin, _auth, _signals, _ws
+from petra.api import _admin, _alarms, _auth, _signals, _ws
 from petra.api._auth import CTX, SESSION
 from petra.api._context import ApiContext
 from petra.api._http import ApiError, error_response, json_response
@@ -100,7 +100,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                        {"WWW-Authenticate": "Bearer"})
     ctx = request.app[CTX]
     session = ctx.authenticate(credential.strip(), request.remote or "?")
-    session.principal.require(rule.permission)
+    try:
+        session.principal.require(rule.permission)
+    except PermissionDeniedError as exc:
+        if rule.audit:
+            await _alarms.audit_refusal(ctx, session.principal, rule.permission,
+                                        resource.canonical, str(exc))
+        raise
     request[SESSION] = session
     return await handler(request)
 
@@ -113,7 +119,9 @@ def build_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware],
                           client_max_size=ctx.config.max_body_bytes)
     app[CTX] = ctx
-    app[_ws.HUB] = _ws.Hub(ctx)
+    feed = _alarms.AlarmFeed(ctx.alarms.dir if ctx.alarms else None)
+    app[_alarms.FEED] = feed
+    app[_ws.HUB] = _ws.Hub(ctx, feed if ctx.alarms else None)
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", _openapi_handler)
     r.add_post(f"{PREFIX}/auth/login", _auth.login)
@@ -136,6 +144,17 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get(f"{PREFIX}/audit", _admin.read_audit)
     r.add_get(f"{PREFIX}/audit/verify", _admin.verify)
     r.add_get(f"{PREFIX}/ws", _ws.ws_handler)
+    r.add_get(f"{PREFIX}/alarms", _alarms.list_alarms)
+    r.add_get(f"{PREFIX}/alarms/events", _alarms.list_events)
+    r.add_get(f"{PREFIX}/alarms/status", _alarms.alarm_status)
+    r.add_post(f"{PREFIX}/alarms/ack", _alarms.ack)
+    r.add_post(f"{PREFIX}/alarms/reset", _alarms.reset)
+    r.add_post(f"{PREFIX}/alarms/comment", _alarms.comment)
+    r.add_post(f"{PREFIX}/alarms/shelve", _alarms.shelve)
+    r.add_post(f"{PREFIX}/alarms/unshelve", _alarms.unshelve)
+    r.add_post(f"{PREFIX}/alarms/out-of-service", _alarms.out_of_service)
+    r.add_post(f"{PREFIX}/alarms/return-to-service", _alarms.return_to_service)
+    r.add_post(f"{PREFIX}/alarms/twilio/sms", _alarms.twilio_sms)
     check_rules(served_routes(app))
     return app
 

@@ -15,7 +15,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petra.config._api import ApiConfig
 from petra.security import (
@@ -32,6 +32,9 @@ from petra.security import (
 )
 from petra.shm import Segment
 from petra.types import ApiCounter
+
+if TYPE_CHECKING:
+    from petra.api._alarms import AlarmsLink
 
 log = logging.getLogger("petra.api")
 
@@ -62,6 +65,7 @@ class ApiContext:
     instance: str
     state_file: Path | None = None
     tls: bool = False
+    alarms: AlarmsLink | None = None  # the plant's alarm manager, when it has alarms:
     counters: list[int] = field(default_factory=lambda: [0] * len(ApiCounter))
     login_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(LOGIN_CONCURRENCY))

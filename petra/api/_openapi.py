@@ -60,6 +60,22 @@ def _schemas() -> dict[str, Any]:
                                        "after": SCALAR, "audit_seq": {"type": "integer"}}},
         "User": user,
         "Tokens": tokens,
+        "AlarmList": {"type": "object", "required": ["alarms", "updated_ns"],
+                      "properties": {"alarms": {"type": "array", "items": {"type": "object"}},
+                                     "updated_ns": {"type": "integer"},
+                                     "seq": {"type": "integer"},
+                                     "total": {"type": "integer"}}},
+        "AlarmEvents": {"type": "object", "required": ["events", "next_seq"],
+                        "properties": {"events": {"type": "array",
+                                                  "items": {"type": "object"}},
+                                       "next_seq": {"type": "integer"},
+                                       "oldest_seq": {"type": "integer"}}},
+        "AlarmActionResult": {"type": "object", "required": ["ok", "done", "id"],
+                              "properties": {"ok": {"const": True},
+                                             "done": {"type": "array",
+                                                      "items": {"type": "string"}},
+                                             "skipped": {"type": "object"},
+                                             "id": {"type": "string"}}},
     }
 
 
@@ -197,11 +213,109 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("GET", "/audit/verify"): {
             "summary": "Verify the audit chain (admin)",
             "responses": {**_ok(200, obj, "the report"), **_err(*AUTHED)}},
+        **_alarm_operations(),
         ("GET", "/ws"): {
-            "summary": "WebSocket: subscribe to signals by name or pattern",
+            "summary": "WebSocket: subscribe to signals by name or pattern, and to alarm "
+                       "events",
             "description": "Upgrade to a WebSocket; see docs/http-api.md for the messages.",
             "responses": {"101": {"description": "switching protocols"},
                           **_err(*AUTHED, 503)}},
+    }
+
+
+TEXT_CHARS = "[^\\x00-\\x08\\x0a-\\x1f\\x7f]"
+TEXT = {"type": "string", "maxLength": 512, "pattern": f"^{TEXT_CHARS}*$"}
+TEXT_REQUIRED = {"type": "string", "minLength": 1, "maxLength": 512,
+                 "pattern": f"^{TEXT_CHARS}*[^\\s\\x00-\\x1f\\x7f]{TEXT_CHARS}*$"}
+ALARMS = {"type": "array", "minItems": 1, "maxItems": 1000,
+          "items": {"type": "string", "minLength": 1, "maxLength": 256}}
+ACTION_ERRORS = (*AUTHED, 404, 409, 413, 415, 422, 503)
+
+
+def _alarm_body(*variants: tuple[dict[str, Any], list[str]]) -> dict[str, Any]:
+    schemas = [{"type": "object", "properties": props, "required": req,
+                "additionalProperties": False} for props, req in variants]
+    schema = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _action(summary: str, *variants: tuple[dict[str, Any], list[str]]) -> dict[str, Any]:
+    return {"summary": summary,
+            "description": "Queued to the alarm manager and awaited (api.alarm_wait_s): "
+                           "409 is its refusal, 503 means no answer in time (the request "
+                           "stays queued).",
+            "requestBody": _alarm_body(*variants),
+            "responses": {**_ok(200, _ref("AlarmActionResult"), "done"),
+                          **_err(*ACTION_ERRORS)}}
+
+
+def _alarm_operations() -> dict[tuple[str, str], dict[str, Any]]:
+    obj = {"type": "object"}
+    names = ({"alarms": ALARMS}, ["alarms"])
+    return {
+        ("GET", "/alarms"): {
+            "summary": "The alarm manager's list: every alarm not quietly normal",
+            "parameters": [
+                _q("state", {"type": "string", "pattern": "^[a-z_]{1,32}$"}, "filter"),
+                _q("priority", {"type": "string",
+                                "enum": ["critical", "high", "medium", "low"]}, "filter"),
+                _q("area", {"type": "string", "maxLength": 256}, "filter")],
+            "responses": {**_ok(200, _ref("AlarmList"), "the list"),
+                          **_err(*AUTHED, 404, 503)}},
+        ("GET", "/alarms/events"): {
+            "summary": "Alarm events (transitions, comments, requests, notifications)",
+            "parameters": [
+                _q("after_seq", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                   "events after this seq"),
+                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
+                _q("alarm", {"type": "string", "minLength": 1, "maxLength": 256},
+                   "one alarm's events")],
+            "responses": {**_ok(200, _ref("AlarmEvents"), "the events"),
+                          **_err(*AUTHED, 404)}},
+        ("GET", "/alarms/status"): {
+            "summary": "The alarm manager's metrics (status.json)",
+            "responses": {**_ok(200, obj, "the metrics"), **_err(*AUTHED, 404, 503)}},
+        ("POST", "/alarms/ack"): _action(
+            "Acknowledge named alarms, an area, or all",
+            ({"alarms": ALARMS, "comment": TEXT}, ["alarms"]),
+            ({"area": {"type": "string", "minLength": 1, "maxLength": 256},
+              "comment": TEXT}, ["area"]),
+            ({"all": {"const": True}, "comment": TEXT}, ["all"])),
+        ("POST", "/alarms/reset"): _action("Reset latched alarms", names),
+        ("POST", "/alarms/comment"): _action(
+            "Add a comment to one alarm's journal",
+            ({"alarms": {**ALARMS, "maxItems": 1}, "text": TEXT_REQUIRED},
+             ["alarms", "text"])),
+        ("POST", "/alarms/shelve"): _action(
+            "Shelve for duration_s (at most the alarm's maximum) or one-shot",
+            ({"alarms": ALARMS, "reason": TEXT_REQUIRED,
+              "duration_s": {"type": "number", "exclusiveMinimum": 0},
+              "oneshot": {"const": False}}, ["alarms", "reason", "duration_s"]),
+            ({"alarms": ALARMS, "reason": TEXT_REQUIRED, "oneshot": {"const": True}},
+             ["alarms", "reason", "oneshot"])),
+        ("POST", "/alarms/unshelve"): _action("End a shelving", names),
+        ("POST", "/alarms/out-of-service"): _action(
+            "Take alarms out of service (engineer)",
+            ({"alarms": ALARMS, "reason": TEXT_REQUIRED}, ["alarms", "reason"])),
+        ("POST", "/alarms/return-to-service"): _action("Return alarms to service", names),
+        ("POST", "/alarms/twilio/sms"): {
+            "summary": "Twilio's SMS-reply webhook: 'ACK <code>' acknowledges",
+            "description": "Authenticated by the X-Twilio-Signature header (the auth "
+                           "token and alarms.notifications.twilio.sms_reply_url); the "
+                           "sender must be a configured contact. Answers TwiML.",
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["From", "Body"],
+                    "properties": {"From": {"type": "string", "maxLength": 32},
+                                   "Body": {"type": "string", "maxLength": 1600}}}}}},
+            "responses": {
+                "200": {"description": "TwiML: the reply SMS",
+                        "content": {"text/xml": {"schema": {"type": "string"}}}},
+                "403": {"description": "bad signature (JSON) or unknown sender (empty "
+                                       "TwiML, audited)",
+                        "content": {"application/json": {"schema": ERROR},
+                                    "text/xml": {"schema": {"type": "string"}}}},
+                **_err(400, 404, 413, 415, 429)}},
     }
 
 
@@ -222,7 +336,7 @@ def openapi() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Petra API", "version": petra.__version__,
-                 "description": "Signals, status, users and audit of one Petra plant."},
+                 "description": "Signals, alarms, status, users and audit of one Petra plant."},
         "paths": paths,
         "components": {
             "schemas": _schemas(),

@@ -4,7 +4,8 @@ Every route the app serves must have a rule here; :func:`check_rules` runs when 
 app is built and refuses to start an API with an endpoint nobody thought about
 (``tests/integration/test_api_roles.py`` also walks every route against every role).
 ``PUBLIC`` routes need no credentials: the login itself, the token refresh (the
-refresh token is the credential) and the OpenAPI description.
+refresh token is the credential), the OpenAPI description and Twilio's SMS-reply
+webhook (it checks Twilio's request signature itself).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PREFIX = "/api/v1"
 class Rule:
     permission: Permission | None  # None: public
     ws: bool = False  # a WebSocket: credentials may come in the first message instead
+    audit: bool = False  # a refusal for role is audited (the action never reaches its owner)
 
 
 PUBLIC = Rule(None)
@@ -48,6 +50,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{PREFIX}/audit"): Rule(P.AUDIT_READ),
     ("GET", f"{PREFIX}/audit/verify"): Rule(P.AUDIT_READ),
     ("GET", f"{PREFIX}/ws"): Rule(P.SIGNAL_READ, ws=True),
+    ("GET", f"{PREFIX}/alarms"): Rule(P.ALARM_READ),
+    ("GET", f"{PREFIX}/alarms/events"): Rule(P.ALARM_READ),
+    ("GET", f"{PREFIX}/alarms/status"): Rule(P.ALARM_READ),
+    ("POST", f"{PREFIX}/alarms/ack"): Rule(P.ALARM_ACK, audit=True),
+    ("POST", f"{PREFIX}/alarms/reset"): Rule(P.ALARM_ACK, audit=True),
+    ("POST", f"{PREFIX}/alarms/comment"): Rule(P.ALARM_ACK, audit=True),
+    ("POST", f"{PREFIX}/alarms/shelve"): Rule(P.ALARM_SHELVE, audit=True),
+    ("POST", f"{PREFIX}/alarms/unshelve"): Rule(P.ALARM_SHELVE, audit=True),
+    ("POST", f"{PREFIX}/alarms/out-of-service"): Rule(P.ALARM_SERVICE, audit=True),
+    ("POST", f"{PREFIX}/alarms/return-to-service"): Rule(P.ALARM_SERVICE, audit=True),
+    # Twilio's SMS-reply webhook: authenticated by Twilio's signature, not a bearer
+    ("POST", f"{PREFIX}/alarms/twilio/sms"): PUBLIC,
 }
 
 

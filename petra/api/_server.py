@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from petra.api._alarms import AlarmsLink, alarms_link
 from petra.api._app import build_app, tls_context
 from petra.api._context import ApiContext
 from petra.api._ws import HUB
@@ -53,7 +54,8 @@ def audit_log_for(cfg: ApiConfig | None, base: Path | None, instance: str) -> Au
 
 
 def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | None,
-                 state_file: Path | None = None) -> ApiContext:
+                 state_file: Path | None = None, *, alarms: AlarmsLink | None = None
+                 ) -> ApiContext:
     users_path = resolve(cfg.users_file, base) if cfg.users_file else default_users_file()
     users = UsersCache(UsersFile(users_path))
     n = len(users.get())  # readable now, or refuse to start
@@ -75,7 +77,8 @@ def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | N
                            refresh_ttl_s=cfg.refresh_ttl_s),
         guard=LoginGuard(LockoutPolicy(lock.user_failures, lock.address_failures,
                                        lock.window_s, lock.lockout_s)),
-        audit=audit, instance=instance, state_file=state_file, tls=cfg.tls is not None)
+        audit=audit, instance=instance, state_file=state_file, tls=cfg.tls is not None,
+        alarms=alarms)
 
 
 class ApiServer:
@@ -149,9 +152,11 @@ def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | Non
             raise ConfigError("the plant has no api: section", file=plant_path)
         inst = instance or plant.config.instance
         base = Path(plant_path).resolve().parent
+        alarms = alarms_link(plant.config, inst, plant_path)
 
         def make(seg: Segment) -> ApiServer:
-            ctx = make_context(cfg, seg, inst, base, Path(state_file) if state_file else None)
+            ctx = make_context(cfg, seg, inst, base, Path(state_file) if state_file else None,
+                               alarms=alarms)
             return ApiServer(ctx, base, Path(port_file) if port_file else None)
 
         return run_process(make, inst, ROLE_API, cpus, log_level)

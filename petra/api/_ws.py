@@ -21,9 +21,14 @@ Protocol (JSON text frames). Client to server::
     {"op": "subscribe", "id": 1, "signals": ["tank.*", "plant.start"]}
     {"op": "unsubscribe", "id": 2, "signals": ["tank.*"]}   (no signals: all)
     {"op": "ping", "id": 3}
+    {"op": "subscribe_alarms", "id": 4}                 alarm events (alarm.read)
+    {"op": "unsubscribe_alarms", "id": 5}
 
 Server to client: ``hello``, ``subscribed``, ``snapshot``, ``changes``, ``resync``,
-``pong`` and ``error`` (``{"type": "error", "status": 400, "id": .., "error": ..}``).
+``subscribed_alarms``, ``alarms`` (the list: on subscribe and after a resync),
+``alarm_event`` (one per line of the alarm manager's event log, from the process's one
+:class:`~petra.api._alarms.AlarmFeed`), ``pong`` and ``error``
+(``{"type": "error", "status": 400, "id": .., "error": ..}``).
 A bad message gets an error and changes nothing; the connection stays open. A
 credential that expires or is revoked closes the connection with code 4401.
 """
@@ -43,10 +48,11 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import WSMsgType, web
 
+from petra.api._alarms import AlarmFeed, snapshot_message
 from petra.api._auth import SESSION, ctx_of
 from petra.api._context import ApiContext, Session
 from petra.api._http import ApiError, jvalue
-from petra.security import AuthenticationError
+from petra.security import AuthenticationError, Permission, PermissionDeniedError
 from petra.shm import JournalBatch, JournalConsumer
 from petra.types import QUALITIES, ApiCounter, SignalType
 
@@ -72,6 +78,7 @@ class WsClient:
         self.mask: npt.NDArray[np.bool_] = np.zeros(n_signals, np.bool_)
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_MAX)
         self.dropped = 0
+        self.alarms = False  # subscribed to alarm events
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -96,17 +103,34 @@ class WsClient:
 class Hub:
     """The journal reader and fan-out of one API process."""
 
-    def __init__(self, ctx: ApiContext) -> None:
+    def __init__(self, ctx: ApiContext, feed: AlarmFeed | None = None) -> None:
         self.ctx = ctx
         self.clients: set[WsClient] = set()
         self.names = ctx.segment.names
         self.consumer: JournalConsumer | None = None
+        self.feed = feed
+        if feed is not None:
+            feed.listeners.append(self.alarm_events)
 
     async def run(self, tick_s: float) -> None:
         self.consumer = JournalConsumer(self.ctx.segment)
-        while True:
-            self.pump()
-            await asyncio.sleep(tick_s)
+        async with asyncio.TaskGroup() as tg:
+            if self.feed is not None:
+                tg.create_task(self.feed.run(tick_s))  # the same tick as the journal
+            while True:
+                self.pump()
+                await asyncio.sleep(tick_s)
+
+    def alarm_events(self, events: list[dict[str, Any]]) -> None:
+        """New alarm events: each encoded once, queued to every subscribed client."""
+        members = [c for c in self.clients if c.alarms]
+        if not members:
+            return
+        for ev in events:
+            text = json.dumps({**ev, "type": "alarm_event"}, allow_nan=False, default=str)
+            for client in members:
+                if not client.offer(text):
+                    self.ctx.count(ApiCounter.WS_DROPPED)
 
     def pump(self) -> None:
         consumer = self.consumer
@@ -290,7 +314,22 @@ async def _reader(ctx: ApiContext, hub: Hub, client: WsClient) -> None:
             client.offer(text)
 
 
-def _handle(ctx: ApiContext, hub: Hub, client: WsClient, data: str) -> list[str]:
+def _alarm_subscription(ctx: ApiContext, hub: Hub, client: WsClient, msg: dict[str, Any],
+                        req_id: object) -> list[str]:
+    """subscribe_alarms / unsubscribe_alarms: alarm events for this client on or off."""
+    _fields(msg, {"op", "id"})
+    client.session.principal.require(Permission.ALARM_READ)
+    if hub.feed is None or ctx.alarms is None:
+        raise ApiError(404, "this plant has no alarms: section")
+    client.alarms = msg["op"] == "subscribe_alarms"
+    reply = [json.dumps({"type": "subscribed_alarms", "id": req_id,
+                         "alarms": client.alarms, "seq": hub.feed.last_seq})]
+    if client.alarms:
+        reply.append(json.dumps(snapshot_message(ctx.alarms), allow_nan=False, default=str))
+    return reply
+
+
+def _handle(ctx: ApiContext, hub: Hub, client: WsClient, data: str) -> list[str]:  # noqa: PLR0911 - one answer per op
     req_id: object = None
     try:
         msg = _parse(data)
@@ -322,6 +361,8 @@ def _handle(ctx: ApiContext, hub: Hub, client: WsClient, data: str) -> list[str]
             return [json.dumps({"type": "subscribed", "id": req_id,
                                 "patterns": client.patterns,
                                 "signals": int(client.mask.sum())})]
+        if op in ("subscribe_alarms", "unsubscribe_alarms"):
+            return _alarm_subscription(ctx, hub, client, msg, req_id)
         if op == "auth":
             _fields(msg, {"op", "id", "token"})
             token = msg.get("token")
@@ -336,9 +377,12 @@ def _handle(ctx: ApiContext, hub: Hub, client: WsClient, data: str) -> list[str]
             client.session = session
             return [json.dumps({"type": "hello", "id": req_id, "user": session.principal.name,
                                 "role": session.principal.role.label})]
-        raise ApiError(400, "op must be subscribe, unsubscribe, auth or ping")
+        raise ApiError(400, "op must be subscribe, unsubscribe, subscribe_alarms, "
+                            "unsubscribe_alarms, auth or ping")
     except ApiError as exc:
         return [_error(exc.status, exc.message, req_id)]
+    except PermissionDeniedError as exc:
+        return [_error(403, str(exc), req_id)]
 
 
 async def _writer(ctx: ApiContext, hub: Hub, client: WsClient) -> None:
@@ -362,6 +406,11 @@ async def _writer(ctx: ApiContext, hub: Hub, client: WsClient) -> None:
         if text == RESYNC:
             text = json.dumps({"type": "resync", "dropped": client.dropped,
                                "signals": hub.snapshot(client.mask)}, allow_nan=False)
+            if client.alarms and ctx.alarms is not None:  # alarm events were dropped too
+                with contextlib.suppress(ConnectionError):
+                    await client.ws.send_str(text)
+                text = json.dumps({**snapshot_message(ctx.alarms), "resync": True},
+                                  allow_nan=False, default=str)
         try:
             await client.ws.send_str(text)
         except ConnectionError:  # the client went away; the reader sees the close

@@ -18,6 +18,8 @@ and where its action spool and published list live (:func:`spool_dir`,
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import string
 import zoneinfo
@@ -73,7 +75,8 @@ DEVICE_PREFIX = "device."
 MESSAGE_FIELDS = frozenset({"name", "description", "value", "unit", "limit", "signal",
                             "setpoint", "priority", "area", "equipment", "type"})
 BODY_FIELDS = frozenset({"priority", "message", "alarm", "occurrence", "area", "equipment",
-                         "level", "state", "instance"})
+                         "level", "state", "instance", "code"})
+ACK_CODE_LEN = 6
 DEFAULT_BODY = "[{priority}] {message} ({alarm} #{occurrence})"
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -82,7 +85,7 @@ _CONTACT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _SAMPLE = {"name": "x", "description": "x", "value": 1.5, "unit": "m", "limit": 2.0,
            "signal": "x", "setpoint": 1.0, "priority": "high", "area": "a",
            "equipment": "e", "type": "high", "message": "m", "alarm": "x",
-           "occurrence": 1, "level": 1, "state": "unack", "instance": "i"}
+           "occurrence": 1, "level": 1, "state": "unack", "instance": "i", "code": "K7Q2MX"}
 
 
 class _Model(BaseModel):
@@ -278,6 +281,9 @@ class TwilioConfig(_Model):
     voice: str | None = Field(default=None, description="TwiML Say voice")
     language: str = Field(default="en-US", description="TwiML Say language")
     repeat_say: int = Field(default=2, ge=1, le=5, description="Times a call says it")
+    sms_reply_url: str | None = Field(
+        default=None, description="Public https URL of the API's SMS-reply webhook "
+        "({prefix}/alarms/twilio/sms) as set on the Twilio number; enables ACK by SMS reply")
 
     @model_validator(mode="after")
     def _check(self) -> TwilioConfig:
@@ -292,6 +298,10 @@ class TwilioConfig(_Model):
             raise ValueError(f"base_url must be http(s)://host[:port], got {self.base_url!r}")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+        if self.sms_reply_url is not None and not re.match(
+                r"^https?://[^/\s?#]+/[^\s#]*$", self.sms_reply_url):
+            raise ValueError("sms_reply_url must be the full http(s)://host/path Twilio "
+                             f"posts to, got {self.sms_reply_url!r}")
         return self
 
 
@@ -319,6 +329,9 @@ class ContactConfig(_Model):
     timezone: str = Field(default="UTC", description="IANA time zone of the schedule")
     on_call: list[OnCallWindow] = Field(
         default_factory=list, description="When on call; none = always")
+    user: str | None = Field(
+        default=None, description="Who an SMS reply from this phone acts as (recorded "
+        "in the audit log, role operator); default: the contact's name")
 
     @field_validator("name")
     @classmethod
@@ -326,6 +339,14 @@ class ContactConfig(_Model):
         if not _CONTACT_RE.match(v):
             raise ValueError(f"contact name {v!r}: letters, digits, _ . - (starting with a "
                              "letter), <= 64 characters")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not _CONTACT_RE.match(v):
+            raise ValueError(f"user {v!r}: letters, digits, _ . - (starting with a letter), "
+                             "<= 64 characters")
         return v
 
     @field_validator("phone")
@@ -520,6 +541,15 @@ def effective_definitions(config: Any) -> list[AlarmDef]:
                 "off_delay_s": dev.off_delay_s, "area": dev.area,
                 "message": f"device {drv.name} is not connected"}))
     return out
+
+
+def ack_code(alarm: str, occurrence: int) -> str:
+    """The short reference an SMS carries so that a reply ``ACK <code>`` names one
+    occurrence of one alarm: 6 characters of base32 over a hash of both. An old
+    occurrence's code does not acknowledge a newer one; a code is no secret (the
+    webhook's signature and the sender's number are the authentication)."""
+    digest = hashlib.sha256(f"{alarm}#{occurrence}".encode()).digest()
+    return base64.b32encode(digest[:5]).decode()[:ACK_CODE_LEN]
 
 
 def state_signal_names(alarm: str) -> tuple[str, str]:

@@ -119,6 +119,9 @@ class ApiConfig(_Model):
     ws_tick_s: Seconds = Field(default=0.05, ge=0.001, le=5.0,
                                description="how often the journal is read for WebSocket "
                                "clients")
+    alarm_wait_s: Seconds = Field(default=5.0, ge=0.05, le=60.0,
+                                  description="how long an alarm action waits for the alarm "
+                                  "manager's answer before 503 (the request stays queued)")
 
     @model_validator(mode="after")
     def _check(self) -> ApiConfig:

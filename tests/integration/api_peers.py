@@ -195,3 +195,58 @@ class LiveApi:
         if not self.audit_file.exists():
             return []
         return [json.loads(line) for line in self.audit_file.read_text().splitlines()]
+
+
+TWILIO_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "tw-api-test-token-7781"
+SMS_REPLY_PATH = "/api/v1/alarms/twilio/sms"
+
+
+def alarms_extra(tmp: Path, *, wait_s: float = 0.2, reply_url: str = "") -> str:
+    """Plant text that gives a :class:`LiveApi` an ``alarms:`` section (one alarm on
+    tank.level, SMS replies configured) and a short ``api.alarm_wait_s``; no alarm
+    process runs, so actions that pass the API's checks answer 503 (still queued)."""
+    (tmp / "twilio.token").write_text(TWILIO_TOKEN + "\n")
+    url = reply_url or f"https://petra.example.com{SMS_REPLY_PATH}"
+    return (f"  alarm_wait_s: {wait_s}\n"
+            "alarms:\n  dir: alarms\n  definitions:\n"
+            "    - {name: lvl.high, type: high, signal: tank.level, limit: 4, area: tanks,"
+            " shelve_max_s: 1h}\n"
+            "  notifications:\n"
+            f"    twilio: {{account_sid: {TWILIO_SID}, auth_token_file: twilio.token,"
+            f" from: '+15005550006', sms_reply_url: '{url}'}}\n"
+            "    contacts: [{name: alice, phone: '+491701111111', user: operator}]\n"
+            "    policies: [{name: ops, levels: [{contacts: [alice]}]}]\n")
+
+
+def start_alarm_manager(api: LiveApi) -> subprocess.Popen[bytes]:
+    """``petra alarms run`` on the LiveApi's plant and segment (a real alarm process),
+    ready once it has published its status."""
+    status = api.tmp / "alarms" / "status.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "petra", "alarms", "run", str(api.plant), "--instance",
+         api.instance],
+        stdout=subprocess.DEVNULL, stderr=(api.tmp / "alarms.log").open("ab"),
+        env={**os.environ, "PETRA_RUNTIME_DIR": str(api.tmp / "run")})
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"petra alarms exited {proc.returncode}: "
+                                 f"{(api.tmp / 'alarms.log').read_text()[-2000:]}")
+        try:
+            return int(json.loads(status.read_text()).get("passes", 0)) > 1
+        except (OSError, ValueError):
+            return False
+
+    wait_until(ready, timeout=60, what="the alarm manager's status")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

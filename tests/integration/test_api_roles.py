@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_peers import PASSWORD, ROLES, LiveApi
+from api_peers import PASSWORD, ROLES, LiveApi, alarms_extra
 
 from petra.api import build_app, make_context, served_routes
 from petra.config import load_plant
@@ -40,6 +40,18 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/audit/verify"): "admin",
     ("GET", "/api/v1/ws"): "viewer",
+    ("GET", "/api/v1/alarms"): "viewer",
+    ("GET", "/api/v1/alarms/events"): "viewer",
+    ("GET", "/api/v1/alarms/status"): "viewer",
+    ("POST", "/api/v1/alarms/ack"): "operator",
+    ("POST", "/api/v1/alarms/reset"): "operator",
+    ("POST", "/api/v1/alarms/comment"): "operator",
+    ("POST", "/api/v1/alarms/shelve"): "operator",
+    ("POST", "/api/v1/alarms/unshelve"): "operator",
+    ("POST", "/api/v1/alarms/out-of-service"): "engineer",
+    ("POST", "/api/v1/alarms/return-to-service"): "engineer",
+    # Twilio's webhook: no bearer; its signature is checked (test_api_alarms_e2e.py)
+    ("POST", "/api/v1/alarms/twilio/sms"): None,
 }
 
 # A request per route that a permitted caller may send without changing anything
@@ -54,12 +66,21 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/users"): {"name": "matrix", "role": "viewer"},
     ("PATCH", "/api/v1/users/{name}"): {"role": "viewer"},
     ("POST", "/api/v1/users/{name}/keys"): {"label": "x"},
+    ("POST", "/api/v1/alarms/ack"): {"alarms": ["none.such"]},
+    ("POST", "/api/v1/alarms/reset"): {"alarms": ["none.such"]},
+    ("POST", "/api/v1/alarms/comment"): {"alarms": ["none.such"], "text": "x"},
+    ("POST", "/api/v1/alarms/shelve"): {"alarms": ["none.such"], "reason": "x",
+                                        "duration_s": 1},
+    ("POST", "/api/v1/alarms/unshelve"): {"alarms": ["none.such"]},
+    ("POST", "/api/v1/alarms/out-of-service"): {"alarms": ["none.such"], "reason": "x"},
+    ("POST", "/api/v1/alarms/return-to-service"): {"alarms": ["none.such"]},
 }
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    live = LiveApi(tmp_path_factory.mktemp("roles")).start()
+    tmp = tmp_path_factory.mktemp("roles")
+    live = LiveApi(tmp, extra=alarms_extra(tmp)).start()
     yield live
     live.close()
 
@@ -106,6 +127,21 @@ def test_role_matrix(api: LiveApi, method: str, route: str, who: str | None) -> 
         assert status not in (401, 403), (status, body)
     if method == "PUT" and route == "/api/v1/signals/{name}" and status == 200:
         assert api.seg.get("tank.level_sp") == 2.5
+    if route.startswith("/api/v1/alarms/") and method == "POST" and need is not None \
+            and who is not None and ROLES.index(who) >= ROLES.index(need):
+        assert status == 404 and "none.such" in body["error"], (status, body)  # checked
+
+
+def test_an_alarm_action_refused_for_role_is_audited(api: LiveApi) -> None:
+    status, _, _ = api.request("POST", "/api/v1/alarms/out-of-service",
+                               {"alarms": ["lvl.high"], "reason": "x"},
+                               token=api.token("operator"))
+    assert status == 403
+    rec = api.audit_records()[-1]
+    assert (rec["user"], rec["role"], rec["action"], rec["outcome"]) == (
+        "operator", "operator", "alarm.service", "refused")
+    assert "engineer" in rec["reason"]
+    assert not (api.tmp / "alarms" / "actions" / "incoming").exists()
 
 
 def test_forbidden_calls_change_nothing(api: LiveApi, tmp_path: Path) -> None:

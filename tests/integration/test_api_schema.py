@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from api_peers import LiveApi
+from api_peers import LiveApi, alarms_extra, start_alarm_manager, stop_process
 from driver_peers import Certs
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -27,10 +27,13 @@ from petra.api import openapi, served_routes
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[LiveApi]:
-    api = LiveApi(tmp_path_factory.mktemp("schema"), certs=certs,
+    tmp = tmp_path_factory.mktemp("schema")
+    api = LiveApi(tmp, certs=certs, extra=alarms_extra(tmp, wait_s=10),
                   lockout="{user_failures: 1000, address_failures: 100000, lockout_s: 1}")
     api.start()
+    alarms = start_alarm_manager(api)  # the alarm endpoints answer from a real one
     yield api
+    stop_process(alarms)
     api.close()
 
 
@@ -71,9 +74,17 @@ def test_the_description_names_every_route(live: LiveApi, api_schema: Any,
 # test_api_fuzz.py drive the WebSocket).
 # A schema-valid request may still be refused for what the schema cannot say: a
 # value outside the signal's min/max (422), a user that exists (409), no supervisor
-# to reload (503). Those are the statuses a valid request may get besides 2xx.
-CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {
-    "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429", "503"]}}})
+# to reload (503), an unknown alarm (404), an action the alarm manager refuses in the
+# alarm's current state (409). Those are the statuses a valid request may get besides
+# 2xx; the SMS webhook answers 403 without Twilio's signature.
+# Invalid data may also be refused as too large (413): a list of 1001 alarm names of up
+# to 256 characters each is past max_body_bytes before anything reads it.
+CONFIG = schemathesis.Config.from_dict({"checks": {
+    "positive_data_acceptance": {
+        "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429", "503"]},
+    "negative_data_rejection": {
+        "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413",
+                              "415", "422", "428", "429"]}}})
 SCHEMA = schemathesis.openapi.from_dict(openapi(), config=CONFIG)
 OPERATIONS = [r.ok() for r in SCHEMA.get_all_operations() if isinstance(r, Ok)]
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
