@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from petra.alarms._commands import CommandPolicy, Prepared, Refused, ReplyTo, prepare
 from petra.alarms._conditions import Conditions
 from petra.alarms._engine import AlarmEngine
 from petra.alarms._log import EventLog
@@ -55,12 +56,15 @@ from petra.config._alarms import (
     state_signal_names,
     status_file,
 )
+from petra.config._drivers import topic_within
 from petra.io import ConnectedProcess, IoLimits, RequestSpool, describe, wait_or_stop
+from petra.io._spool import new_id
 from petra.security import AuditError, AuditLog
 from petra.shm import JournalConsumer, Segment, read_heartbeats
 from petra.types import (
     SINK_ALARMS,
     SINK_PREFIX,
+    AccessRole,
     AlarmCounter,
     ConnState,
     DriverCounter,
@@ -80,6 +84,7 @@ KEEP_REQUESTS = 1000
 SPOOL_BATCH = 64
 JOURNAL_BATCHES = 64
 DRIVER_STALE_S = 3.0
+MQTT_WAITING_MAX = 256  # MQTT commands received and not yet in the spool
 
 
 def _loggable(value: Any, depth: int = 0) -> Any:
@@ -137,9 +142,25 @@ class AlarmProcess(ConnectedProcess):
         self.audit_errors = 0
         self._to_audit: list[dict[str, Any]] = []
         self.mqtt: MqttPublisher | None = None
+        self.commands: CommandPolicy | None = None
+        self._submit_q: asyncio.Queue[tuple[str, Prepared]] = asyncio.Queue()
+        self._refusals: list[Refused] = []
+        self._replies: list[tuple[str, bytes, bytes | None]] = []
+        self.mqtt_commands = 0
+        self.mqtt_refused = 0
         mq = getattr(config, "mqtt", None)
         if mq is not None and cfg.mqtt.enabled:
-            self.mqtt = MqttPublisher(mq, cfg.mqtt, segment.instance, self._all_states)
+            commands = None
+            if cfg.mqtt.commands and mq.commands is not None:
+                fmt = {"prefix": mq.topic_prefix.format(instance=segment.instance),
+                       "instance": segment.instance}
+                self.commands = CommandPolicy(
+                    cfg.mqtt.command_topic.format(**fmt), cfg.mqtt.reply_topic.format(**fmt),
+                    {user: AccessRole.parse(role) for user, role in mq.commands.roles.items()})
+                topic = self.commands.topic
+                commands = ([topic, f"{topic}/+"], self._on_command)
+            self.mqtt = MqttPublisher(mq, cfg.mqtt, segment.instance, self._all_states,
+                                      commands=commands)
         self._build()
         self._connected_once = False
         self.opened = asyncio.Event()
@@ -211,6 +232,8 @@ class AlarmProcess(ConnectedProcess):
         tasks = [self._status_loop(stop), self._send_loop(stop)]
         if self.mqtt is not None:
             tasks.append(self.mqtt.run(stop))
+        if self.commands is not None:
+            tasks.append(self._submit_loop(stop))
         return tasks
 
     async def _connect(self) -> None:
@@ -305,12 +328,14 @@ class AlarmProcess(ConnectedProcess):
         answers, more, touched = self._take_requests(now_ns)
         events += more
         changed |= touched
+        self._take_refusals(now_ns)
         ready = self._notifications(now_ns)
         self._lines_since_snapshot += self.elog.pending
         self.elog.flush()  # durable before anyone outside hears of it
         self._write_audit()
         for rid, result in answers:
             self.spool.answer(rid, result)
+        self._send_replies()
         for job in ready:
             self._inflight.add(job.id)
             self._send_q.put_nowait(job)
@@ -393,6 +418,7 @@ class AlarmProcess(ConnectedProcess):
         for req in self.spool.pending(SPOOL_BATCH):
             if req.id in self.requests:  # acted on before a restart: answer again
                 answers.append((req.id, self.requests[req.id]))
+                self._reply_mqtt(req.id, req.body, self.requests[req.id])
                 continue
             body = {**(req.body or {}), "id": req.id}
             info = {k: body[k] for k in ("op", "user", "role", "via", "source")
@@ -418,7 +444,91 @@ class AlarmProcess(ConnectedProcess):
             self.requests_handled += 1
             answers.append((req.id, result))
             self._remember(req.id, result)
+            self._reply_mqtt(req.id, req.body, result)
         return answers, events, changed
+
+    # ------------------------------------------------------------------ MQTT commands
+    def _on_command(self, msg: Any) -> None:
+        """One message on the command topics (on the loop thread, between passes): to
+        the spool through the submitter, or refused at once. Never raises for what the
+        message holds (``prepare`` does not), never blocks (the spool's fsync runs on a
+        worker thread)."""
+        policy = self.commands
+        if policy is None:
+            return
+        ours, sender = policy.sender(str(msg.topic))
+        if not ours:
+            return
+        self.mqtt_commands += 1
+        props = getattr(msg, "properties", None)
+        got = prepare(bytes(msg.payload), sender, policy,
+                      response_topic=getattr(props, "ResponseTopic", None),
+                      correlation=getattr(props, "CorrelationData", None))
+        if isinstance(got, Prepared) and self._submit_q.qsize() >= MQTT_WAITING_MAX:
+            got = Refused(got.reply, f"busy: {MQTT_WAITING_MAX} commands are waiting",
+                          {k: str(got.body[k]) for k in ("user", "role", "via", "source")},
+                          {})
+        if isinstance(got, Refused):
+            self._refuse(got)
+        else:
+            self._submit_q.put_nowait((new_id(), got))
+
+    def _refuse(self, r: Refused) -> None:
+        self.mqtt_refused += 1
+        self._refusals.append(r)
+        self.rlog(logging.WARNING, "mqtt_command_refused",
+                  "event=alarm_command_refused user=%s error=%r", r.info.get("user", "?"),
+                  r.error)
+
+    async def _submit_loop(self, stop: asyncio.Event) -> None:
+        """Hand prepared MQTT commands to the spool, one at a time and in the order
+        they came (their ids sort that way), off the loop thread (a submit fsyncs)."""
+        while not stop.is_set():
+            getter = asyncio.ensure_future(self._submit_q.get())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if not getter.done() or getter.cancelled():
+                break
+            rid, prep = getter.result()
+            try:
+                await asyncio.to_thread(self.spool.submit, prep.body, request_id=rid)
+            except (OSError, ValueError) as exc:
+                self._refuse(Refused(prep.reply, f"cannot queue the request: {describe(exc)}",
+                                     {k: str(prep.body[k]) for k in ("user", "role", "via",
+                                                                     "source")}, {}))
+
+    def _take_refusals(self, now_ns: int) -> None:
+        """MQTT commands refused before the spool: logged and audited like spool
+        requests (under a fresh id), answered once the log is durable."""
+        refusals, self._refusals = self._refusals, []
+        for r in refusals:
+            rid = new_id(now_ns)
+            result = {"ok": False, "error": r.error}
+            self._request_line(rid, now_ns, r.info, result, r.fields)
+            self._queue_audit(rid, None, r.info, result)
+            self._replies.append((r.reply.topic, r.reply.payload(result, rid),
+                                  r.reply.correlation))
+
+    def _reply_mqtt(self, rid: str, body: dict[str, Any] | None,
+                    result: dict[str, Any]) -> None:
+        """Queue the MQTT answer to a spool request that came by MQTT."""
+        if self.mqtt is None or body is None or body.get("via") != "mqtt":
+            return
+        reply = ReplyTo.from_json(body.get("mqtt_reply"))
+        if reply is not None and self.commands is not None and topic_within(
+                reply.topic, self.commands.reply_topic):  # a file touched by hand: not elsewhere
+            self._replies.append((reply.topic, reply.payload(result, rid), reply.correlation))
+
+    def _send_replies(self) -> None:
+        replies, self._replies = self._replies, []
+        if self.mqtt is not None:
+            for topic, payload, corr in replies:
+                self.mqtt.reply(topic, payload, corr)
 
     def _queue_audit(self, rid: str, action: Action | None, info: dict[str, Any],
                      result: dict[str, Any]) -> None:
@@ -642,7 +752,9 @@ class AlarmProcess(ConnectedProcess):
             "mqtt": None if self.mqtt is None else {
                 "connected": self.mqtt.connected, "published": self.mqtt.published,
                 "queued": len(self.mqtt.queue), "dropped": self.mqtt.dropped,
-                "errors": self.mqtt.errors},
+                "errors": self.mqtt.errors, "commands": self.mqtt_commands,
+                "commands_refused": self.mqtt_refused,
+                "command_errors": self.mqtt.command_errors},
         }
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
