@@ -205,6 +205,10 @@ def prepare(payload: bytes, sender: str | None, policy: CommandPolicy, *,  # noq
         if why:
             return refuse(why, fields)
         reply = ReplyTo(topic, reply.correlation, rid)
+    try:
+        json.dumps(fields, allow_nan=False)
+    except ValueError:
+        return refuse("numbers must be finite (no NaN or infinity)", fields)
     if role is None:
         return refuse(f"the broker user {show(sender or '*')} has no role for commands "
                       "(mqtt.commands.roles)", fields)
