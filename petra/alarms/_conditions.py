@@ -77,6 +77,7 @@ KIND_CODE = {"high": K_HIGH, "high_high": K_HIGH, "low": K_LOW, "low_low": K_LOW
 GOOD = int(Quality.GOOD)
 BAD = int(Quality.BAD)
 NS = 1_000_000_000
+DEVICE_GRACE_S = 10.0  # longest a member stays grouped after its device returned
 
 F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
@@ -112,8 +113,9 @@ class Conditions:
 
     def __init__(self, defs: Sequence[AlarmDef], slot_of: Callable[[str], int],
                  owner_of: Callable[[int], str], *, period_s: float,
-                 selective: bool = True) -> None:
+                 selective: bool = True, device_grace_s: float = DEVICE_GRACE_S) -> None:
         n = len(defs)
+        self.device_grace_s = device_grace_s
         self.selective = selective  # False: every alarm every pass (the test oracle)
         self.n = n
         self.names = [d.name for d in defs]
@@ -136,6 +138,9 @@ class Conditions:
         self.pos_of_slot[self.slots.astype(np.int64)] = np.arange(len(self.slots))
         self.limit = np.array([d.limit if d.limit is not None else math.nan for d in defs])
         self.deadband = np.array([d.deadband for d in defs])
+        # where a raised limit condition clears (the hysteresis), precomputed
+        self.clear_at = np.where(np.isin(kind, (K_LOW,)), self.limit + self.deadband,
+                                 self.limit - self.deadband)
         self.state_val = np.array([float(d.state) if d.state is not None else math.nan
                                    for d in defs])
         self.timeout_ns = np.array([int((d.timeout_s or 0) * NS) for d in defs], np.int64)
@@ -152,7 +157,9 @@ class Conditions:
         self.rate_k = np.array([max(1, round(defs[i].rate_window_s / period_s))
                                 for i in rate.tolist()], np.int64)
         self.ring_len = int(self.rate_k.max()) + 1 if len(rate) else 1
-        self.ring = np.full((len(rate), self.ring_len), math.nan)
+        self.ring = np.full((self.ring_len, len(rate)), math.nan)  # a row per pass
+        self.rate_window = int(self.rate_k[0]) if len(rate) and (
+            self.rate_k == self.rate_k[0]).all() else 0  # one window for all: scalar path
         self.ring_t = np.full(self.ring_len, math.nan)
         self.ring_pos = 0
         # state of the evaluation
@@ -178,7 +185,8 @@ class Conditions:
         self.supp_positions = np.unique(self.p_supp[self.p_supp >= 0])
         self._prev_v = np.full(m, math.nan)
         self._prev_q = np.zeros(m, np.uint8)
-        self._peaked = np.zeros(m, np.bool_)  # the journal carried a write last pass
+        self._touched = np.zeros(m, np.bool_)  # the journal carried a write this pass
+        self._peaked = np.zeros(m, np.bool_)  # ... last pass
         self._prev_down: BOOL | None = None
         self._pending_idx = np.zeros(0, np.intp)  # alarms with a delay running
         self._recheck = np.zeros(0, np.intp)  # alarms whose raw condition just changed
@@ -228,6 +236,14 @@ class Conditions:
         # down (and groups them) before their own condition counts.
         self.on_delay = np.where(self.member_of >= 0,
                                  np.maximum(self.on_delay, 1.5 * period_s), self.on_delay)
+        # The other way round, a driver's heartbeat says UP a moment before its first
+        # poll writes GOOD values: a member stays grouped after its device returns until
+        # its signal has been written (not BAD) since the outage began, or for at most
+        # device_grace_s (a point that stays bad is then annunciated on its own).
+        nd = len(self.drivers)
+        self.down_since_ns = np.zeros(nd, np.int64)  # wall time the outage was seen
+        self.up_since = np.full(nd, math.nan)  # monotonic time it was seen back
+        self._grace_ended = False
 
     # ------------------------------------------------------------------ inputs
     def seed(self, cond: Sequence[bool]) -> None:
@@ -258,6 +274,7 @@ class Conditions:
         if not m.any():
             return
         p, v, q, ts = p[m], values[m], quality[m], write_ts_ns[m]
+        self._touched[p] = True
         good = q == GOOD
         if good.any():
             np.fmax.at(self.peak_max, p[good], v[good])
@@ -271,6 +288,7 @@ class Conditions:
                  now_wall_ns: int, drivers_up: Mapping[str, bool]) -> Changes:
         """One pass over ``values``/``quality`` (indexed by watched position, the order
         of :attr:`slots`); returns what changed."""
+        values = np.ascontiguousarray(values, np.float64)
         down = np.array([not drivers_up.get(d, False) for d in self.drivers], np.bool_)
         mask, moved = self._selection(values, quality)
         sel = np.arange(self.n, dtype=np.intp) if mask is None else np.flatnonzero(mask)
@@ -285,8 +303,10 @@ class Conditions:
         self.raw[sel] = raw
         self.value[sel] = np.where(np.isnan(val), self.value[sel], val) if self.passes else val
         changed = self._delays(sel, now_mono)
-        supp_changed = self._suppression(values, down, moved)
-        self._peaked = ~np.isnan(self.peak_max)
+        returning = self._device_times(down, now_mono, now_wall_ns)
+        supp_changed = self._suppression(values, down, moved, returning)
+        self._peaked, self._touched = self._touched, self._peaked
+        self._touched.fill(False)
         self.peak_max.fill(math.nan)  # the journal-fed peaks start again
         self.peak_min.fill(math.nan)
         self._prev_v = np.array(values, np.float64, copy=True)
@@ -302,11 +322,12 @@ class Conditions:
         input moved (None, None: evaluate everything)."""
         if self._everything or not self.selective or len(values) != len(self._prev_v):
             return None, None
-        prev = self._prev_v
-        moved = (values != prev) & ~(np.isnan(values) & np.isnan(prev))
+        # bit patterns: one compare, NaN equal to the same NaN (a 0.0 / -0.0 flip
+        # counts as moved, which only costs an evaluation)
+        moved = values.view(np.int64) != self._prev_v.view(np.int64)
         moved |= quality != self._prev_q
-        moved |= ~np.isnan(self.peak_max)
-        moved |= self._peaked
+        moved |= self._touched  # written since the last pass (peaks, write times)
+        moved |= self._peaked  # written before it: the peak gives way to the value
         mask = np.zeros(self.n, np.bool_)  # a mask, not np.unique: no sort, no hash
         mask[self.timed] = True
         mask[self._pending_idx] = True
@@ -323,8 +344,16 @@ class Conditions:
         raw_new = self.raw.copy()
         valid = np.ones(n, np.bool_)
         val = np.full(n, math.nan)
-        for k, idx in self.idx.items():
-            i = idx if mask is None or not len(idx) else idx[mask[idx]]
+        if mask is None:
+            groups = self.idx
+        else:  # the selection grouped by kind: one stable sort, slices per kind
+            sel = np.flatnonzero(mask)
+            ks = self.kind[sel]
+            order = np.argsort(ks, kind="stable")
+            by_kind = sel[order]
+            ends = np.cumsum(np.bincount(ks, minlength=8)).tolist()
+            groups = {k: by_kind[(ends[k - 1] if k else 0):ends[k]] for k in range(8)}
+        for k, i in groups.items():
             if len(i):
                 self._kind(k, i, (raw_new, valid, val), inp)
         return raw_new, valid, val
@@ -350,20 +379,20 @@ class Conditions:
         if k == K_HIGH:
             top = np.fmax(v, self.peak_max[pp])
             lim = self.limit[i]
-            raw_new[i] = np.where(was, v > lim - self.deadband[i], top > lim)
+            raw_new[i] = np.where(was, v > self.clear_at[i], top > lim)
             valid[i] = good
             val[i] = np.where(was, v, top)
         elif k == K_LOW:
             bottom = np.fmin(v, self.peak_min[pp])
             lim = self.limit[i]
-            raw_new[i] = np.where(was, v < lim + self.deadband[i], bottom < lim)
+            raw_new[i] = np.where(was, v < self.clear_at[i], bottom < lim)
             valid[i] = good
             val[i] = np.where(was, v, bottom)
         elif k == K_DEV:
             sp = self.p_sp[i]
             dev = np.abs(v - values[sp])
             lim = self.limit[i]
-            raw_new[i] = np.where(was, dev > lim - self.deadband[i], dev > lim)
+            raw_new[i] = np.where(was, dev > self.clear_at[i], dev > lim)
             valid[i] = good & (quality[sp] == GOOD)
             val[i] = v
         elif k == K_RATE:
@@ -387,6 +416,8 @@ class Conditions:
         the alarms whose delayed condition changed."""
         raw, cond, pend = self.raw[sel], self.cond[sel], self.pending[sel]
         diff = raw != cond
+        if not len(self._pending_idx) and not diff.any():
+            return np.zeros(0, np.intp)  # nothing started, nothing running
         pend = np.where(diff, np.where(np.isnan(pend), now_mono, pend), math.nan)
         delay = np.where(raw, self.on_delay[sel], self.off_delay[sel])
         hit = diff & (now_mono - pend >= delay)
@@ -399,12 +430,33 @@ class Conditions:
         changed: npt.NDArray[np.intp] = sel[hit]
         return changed
 
-    def _suppression(self, values: F64, down: BOOL, moved: BOOL | None
-                     ) -> npt.NDArray[np.intp]:
+    def _device_times(self, down: BOOL, now_mono: float, now_wall_ns: int) -> BOOL:
+        """Track when each device went down and came back; the devices within their
+        grace after returning."""
+        self._grace_ended = False
+        if not len(down):
+            return down
+        prev = self._prev_down
+        was: BOOL = np.ones(len(down), np.bool_) if prev is None else prev
+        went = down if prev is None else down & ~was
+        self.down_since_ns[went] = now_wall_ns
+        self.up_since[down] = math.nan
+        self.up_since[~down & was & (self.down_since_ns > 0)] = now_mono
+        had = ~np.isnan(self.up_since)
+        with np.errstate(invalid="ignore"):
+            returning: BOOL = had & (now_mono - self.up_since < self.device_grace_s)
+        self.up_since[~returning] = math.nan
+        self._grace_ended = bool((had & ~returning).any())
+        return returning
+
+    def _suppression(self, values: F64, down: BOOL, moved: BOOL | None,
+                     returning: BOOL) -> npt.NDArray[np.intp]:
         """Design suppression now; the alarms where it changed. Recomputed only when a
-        ``suppress_when`` value or a driver's state moved."""
+        ``suppress_when`` value or a driver's state moved, or a device is returning."""
         if (moved is not None and not moved[self.supp_positions].any()
-                and self._prev_down is not None and np.array_equal(down, self._prev_down)):
+                and not returning.any() and not self._grace_ended
+                and self._prev_down is not None
+                and np.array_equal(down, self._prev_down)):
             return np.zeros(0, np.intp)
         supp = np.zeros(self.n, np.int8)
         hs = self.p_supp >= 0
@@ -414,7 +466,10 @@ class Conditions:
         mem = self.member_of >= 0
         if mem.any() and len(down):
             idx = np.flatnonzero(mem)
-            supp[idx[down[self.member_of[idx]]]] = 2
+            dev = self.member_of[idx]
+            held = down[dev] | (returning[dev] & (
+                self.last_write_ns[self.p[idx]] < self.down_since_ns[dev]))
+            supp[idx[held]] = 2
         changed = np.flatnonzero(supp != self.supp)
         self.supp = supp
         return changed
@@ -423,11 +478,18 @@ class Conditions:
         """d(value)/dt over each rate alarm's window (NaN while the ring fills). Rate
         alarms are timed, so every pass evaluates all of them, in order."""
         k = self.ring_pos
-        self.ring[:, k] = np.where(good, v, math.nan)
+        row = self.ring[k]
+        row[:] = v
+        row[~good] = math.nan
         self.ring_t[k] = now
-        old = (k - self.rate_k) % self.ring_len
-        v_old = self.ring[np.arange(len(v)), old]
-        dt = now - self.ring_t[old]
+        if self.rate_window:  # the usual case: every rate alarm has the same window
+            old_row = (k - self.rate_window) % self.ring_len
+            v_old = self.ring[old_row]
+            dt: F64 | float = now - float(self.ring_t[old_row])
+        else:
+            old = (k - self.rate_k) % self.ring_len
+            v_old = self.ring[old, np.arange(len(v))]
+            dt = now - self.ring_t[old]
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = (v - v_old) / dt
         ok = good & np.isfinite(rate) & (dt > 0)

@@ -363,13 +363,22 @@ class AlarmProcess(ConnectedProcess):
             values, quality = np.zeros(0), np.zeros(0, np.uint8)
         changes = c.evaluate(values, quality, mono, now_ns, self._drivers_up())
         eng = self.engine
-        # suppression first: a condition and its suppression that change together
-        # (pump stops, flow drops) must not raise the alarm for one pass
+        # A condition and its suppression that change in the same pass must not raise
+        # the alarm for one pass: suppression that starts goes first (pump stops, flow
+        # drops), suppression that ends goes last (the device is back and its values
+        # are good again, the pump runs and the flow is back).
         supp = range(c.n) if self._first_pass else changes.suppression
+        ending: list[int] = []
         for i in supp:
-            eng.set_suppression(i, c.suppression_reason(i, self._supp_signals), now_ns)
+            reason = c.suppression_reason(i, self._supp_signals)
+            if reason:
+                eng.set_suppression(i, reason, now_ns)
+            else:
+                ending.append(i)
         for i in changes.cond:
             eng.set_condition(i, bool(c.cond[i]), now_ns, float(c.value[i]))
+        for i in ending:
+            eng.set_suppression(i, "", now_ns)
         eng.tick(now_ns)
 
     def _read_journal(self) -> None:

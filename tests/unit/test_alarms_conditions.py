@@ -180,7 +180,35 @@ def test_device_alarm_groups_the_signals_of_its_driver() -> None:
     assert f.run(drivers={"plc1": False}) == [1]  # now it counts: the engine suppresses it
     assert c.suppression_reason(1, [None] * 4) == "device plc1 is down"
     f.run(drivers=up)
-    assert c.supp.tolist() == [0, 0, 0, 0]
+    # back, but d1 not written since the outage began: still grouped (the heartbeat
+    # says UP a moment before the first poll writes)
+    assert c.supp.tolist() == [0, 2, 0, 0]
+    f.quality["d1"] = G
+    c.take_journal(np.array([4], np.uint32), np.array([0.0]), np.array([G], np.uint8),
+                   np.array([f.wall], np.int64))
+    f.run(drivers=up)
+    assert c.supp.tolist() == [0, 0, 0, 0] and not c.cond[1]
+
+
+def test_a_member_still_bad_after_its_device_returned_is_raised_after_the_grace() -> None:
+    c = Conditions([adef("device.plc1", type="device", driver="plc1", signal=None,
+                         limit=None), adef("q1", type="bad_quality", signal="d1")],
+                   SLOTS.__getitem__, lambda s: OWNERS.get(s, "scan"), period_s=0.1,
+                   device_grace_s=1.0)
+    f = Feed(c)
+    f.run(drivers={"plc1": True})
+    f.quality["d1"] = B
+    for _ in range(3):  # members wait 1.5 passes
+        f.run(drivers={"plc1": False})
+    assert c.cond.tolist() == [True, True] and c.supp.tolist() == [0, 2]
+    changed = []
+    for _ in range(9):  # back, the point stays BAD (no GOOD write): grouped for 1 s
+        changed += f.run(drivers={"plc1": True})
+        assert c.supp.tolist() == [0, 2]
+    assert changed == [0]
+    out = c.evaluate(np.array([0.0]), np.array([B], np.uint8), f.mono + 0.3, f.wall, {
+        "plc1": True})
+    assert out.suppression == [1] and c.supp.tolist() == [0, 0]  # now it is its own
 
 
 def test_suppress_when_signal() -> None:
@@ -289,3 +317,21 @@ def test_a_quiet_pass_evaluates_only_the_timed_alarms() -> None:
     f.values["y"] = 4.0  # hd, dv and ds read y
     f.run(drivers={"plc1": True})
     assert c.evaluated_last == len(timed) + 3
+
+
+def test_rate_with_one_window_for_all_matches_mixed_windows() -> None:
+    same = build(adef("r", type="rate", limit=2.0, rate_window_s=0.5),
+                 adef("f", type="rate", limit=2.0, rate_window_s=0.5, direction="falling"))
+    mixed = build(adef("r", type="rate", limit=2.0, rate_window_s=0.5),
+                  adef("f", type="rate", limit=2.0, rate_window_s=0.5, direction="falling"),
+                  adef("slow", type="rate", limit=2.0, rate_window_s=1.0))
+    assert same.rate_window == 5 and mixed.rate_window == 0
+    feeds = Feed(same), Feed(mixed)
+    for k, x in enumerate([0, 0, 1, 3, 6, 6, 2, -4, -4, -4, -4, -4, 0, math.nan, 5]):
+        for f in feeds:
+            f.values["x"] = float(x)
+            f.quality["x"] = B if k == 9 else G
+            f.run()
+        assert same.cond.tolist() == mixed.cond[:2].tolist()
+        np.testing.assert_array_equal(same.value, mixed.value[:2])
+    assert same.passes == 15

@@ -251,6 +251,19 @@ def test_design_suppression_and_status(rig: Rig) -> None:
     assert rig.proc.tm[AlarmCounter.JOURNAL_POSITION] > 0
 
 
+def test_suppression_and_condition_ending_together_raise_nothing(rig: Rig) -> None:
+    rig.set("pump.stopped", True)
+    rig.set("tank.level", 5.0)
+    rig.step()
+    assert rig.state("lvl.low") == "suppressed"
+    rig.set("pump.stopped", False)  # the pump runs again and the level is back, at once
+    rig.set("tank.level", 50.0)
+    rig.step()
+    assert rig.state("lvl.low") == "normal"
+    assert not [e for e in events(rig) if e.get("alarm") == "lvl.low"
+                and e.get("to_state") == "unack"]
+
+
 def test_cli_acts_through_the_spool_and_reads_the_files(
         rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from petra.cli import main
