@@ -166,6 +166,7 @@ class AlarmProcess(ConnectedProcess):
         self._replies: list[tuple[str, bytes, bytes | None]] = []
         self.mqtt_commands = 0
         self.mqtt_refused = 0
+        self.mqtt_retained = 0
         self._setup_mqtt(getattr(config, "mqtt", None), segment.instance)
         self._build()
         self._connected_once = False
@@ -595,6 +596,13 @@ class AlarmProcess(ConnectedProcess):
         ours, sender = policy.sender(str(msg.topic))
         if not ours:
             return
+        if getattr(msg, "retain", False):
+            # a retained command comes again from the broker on every subscribe: acting
+            # on it would repeat an old ack or shelve after each reconnect
+            self.mqtt_retained += 1
+            self.rlog(logging.WARNING, "mqtt_command_retained",
+                      "event=alarm_command_ignored reason=retained topic=%s", msg.topic)
+            return
         self.mqtt_commands += 1
         props = getattr(msg, "properties", None)
         got = prepare(bytes(msg.payload), sender, policy,
@@ -885,6 +893,7 @@ class AlarmProcess(ConnectedProcess):
                 "queued": len(self.mqtt.queue), "dropped": self.mqtt.dropped,
                 "errors": self.mqtt.errors, "commands": self.mqtt_commands,
                 "commands_refused": self.mqtt_refused,
+                "commands_retained_ignored": self.mqtt_retained,
                 "command_errors": self.mqtt.command_errors},
         }
 

@@ -408,3 +408,33 @@ def test_a_slow_disk_and_a_hanging_twilio_do_not_hold_up_evaluation(rig: Rig) ->
     assert result is not None and result["ok"] and on_disk
     assert sender.calls >= 1
     assert n_writes >= 2
+
+
+def test_mqtt_commands_reach_the_spool_queue_and_retained_ones_are_ignored(
+        tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    instance = f"almq{uuid.uuid4().hex[:8]}"
+    text = PLANT.format(instance=instance, dir=tmp_path / "a") + (
+        "mqtt:\n  broker: {host: 127.0.0.1, port: 1}\n"
+        "  commands: {roles: {alice: operator}}\n")
+    plant = load_plant_text(text)
+    seg = Segment.create(instance, plant.signal_defs())
+    try:
+        proc = AlarmProcess(plant.config, seg, tmp_path / "a")
+        assert proc.commands is not None
+        topic = f"petra/{instance}/alarms/cmd/alice"
+        body = json.dumps({"op": "ack", "all": True}).encode()
+        proc._on_command(SimpleNamespace(topic=topic, payload=body, retain=True,
+                                         properties=None))
+        assert proc._submit_q.empty() and not proc._refusals and proc.mqtt_retained == 1
+        proc._on_command(SimpleNamespace(topic=topic, payload=body, retain=False,
+                                         properties=None))
+        _rid, prep = proc._submit_q.get_nowait()
+        assert prep.body["user"] == "mqtt:alice" and prep.body["role"] == "operator"
+        proc._on_command(SimpleNamespace(topic=f"petra/{instance}/alarms/cmd/reply",
+                                         payload=body, retain=False, properties=None))
+        assert proc._submit_q.empty() and proc.mqtt_commands == 1  # our own reply topic
+    finally:
+        seg.close()
+        seg.unlink()
