@@ -67,6 +67,16 @@ class Replay:
     """Anything else the snapshot held beside the buckets (metrics)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Lines taken from the queue to be written together: the bytes, how many lines,
+    and the seq of the last."""
+
+    data: bytes
+    lines: int
+    seq: int
+
+
 def fold(state: dict[str, dict[str, Any]], put: Any) -> None:
     """Apply one line's ``put`` to ``state``."""
     if not isinstance(put, dict):
@@ -211,18 +221,40 @@ class EventLog:
             return 0
         if self._fd < 0:
             raise OSError("the event log is not open")
-        data = b"".join(self._buf)
-        view = memoryview(data)
+        chunk = Chunk(b"".join(self._buf), len(self._buf), self.seq)
+        self.write_chunk(chunk)
+        self._buf.clear()
+        self.written(chunk)
+        return chunk.lines
+
+    # The same in three steps, so the write and fsync can run on a worker thread while
+    # the owner goes on evaluating: take() and written() on the owner's thread,
+    # write_chunk() on one worker at a time, chunks in the order they were taken. A
+    # chunk whose write failed is lost with the connection; open() replays the disk.
+    def take(self) -> Chunk | None:
+        """The queued lines as one chunk, out of the queue (None when there are none)."""
+        if not self._buf:
+            return None
+        chunk = Chunk(b"".join(self._buf), len(self._buf), self.seq)
+        self._buf.clear()
+        return chunk
+
+    def write_chunk(self, chunk: Chunk) -> None:
+        """Write and fsync one chunk (any thread; one at a time)."""
+        fd = self._fd
+        if fd < 0:
+            raise OSError("the event log is not open")
+        view = memoryview(chunk.data)
         while view:
-            n = os.write(self._fd, view)
+            n = os.write(fd, view)
             view = view[n:]
         if self.fsync:
-            os.fsync(self._fd)
-        count = len(self._buf)
-        self._buf.clear()
-        self.size += len(data)
-        self.flushed_seq = self.seq
-        return count
+            os.fsync(fd)
+
+    def written(self, chunk: Chunk) -> None:
+        """Record that ``chunk`` is durable."""
+        self.size += len(chunk.data)
+        self.flushed_seq = max(self.flushed_seq, chunk.seq)
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, state: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None

@@ -31,7 +31,7 @@ from petra.io import Backoff, IoLimits, MqttLink, describe, wait_or_stop
 
 log = logging.getLogger("petra.alarms")
 
-Message = tuple[str, bytes, int, bool]
+Message = tuple[str, bytes, int, bool, bytes | None]  # topic, payload, qos, retain, correlation
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -53,7 +53,8 @@ class MqttPublisher:
     """Alarm events and states to a broker, with its own reconnect loop."""
 
     def __init__(self, mqtt: MqttConfig, cfg: AlarmMqtt, instance: str,
-                 states: Callable[[], Iterable[tuple[str, dict[str, Any]]]]) -> None:
+                 states: Callable[[], Iterable[tuple[str, dict[str, Any]]]], *,
+                 commands: tuple[list[str], Callable[[Any], None]] | None = None) -> None:
         self.mqtt = mqtt
         prefix = mqtt.topic_prefix.format(instance=instance)
         self.instance = instance
@@ -68,6 +69,8 @@ class MqttPublisher:
         self.errors = 0
         self.connected = False
         self._states = states
+        self._commands = commands  # topic filters to subscribe, and their handler
+        self.command_errors = 0
         self._wake = asyncio.Event()
         limits = IoLimits.from_config(mqtt.retry, mqtt.timeouts)
         self._limits = limits
@@ -86,11 +89,16 @@ class MqttPublisher:
 
     def event(self, doc: dict[str, Any]) -> None:
         self._put((self.events_topic, json.dumps(doc, separators=(",", ":"),
-                                                 default=str).encode(), self.qos, False))
+                                                 default=str).encode(), self.qos, False, None))
 
     def state(self, alarm: str, doc: dict[str, Any]) -> None:
         self._put((self.state_topic(alarm), json.dumps(doc, separators=(",", ":"),
-                                                       default=str).encode(), self.qos, True))
+                                                       default=str).encode(), self.qos, True,
+                   None))
+
+    def reply(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """The answer to an alarm command (QoS 1, not retained)."""
+        self._put((topic, payload, 1, False, correlation))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, publish, reconnect with backoff; until ``stop``."""
@@ -99,8 +107,10 @@ class MqttPublisher:
         while not stop.is_set():
             link: MqttLink | None = None
             try:
-                link = MqttLink(b, cid)
+                link = self._link(b, cid)
                 await asyncio.wait_for(link.connect(), self._limits.connect_timeout_s)
+                if self._commands is not None:  # on every connect (clean session)
+                    link.subscribe([(f, 1) for f in self._commands[0]])
                 self._backoff.reset()
                 self.connected = True
                 log.info("event=alarm_mqtt_connected endpoint=%s:%d", b.host, b.port)
@@ -121,12 +131,27 @@ class MqttPublisher:
             if not stop.is_set():
                 await wait_or_stop(stop, self._backoff.next_delay())
 
+    def _link(self, broker: Any, cid: str) -> MqttLink:
+        if self._commands is None:
+            return MqttLink(broker, cid)
+        filters, handler = self._commands
+        link = MqttLink(broker, cid, on_error=self._command_failed)
+        for f in filters:
+            link.on_topic(f, lambda _c, _u, msg: handler(msg))
+        return link
+
+    def _command_failed(self, exc: BaseException) -> None:
+        """A command handler bug: counted and logged, the link goes on."""
+        self.command_errors += 1
+        log.warning("event=alarm_command_failed error=%s", describe(exc))
+
     async def _pump(self, link: MqttLink, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if link.lost.is_set():
                 raise ConnectionError("broker connection lost")
             while self.queue and not link.write_blocked:
-                info = link.publish(*self.queue[0])
+                topic, payload, qos, retain, corr = self.queue[0]
+                info = link.publish(topic, payload, qos, retain, correlation=corr)
                 if info.rc:
                     raise ConnectionError(f"publish refused (rc {info.rc})")
                 self.queue.popleft()

@@ -29,19 +29,23 @@ Python for what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from petra.alarms._commands import CommandPolicy, Prepared, Refused, ReplyTo, prepare
 from petra.alarms._conditions import Conditions
 from petra.alarms._engine import AlarmEngine
-from petra.alarms._log import EventLog
+from petra.alarms._log import Chunk, EventLog
 from petra.alarms._metrics import AlarmMetrics
 from petra.alarms._model import OP_PERMISSION, Action, ActionError, Event, parse_action
 from petra.alarms._notify import Job, Notifier
@@ -55,12 +59,15 @@ from petra.config._alarms import (
     state_signal_names,
     status_file,
 )
+from petra.config._drivers import topic_within
 from petra.io import ConnectedProcess, IoLimits, RequestSpool, describe, wait_or_stop
+from petra.io._spool import new_id
 from petra.security import AuditError, AuditLog
 from petra.shm import JournalConsumer, Segment, read_heartbeats
 from petra.types import (
     SINK_ALARMS,
     SINK_PREFIX,
+    AccessRole,
     AlarmCounter,
     ConnState,
     DriverCounter,
@@ -80,6 +87,7 @@ KEEP_REQUESTS = 1000
 SPOOL_BATCH = 64
 JOURNAL_BATCHES = 64
 DRIVER_STALE_S = 3.0
+MQTT_WAITING_MAX = 256  # MQTT commands received and not yet in the spool
 
 
 def _loggable(value: Any, depth: int = 0) -> Any:
@@ -104,6 +112,21 @@ def _submitted_ns(request_id: str) -> int:
         return int(request_id.split("-", 1)[0])
     except ValueError:
         return 0
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One pass's results that wait for its lines to be durable."""
+
+    now_ns: int
+    mono: float
+    events: list[Event]
+    changed: set[int]
+    answers: list[tuple[str, dict[str, Any]]]
+    ready: list[Job]
+    audit: list[dict[str, Any]]
+    replies: list[tuple[str, bytes, bytes | None]]
+    first: bool
 
 
 class Sender(Protocol):
@@ -137,9 +160,14 @@ class AlarmProcess(ConnectedProcess):
         self.audit_errors = 0
         self._to_audit: list[dict[str, Any]] = []
         self.mqtt: MqttPublisher | None = None
-        mq = getattr(config, "mqtt", None)
-        if mq is not None and cfg.mqtt.enabled:
-            self.mqtt = MqttPublisher(mq, cfg.mqtt, segment.instance, self._all_states)
+        self.commands: CommandPolicy | None = None
+        self._submit_q: asyncio.Queue[tuple[str, Prepared]] = asyncio.Queue()
+        self._refusals: list[Refused] = []
+        self._replies: list[tuple[str, bytes, bytes | None]] = []
+        self.mqtt_commands = 0
+        self.mqtt_refused = 0
+        self.mqtt_retained = 0
+        self._setup_mqtt(getattr(config, "mqtt", None), segment.instance)
         self._build()
         self._connected_once = False
         self.opened = asyncio.Event()
@@ -151,6 +179,12 @@ class AlarmProcess(ConnectedProcess):
         self.requests_handled = 0
         self.pass_ms_last = 0.0
         self.pass_ms_max = 0.0
+        self.flush_ms_last = 0.0
+        self.flush_ms_max = 0.0
+        self._waiting: list[_Pass] = []
+        self._flush_task: asyncio.Future[float] | None = None
+        self._flush_error: BaseException | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-log")
         self.passes = 0
         self._lines_since_snapshot = 0
         self._last_snapshot = 0.0
@@ -158,6 +192,22 @@ class AlarmProcess(ConnectedProcess):
         self._last_list = 0.0
 
     # ------------------------------------------------------------------ set-up
+    def _setup_mqtt(self, mq: Any, instance: str) -> None:
+        """The MQTT publisher, and the command topics when the plant has commands."""
+        cfg = self.cfg
+        if mq is not None and cfg.mqtt.enabled:
+            commands = None
+            if cfg.mqtt.commands and mq.commands is not None:
+                fmt = {"prefix": mq.topic_prefix.format(instance=instance),
+                       "instance": instance}
+                self.commands = CommandPolicy(
+                    cfg.mqtt.command_topic.format(**fmt), cfg.mqtt.reply_topic.format(**fmt),
+                    {user: AccessRole.parse(role) for user, role in mq.commands.roles.items()})
+                topic = self.commands.topic
+                commands = ([topic, f"{topic}/+"], self._on_command)
+            self.mqtt = MqttPublisher(mq, cfg.mqtt, instance, self._all_states,
+                                      commands=commands)
+
     def _build(self) -> None:
         """Engine, conditions and notifier from the config (again on every reconnect:
         the state comes back from the log, never from memory)."""
@@ -211,6 +261,8 @@ class AlarmProcess(ConnectedProcess):
         tasks = [self._status_loop(stop), self._send_loop(stop)]
         if self.mqtt is not None:
             tasks.append(self.mqtt.run(stop))
+        if self.commands is not None:
+            tasks.append(self._submit_loop(stop))
         return tasks
 
     async def _connect(self) -> None:
@@ -273,7 +325,8 @@ class AlarmProcess(ConnectedProcess):
                 self.metrics.acked(rec["raised_ns"], t)
 
     async def _close(self) -> None:
-        if self.elog.is_open:
+        await self._drain_writes()
+        if self.elog.is_open and self._quiet():
             try:
                 self._snapshot()
             except OSError as exc:
@@ -286,7 +339,11 @@ class AlarmProcess(ConnectedProcess):
         period = self.cfg.period_s
         due = self.clock()
         while not stop.is_set():
-            self.run_pass()
+            if self._flush_error is not None:  # the disk failed: reconnect and replay
+                err, self._flush_error = self._flush_error, None
+                raise err
+            self._waiting.append(self._front())
+            self._kick()
             due += period
             now = self.clock()
             if due < now:  # missed periods are skipped, never bursted
@@ -294,7 +351,16 @@ class AlarmProcess(ConnectedProcess):
             await wait_or_stop(stop, due - now)
 
     def run_pass(self) -> None:
-        """One evaluation pass (see the module doc); public for tests and the bench."""
+        """One evaluation pass with its write, in line (tests and the bench; the
+        process pipelines the write, see :meth:`_kick`)."""
+        p = self._front()
+        self.elog.flush()  # durable before anyone outside hears of it
+        self._write_audit(p.audit)
+        self._back(p)
+
+    def _front(self) -> _Pass:
+        """Evaluate, run the state machine, take requests and notifications; the lines
+        are queued in the event log, and what must wait for them is returned."""
         t0 = time.perf_counter()
         now_ns = self.wall_ns()
         mono = self.clock()
@@ -305,29 +371,116 @@ class AlarmProcess(ConnectedProcess):
         answers, more, touched = self._take_requests(now_ns)
         events += more
         changed |= touched
+        self._take_refusals(now_ns)
         ready = self._notifications(now_ns)
         self._lines_since_snapshot += self.elog.pending
-        self.elog.flush()  # durable before anyone outside hears of it
-        self._write_audit()
-        for rid, result in answers:
-            self.spool.answer(rid, result)
-        for job in ready:
-            self._inflight.add(job.id)
-            self._send_q.put_nowait(job)
-        self._publish(events, changed)
-        self._write_signals(range(len(self.defs)) if self._first_pass else changed)
-        self._first_pass = False
-        if changed or answers:
-            self._list_dirty = True
-        if self._list_dirty and mono - self._last_list >= LIST_PERIOD_S:
-            self._write_list(now_ns)
-            self._last_list = mono
-        if self._lines_since_snapshot >= SNAPSHOT_LINES:
-            self._snapshot()
+        audit, self._to_audit = self._to_audit, []
+        replies, self._replies = self._replies, []
+        first, self._first_pass = self._first_pass, False
         self.passes += 1
         ms = (time.perf_counter() - t0) * 1e3
         self.pass_ms_last = ms
         self.pass_ms_max = max(self.pass_ms_max, ms)
+        return _Pass(now_ns, mono, events, changed, answers, ready, audit, replies, first)
+
+    def _back(self, p: _Pass) -> None:
+        """What a pass does outside once its lines are durable: answer, notify,
+        publish, write state signals and the list."""
+        for rid, result in p.answers:
+            self.spool.answer(rid, result)
+        if self.mqtt is not None:
+            for topic, payload, corr in p.replies:
+                self.mqtt.reply(topic, payload, corr)
+        for job in p.ready:
+            self._inflight.add(job.id)
+            self._send_q.put_nowait(job)
+        self._publish(p.events, p.changed)
+        self._write_signals(range(len(self.defs)) if p.first else p.changed)
+        if p.changed or p.answers:
+            self._list_dirty = True
+        mono = self.clock()
+        if self._list_dirty and mono - self._last_list >= LIST_PERIOD_S:
+            self._write_list(p.now_ns)
+            self._last_list = mono
+        if self._lines_since_snapshot >= SNAPSHOT_LINES and self._quiet():
+            self._snapshot()
+
+    # ------------------------------------------------------------------ the write pipeline
+    # The event log's write and fsync (and the audit records after it) run on a worker
+    # thread, so a slow disk never holds up evaluation: passes keep coming every
+    # period, their lines queue, and each pass's outside effects (_back) run when its
+    # lines are durable, in order. One write is in flight at a time; whatever queued
+    # meanwhile goes in the next one.
+    def _kick(self) -> None:
+        if self._flush_task is not None or not self._waiting:
+            return
+        passes, self._waiting = self._waiting, []
+        chunk = self.elog.take()
+        audit = [rec for p in passes for rec in p.audit]
+        if chunk is None and not audit:
+            for p in passes:
+                self._back(p)
+            return
+        # its own thread, not the default executor: Twilio sends hanging there must not
+        # hold up the log
+        task = asyncio.get_running_loop().run_in_executor(self._writer, self._durable, chunk,
+                                                          audit)
+        self._flush_task = task
+        task.add_done_callback(lambda t: self._flushed(t, passes, chunk))
+
+    def _durable(self, chunk: Chunk | None, audit: list[dict[str, Any]]) -> float:
+        """On the worker thread: write and fsync the chunk, then the audit records."""
+        t0 = time.perf_counter()
+        if chunk is not None:
+            self.elog.write_chunk(chunk)
+        self._write_audit(audit)
+        return (time.perf_counter() - t0) * 1e3
+
+    def _flushed(self, task: asyncio.Future[float], passes: list[_Pass],
+                 chunk: Chunk | None) -> None:
+        self._flush_task = None
+        if task.cancelled():
+            self._flush_error = OSError("the event log write was cancelled")
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.rlog(logging.ERROR, "elog", "event=alarm_log_write_failed error=%s",
+                      describe(exc))
+            self._flush_error = exc if isinstance(exc, Exception) else OSError(str(exc))
+            return
+        ms = task.result()
+        self.flush_ms_last = ms
+        self.flush_ms_max = max(self.flush_ms_max, ms)
+        if chunk is not None:
+            self.elog.written(chunk)
+        try:
+            for p in passes:
+                self._back(p)
+        except Exception as exc:  # on the loop's callback: the session raises it
+            self._flush_error = exc
+            return
+        self._kick()
+
+    def _quiet(self) -> bool:
+        """Nothing queued or being written (a snapshot may be taken)."""
+        return self._flush_task is None and not self._waiting and not self.elog.pending
+
+    async def _drain_writes(self) -> None:
+        """Let the write in flight finish, then write and act on what is queued."""
+        task = self._flush_task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        if self._waiting and self.elog.is_open and self._flush_error is None:
+            passes, self._waiting = self._waiting, []
+            try:
+                self.elog.flush()
+                self._write_audit([rec for p in passes for rec in p.audit])
+                for p in passes:
+                    self._back(p)
+            except OSError as exc:
+                log.warning("event=alarm_log_write_failed error=%s", exc.strerror)
+        self._waiting.clear()
 
     def evaluate(self, now_ns: int, mono: float) -> None:
         """Conditions of every alarm, and the state machine for what changed."""
@@ -338,13 +491,22 @@ class AlarmProcess(ConnectedProcess):
             values, quality = np.zeros(0), np.zeros(0, np.uint8)
         changes = c.evaluate(values, quality, mono, now_ns, self._drivers_up())
         eng = self.engine
-        # suppression first: a condition and its suppression that change together
-        # (pump stops, flow drops) must not raise the alarm for one pass
+        # A condition and its suppression that change in the same pass must not raise
+        # the alarm for one pass: suppression that starts goes first (pump stops, flow
+        # drops), suppression that ends goes last (the device is back and its values
+        # are good again, the pump runs and the flow is back).
         supp = range(c.n) if self._first_pass else changes.suppression
+        ending: list[int] = []
         for i in supp:
-            eng.set_suppression(i, c.suppression_reason(i, self._supp_signals), now_ns)
+            reason = c.suppression_reason(i, self._supp_signals)
+            if reason:
+                eng.set_suppression(i, reason, now_ns)
+            else:
+                ending.append(i)
         for i in changes.cond:
             eng.set_condition(i, bool(c.cond[i]), now_ns, float(c.value[i]))
+        for i in ending:
+            eng.set_suppression(i, "", now_ns)
         eng.tick(now_ns)
 
     def _read_journal(self) -> None:
@@ -393,6 +555,7 @@ class AlarmProcess(ConnectedProcess):
         for req in self.spool.pending(SPOOL_BATCH):
             if req.id in self.requests:  # acted on before a restart: answer again
                 answers.append((req.id, self.requests[req.id]))
+                self._reply_mqtt(req.id, req.body, self.requests[req.id])
                 continue
             body = {**(req.body or {}), "id": req.id}
             info = {k: body[k] for k in ("op", "user", "role", "via", "source")
@@ -418,7 +581,93 @@ class AlarmProcess(ConnectedProcess):
             self.requests_handled += 1
             answers.append((req.id, result))
             self._remember(req.id, result)
+            self._reply_mqtt(req.id, req.body, result)
         return answers, events, changed
+
+    # ------------------------------------------------------------------ MQTT commands
+    def _on_command(self, msg: Any) -> None:
+        """One message on the command topics (on the loop thread, between passes): to
+        the spool through the submitter, or refused at once. Never raises for what the
+        message holds (``prepare`` does not), never blocks (the spool's fsync runs on a
+        worker thread)."""
+        policy = self.commands
+        if policy is None:
+            return
+        ours, sender = policy.sender(str(msg.topic))
+        if not ours:
+            return
+        if getattr(msg, "retain", False):
+            # a retained command comes again from the broker on every subscribe: acting
+            # on it would repeat an old ack or shelve after each reconnect
+            self.mqtt_retained += 1
+            self.rlog(logging.WARNING, "mqtt_command_retained",
+                      "event=alarm_command_ignored reason=retained topic=%s", msg.topic)
+            return
+        self.mqtt_commands += 1
+        props = getattr(msg, "properties", None)
+        got = prepare(bytes(msg.payload), sender, policy,
+                      response_topic=getattr(props, "ResponseTopic", None),
+                      correlation=getattr(props, "CorrelationData", None))
+        if isinstance(got, Prepared) and self._submit_q.qsize() >= MQTT_WAITING_MAX:
+            got = Refused(got.reply, f"busy: {MQTT_WAITING_MAX} commands are waiting",
+                          {k: str(got.body[k]) for k in ("user", "role", "via", "source")},
+                          {})
+        if isinstance(got, Refused):
+            self._refuse(got)
+        else:
+            self._submit_q.put_nowait((new_id(), got))
+
+    def _refuse(self, r: Refused) -> None:
+        self.mqtt_refused += 1
+        self._refusals.append(r)
+        self.rlog(logging.WARNING, "mqtt_command_refused",
+                  "event=alarm_command_refused user=%s error=%r", r.info.get("user", "?"),
+                  r.error)
+
+    async def _submit_loop(self, stop: asyncio.Event) -> None:
+        """Hand prepared MQTT commands to the spool, one at a time and in the order
+        they came (their ids sort that way), off the loop thread (a submit fsyncs)."""
+        while not stop.is_set():
+            getter = asyncio.ensure_future(self._submit_q.get())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if not getter.done() or getter.cancelled():
+                break
+            rid, prep = getter.result()
+            try:
+                await asyncio.to_thread(self.spool.submit, prep.body, request_id=rid)
+            except (OSError, ValueError) as exc:
+                self._refuse(Refused(prep.reply, f"cannot queue the request: {describe(exc)}",
+                                     {k: str(prep.body[k]) for k in ("user", "role", "via",
+                                                                     "source")}, {}))
+
+    def _take_refusals(self, now_ns: int) -> None:
+        """MQTT commands refused before the spool: logged and audited like spool
+        requests (under a fresh id), answered once the log is durable."""
+        refusals, self._refusals = self._refusals, []
+        for r in refusals:
+            rid = new_id(now_ns)
+            result = {"ok": False, "error": r.error}
+            self._request_line(rid, now_ns, r.info, result, r.fields)
+            self._queue_audit(rid, None, r.info, result)
+            self._replies.append((r.reply.topic, r.reply.payload(result, rid),
+                                  r.reply.correlation))
+
+    def _reply_mqtt(self, rid: str, body: dict[str, Any] | None,
+                    result: dict[str, Any]) -> None:
+        """Queue the MQTT answer to a spool request that came by MQTT."""
+        if self.mqtt is None or body is None or body.get("via") != "mqtt":
+            return
+        reply = ReplyTo.from_json(body.get("mqtt_reply"))
+        if reply is not None and self.commands is not None and topic_within(
+                reply.topic, self.commands.reply_topic):  # a file touched by hand: not elsewhere
+            self._replies.append((reply.topic, reply.payload(result, rid), reply.correlation))
+
 
     def _queue_audit(self, rid: str, action: Action | None, info: dict[str, Any],
                      result: dict[str, Any]) -> None:
@@ -442,11 +691,10 @@ class AlarmProcess(ConnectedProcess):
                        via=str(info.get("via", "")), source=str(info.get("source", "")))
         self._to_audit.append(rec)
 
-    def _write_audit(self) -> None:
-        """Append the queued audit records (after the event log's fsync: the event log
-        is the state, the audit chain its witness); a failure is logged and counted,
-        never a reason to stop evaluating."""
-        pending, self._to_audit = self._to_audit, []
+    def _write_audit(self, pending: list[dict[str, Any]]) -> None:
+        """Append audit records (after the event log's fsync: the event log is the
+        state, the audit chain its witness); a failure is logged and counted, never a
+        reason to stop evaluating."""
         if self.audit is None:
             return
         for rec in pending:
@@ -638,11 +886,15 @@ class AlarmProcess(ConnectedProcess):
             "journal_lost": self.journal_lost, "requests": self.requests_handled,
             "audit_errors": self.audit_errors,
             "pass_ms_last": self.pass_ms_last, "pass_ms_max": self.pass_ms_max,
+            "write_ms_last": self.flush_ms_last, "write_ms_max": self.flush_ms_max,
             "passes": self.passes, "log_seq": self.elog.flushed_seq,
             "mqtt": None if self.mqtt is None else {
                 "connected": self.mqtt.connected, "published": self.mqtt.published,
                 "queued": len(self.mqtt.queue), "dropped": self.mqtt.dropped,
-                "errors": self.mqtt.errors},
+                "errors": self.mqtt.errors, "commands": self.mqtt_commands,
+                "commands_refused": self.mqtt_refused,
+                "commands_retained_ignored": self.mqtt_retained,
+                "command_errors": self.mqtt.command_errors},
         }
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
@@ -650,7 +902,8 @@ class AlarmProcess(ConnectedProcess):
             if self.opened.is_set():
                 try:
                     self._publish_status()
-                    if self.clock() - self._last_snapshot >= SNAPSHOT_PERIOD_S:
+                    if (self.clock() - self._last_snapshot >= SNAPSHOT_PERIOD_S
+                            and self._quiet()):
                         self._snapshot()
                     self.spool.prune()
                 except OSError as exc:  # a full disk must not stop the status loop

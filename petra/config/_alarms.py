@@ -35,7 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from petra.config._drivers import topic_within
 from petra.config._history import Bytes, Seconds
+from petra.config._topics import check_topic_template
 from petra.errors import InvalidNameError
 from petra.types import (
     NAME_MAX_BYTES,
@@ -262,6 +264,31 @@ class AlarmMqtt(_Model):
                              description="Each alarm's state, retained")
     qos: int = Field(default=1, ge=0, le=2, description="QoS of both")
     queue: int = Field(default=10_000, ge=10, description="Messages kept while offline")
+    commands: bool = Field(default=True, description="Take alarm commands (ack, shelve ...) "
+                           "on command_topic when the plant has mqtt.commands (whose roles "
+                           "map broker users to roles)")
+    command_topic: str = Field(default="{prefix}/alarms/cmd", description="Alarm commands: "
+                               "<topic>/<broker user> acts with that user's role "
+                               "(mqtt.commands.roles); the plain <topic> with the '*' role")
+    reply_topic: str = Field(default="{prefix}/alarms/cmd/reply", description="Answers go "
+                             "here, or to a reply_to / MQTT 5 response topic at or below it")
+
+    @field_validator("events_topic", "command_topic", "reply_topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance"))
+
+    @field_validator("state_topic")
+    @classmethod
+    def _state_topic(cls, v: str) -> str:
+        return check_topic_template(v, ("prefix", "instance", "alarm"))
+
+    @model_validator(mode="after")
+    def _apart(self) -> AlarmMqtt:
+        if topic_within(self.command_topic, self.reply_topic):
+            raise ValueError(f"command_topic {self.command_topic!r} lies within reply_topic "
+                             f"{self.reply_topic!r}: a reply would be a command")
+        return self
 
 
 # ----------------------------------------------------------------------------- notifications

@@ -328,7 +328,15 @@ class MqttLink:
         return self._writer_on
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0,
-                retain: bool = False) -> Any:
+                retain: bool = False, *, correlation: bytes | None = None) -> Any:
+        """Publish; ``correlation`` becomes the MQTT 5 correlation data of the message
+        (answers to requests that carried one; dropped on a 3.1.1 connection, which has
+        no properties)."""
+        if correlation is not None and self.protocol == 5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho
+            props.CorrelationData = correlation
+            return self.client.publish(topic, payload, qos=qos, retain=retain,
+                                       properties=props)
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def subscribe(self, topics: list[tuple[str, int]]) -> None:

@@ -251,6 +251,19 @@ def test_design_suppression_and_status(rig: Rig) -> None:
     assert rig.proc.tm[AlarmCounter.JOURNAL_POSITION] > 0
 
 
+def test_suppression_and_condition_ending_together_raise_nothing(rig: Rig) -> None:
+    rig.set("pump.stopped", True)
+    rig.set("tank.level", 5.0)
+    rig.step()
+    assert rig.state("lvl.low") == "suppressed"
+    rig.set("pump.stopped", False)  # the pump runs again and the level is back, at once
+    rig.set("tank.level", 50.0)
+    rig.step()
+    assert rig.state("lvl.low") == "normal"
+    assert not [e for e in events(rig) if e.get("alarm") == "lvl.low"
+                and e.get("to_state") == "unack"]
+
+
 def test_cli_acts_through_the_spool_and_reads_the_files(
         rig: Rig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from petra.cli import main
@@ -327,3 +340,101 @@ def test_hostile_requests_are_refused_and_logged_without_breaking_the_pass(rig: 
     rig.set("tank.level", 95.0)
     rig.step()
     assert rig.state("lvl.high") == "unack"  # the passes go on
+
+
+class HangingSender:
+    """A Twilio that takes seconds to answer (an outage with long timeouts)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, channel: str, to: str, text: str) -> str:
+        self.calls += 1
+        time.sleep(2.0)
+        return "SM1"
+
+
+def test_a_slow_disk_and_a_hanging_twilio_do_not_hold_up_evaluation(rig: Rig) -> None:
+    """The real session loop on the real clock, a flapping level (events every pass):
+    every event-log write takes 0.5 s and every send 2 s; passes still come every
+    period, and a request is answered only once its lines are on disk."""
+    adir = rig.dir.parent / "slow"
+    sender = HangingSender()
+    proc = AlarmProcess(rig.plant.config, rig.seg, adir, sender=sender, audit=rig.audit)
+    writes: list[float] = []
+
+    async def scenario() -> tuple[int, int, dict[str, Any] | None, bool]:
+        await proc._connect()
+        write = proc.elog.write_chunk
+
+        def slow_write(chunk: Any) -> None:
+            time.sleep(0.5)
+            write(chunk)
+            writes.append(time.monotonic())
+
+        proc.elog.write_chunk = slow_write  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        session = asyncio.create_task(proc._session(stop))
+        sending = asyncio.create_task(proc._send_loop(stop))
+        await asyncio.sleep(0.3)
+
+        async def flap() -> None:
+            high = True
+            while not stop.is_set():
+                rig.set("tank.level", 95.0 if high else 50.0)  # events, jobs
+                high = not high
+                await asyncio.sleep(0.1)
+
+        flapping = asyncio.create_task(flap())
+        await asyncio.sleep(0.5)
+        spool = RequestSpool(spool_dir(adir))
+        rid = await asyncio.to_thread(spool.submit, {
+            "op": "comment", "alarms": ["lvl.high"], "text": "seen", "user": "alice",
+            "role": "operator"})
+        passes0 = proc.passes
+        await asyncio.sleep(1.5)
+        passes = proc.passes - passes0
+        result = await asyncio.to_thread(spool.wait, rid, 10.0)
+        on_disk = rid in (adir / "events.jsonl").read_text()
+        stop.set()
+        await session
+        await sending
+        await flapping
+        await proc._close()
+        return passes, len(writes), result, on_disk
+
+    passes, n_writes, result, on_disk = asyncio.run(scenario())
+    assert passes >= 8, passes  # ~15 at 0.1 s; the writes alone would allow 3
+    assert result is not None and result["ok"] and on_disk
+    assert sender.calls >= 1
+    assert n_writes >= 2
+
+
+def test_mqtt_commands_reach_the_spool_queue_and_retained_ones_are_ignored(
+        tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    instance = f"almq{uuid.uuid4().hex[:8]}"
+    text = PLANT.format(instance=instance, dir=tmp_path / "a") + (
+        "mqtt:\n  broker: {host: 127.0.0.1, port: 1}\n"
+        "  commands: {roles: {alice: operator}}\n")
+    plant = load_plant_text(text)
+    seg = Segment.create(instance, plant.signal_defs())
+    try:
+        proc = AlarmProcess(plant.config, seg, tmp_path / "a")
+        assert proc.commands is not None
+        topic = f"petra/{instance}/alarms/cmd/alice"
+        body = json.dumps({"op": "ack", "all": True}).encode()
+        proc._on_command(SimpleNamespace(topic=topic, payload=body, retain=True,
+                                         properties=None))
+        assert proc._submit_q.empty() and not proc._refusals and proc.mqtt_retained == 1
+        proc._on_command(SimpleNamespace(topic=topic, payload=body, retain=False,
+                                         properties=None))
+        _rid, prep = proc._submit_q.get_nowait()
+        assert prep.body["user"] == "mqtt:alice" and prep.body["role"] == "operator"
+        proc._on_command(SimpleNamespace(topic=f"petra/{instance}/alarms/cmd/reply",
+                                         payload=body, retain=False, properties=None))
+        assert proc._submit_q.empty() and proc.mqtt_commands == 1  # our own reply topic
+    finally:
+        seg.close()
+        seg.unlink()
