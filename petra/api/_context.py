@@ -62,6 +62,7 @@ class ApiContext:
     instance: str
     state_file: Path | None = None
     tls: bool = False
+    history_dir: Path | None = None  # the Parquet store read by GET /history
     counters: list[int] = field(default_factory=lambda: [0] * len(ApiCounter))
     login_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(LOGIN_CONCURRENCY))

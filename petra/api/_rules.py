@@ -4,7 +4,8 @@ Every route the app serves must have a rule here; :func:`check_rules` runs when 
 app is built and refuses to start an API with an endpoint nobody thought about
 (``tests/integration/test_api_roles.py`` also walks every route against every role).
 ``PUBLIC`` routes need no credentials: the login itself, the token refresh (the
-refresh token is the credential) and the OpenAPI description.
+refresh token is the credential), the OpenAPI description and the web page's static
+files.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", f"{PREFIX}/audit"): Rule(P.AUDIT_READ),
     ("GET", f"{PREFIX}/audit/verify"): Rule(P.AUDIT_READ),
     ("GET", f"{PREFIX}/ws"): Rule(P.SIGNAL_READ, ws=True),
+    ("GET", f"{PREFIX}/history"): Rule(P.SIGNAL_READ),
+    # The web page's static files (petra/api/_web.py): no data in them, so public.
+    ("GET", "/"): PUBLIC,
+    ("GET", "/ui/{file}"): PUBLIC,
 }
 
 

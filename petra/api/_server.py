@@ -53,7 +53,8 @@ def audit_log_for(cfg: ApiConfig | None, base: Path | None, instance: str) -> Au
 
 
 def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | None,
-                 state_file: Path | None = None) -> ApiContext:
+                 state_file: Path | None = None, *, history_dir: Path | None = None
+                 ) -> ApiContext:
     users_path = resolve(cfg.users_file, base) if cfg.users_file else default_users_file()
     users = UsersCache(UsersFile(users_path))
     n = len(users.get())  # readable now, or refuse to start
@@ -75,7 +76,8 @@ def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | N
                            refresh_ttl_s=cfg.refresh_ttl_s),
         guard=LoginGuard(LockoutPolicy(lock.user_failures, lock.address_failures,
                                        lock.window_s, lock.lockout_s)),
-        audit=audit, instance=instance, state_file=state_file, tls=cfg.tls is not None)
+        audit=audit, instance=instance, state_file=state_file, tls=cfg.tls is not None,
+        history_dir=history_dir)
 
 
 class ApiServer:
@@ -149,9 +151,17 @@ def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | Non
             raise ConfigError("the plant has no api: section", file=plant_path)
         inst = instance or plant.config.instance
         base = Path(plant_path).resolve().parent
+        hist = plant.config.history
+        history_dir = None
+        if hist is not None and hist.parquet.enabled:
+            # history.dir as the history sink resolves it ({instance}, relative to the
+            # plant file), then its Parquet directory; read-only from here.
+            root = Path(hist.dir.format(instance=inst))
+            history_dir = (root if root.is_absolute() else base / root) / hist.parquet.dir
 
         def make(seg: Segment) -> ApiServer:
-            ctx = make_context(cfg, seg, inst, base, Path(state_file) if state_file else None)
+            ctx = make_context(cfg, seg, inst, base, Path(state_file) if state_file else None,
+                               history_dir=history_dir)
             return ApiServer(ctx, base, Path(port_file) if port_file else None)
 
         return run_process(make, inst, ROLE_API, cpus, log_level)

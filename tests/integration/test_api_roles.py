@@ -40,6 +40,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/audit/verify"): "admin",
     ("GET", "/api/v1/ws"): "viewer",
+    ("GET", "/api/v1/history"): "viewer",
 }
 
 # A request per route that a permitted caller may send without changing anything
