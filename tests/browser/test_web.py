@@ -148,6 +148,36 @@ def test_an_operator_acknowledges_an_alarm(page: Any, plant: Plant, artifacts: P
     assert status == 200
     rec = next(a for a in body["alarms"] if a["name"] == "sp.high")
     assert rec["state"] == "acked" and rec["acked_by"] == "operator"
+    # a comment, then shelving with a reason, each through its dialog
+    row.locator("button[aria-label='Comment sp.high']").click()
+    page.fill("#da-text", "checked on site")
+    page.click("#da-ok")
+    page.locator("#al-events td:text-is('checked on site')").first.wait_for()
+    row.locator("button[aria-label='Shelve sp.high']").click()
+    page.click("#da-ok")  # no reason: refused by the page, nothing sent
+    assert "give a reason" in page.text_content("#da-result")
+    page.fill("#da-reason", "sensor being replaced")
+    page.select_option("#da-duration", "900")
+    page.click("#da-ok")
+    row.locator("text=shelved").wait_for()
+    row.locator("button[aria-label='Unshelve sp.high']").click()
+    # ISA-18.2: an unshelved alarm is evaluated afresh; its condition holds: raised again
+    row.locator("text=unack").wait_for()
+    api(plant, "PUT", "/signals/tank.level_sp", {"value": 2.5})
+
+
+def test_a_viewer_may_not_act_on_alarms(page: Any, plant: Plant) -> None:
+    status, _ = api(plant, "PUT", "/signals/tank.level_sp", {"value": 4.0})
+    assert status == 200
+    login(page, plant, "viewer")
+    page.click("nav a[data-page=alarms]")
+    row = page.locator("tr[data-alarm='sp.high']")
+    row.locator("text=unack").wait_for()
+    assert row.locator("button[aria-label='Acknowledge sp.high']").is_disabled()
+    assert page.locator("#al-ack-all").is_disabled()
+    status = page.evaluate("petra.auth.post('/alarms/ack', {alarms: ['sp.high']})"
+                           ".then(() => 200, e => e.status)")
+    assert status == 403
     api(plant, "PUT", "/signals/tank.level_sp", {"value": 2.5})
 
 
