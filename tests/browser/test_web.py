@@ -231,3 +231,45 @@ def test_the_page_survives_losing_the_api(page: Any, plant: Plant, artifacts: Pa
         "v => document.querySelector(\"tr[data-signal='clock.wave'] td.value\").textContent !== v",
         arg=first)
     shot(page, artifacts, "reconnected")
+
+
+def test_keyboard_only_at_tablet_portrait_width(browser: Any, plant: Plant,
+                                                artifacts: Path) -> None:
+    ctx = browser.new_context(viewport={"width": 768, "height": 1024})
+    page = ctx.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        resp = page.goto(plant.url + "/")
+        assert resp is not None and resp.status == 200
+        csp = resp.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        page.focus("#login-user")
+        page.keyboard.type("operator")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#live-state:text-is('live')")
+        page.focus("nav a[data-page=signals]")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("tr[data-signal='tank.level_sp']")
+        page.focus("button[aria-label='Set tank.level_sp']")
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "dw-value"
+        page.keyboard.type("2.5")
+        page.keyboard.press("Enter")  # review
+        assert page.evaluate("document.activeElement.id") == "dw-confirm"
+        page.keyboard.press("Enter")  # confirm
+        page.wait_for_selector("#dw-result:has-text('Read back from the plant: 2.5')")
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#dlg-write")
+        # nothing wider than the screen but the tables, which scroll inside their box
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        for name in ("overview", "alarms", "trends"):
+            page.focus(f"nav a[data-page={name}]")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"#page-{name}:not([hidden])")
+            assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        page.keyboard.press("Tab")
+        shot(page, artifacts, "tablet-portrait")
+    finally:
+        ctx.close()
