@@ -163,10 +163,11 @@ def _devices(procs: list[dict[str, Any]], health: dict[str, Any] | None
             conn = ConnState(counters[0]) if counters else ConnState.DISCONNECTED
         except ValueError:
             conn = ConnState.DISCONNECTED
-        if p["state"] != "running":
+        alive = p["state"] in ("running", "degraded")  # degraded: up, device not
+        if not alive:
             conn = ConnState.DISCONNECTED
         why = []
-        if p["state"] != "running":
+        if not alive:
             why.append(f"process {p['state']}")
         if conn is not ConnState.UP:
             why.append(f"connection {conn.name.lower()}")

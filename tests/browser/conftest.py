@@ -45,6 +45,15 @@ history:
   dir: history
   wal: {fsync: interval, fsync_interval_s: 0.1}
   parquet: {max_file_age_s: 1}
+drivers:
+  - kind: modbus_tcp
+    name: rtu1
+    host: 127.0.0.1
+    port: {dead}
+    poll_period_s: 0.2
+    timeouts: {connect_s: 0.5, request_s: 0.5}
+    points:
+      - {signal: remote.level, table: holding, address: 0}
 alarms:
   dir: alarms
   period_s: 50ms
@@ -107,7 +116,14 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    plant_file.write_text(DEMO.read_text() + EXTRA.replace("{port}", str(port)))
+    # A device that is never there: a port bound and closed again, nobody listening.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    demo = DEMO.read_text().replace(
+        "signals:\n", "signals:\n  - {name: remote.level, type: float, unit: m}\n", 1)
+    plant_file.write_text(demo + EXTRA.replace("{port}", str(port)).replace(
+        "{dead}", str(dead)))
     runtime = tmp / "run"
     runtime.mkdir()
     instance = f"web-{os.getpid()}"

@@ -78,8 +78,15 @@ def test_login_overview_and_a_live_value_changes(page: Any, plant: Plant,
     page.wait_for_selector("#login-error:has-text('Not logged in')")
     login(page, plant, "viewer")
     page.wait_for_selector("#ov-procs tbody tr th:text-is('scan')")
-    assert page.text_content("#ov-plant") in ("ok", "degraded")
     assert page.locator("#ov-scan dt:text-is('Period') + dd").text_content() == "10.00 ms"
+    # the device nobody answers for: not up, and the page says why
+    dev = page.locator("#ov-devices tr:has(th:text-is('rtu1'))")
+    dev.wait_for()
+    conn = dev.locator("td").nth(0).text_content()
+    assert conn in ("disconnected", "connecting", "backoff"), conn
+    assert "connection" in (dev.locator("td").nth(3).text_content() or "")
+    assert page.text_content("#ov-plant") == "degraded"
+    assert "rtu1" in (page.text_content("#ov-reasons") or "")
     shot(page, artifacts, "overview")
     page.click("nav a[data-page=signals]")
     cell = page.locator("tr[data-signal='clock.wave'] td.value")
@@ -91,6 +98,11 @@ def test_login_overview_and_a_live_value_changes(page: Any, plant: Plant,
     quality = page.locator("tr[data-signal='clock.wave'] td.quality")
     assert quality.text_content() == "GOOD"
     assert "q-GOOD" in (quality.get_attribute("class") or "")
+    # a BAD value looks different from a good one, in colour and in words
+    bad = page.locator("tr[data-signal='remote.level']")
+    assert bad.get_attribute("class") == "row-BAD"
+    assert (bad.locator("td.quality").text_content() or "").startswith("BAD")
+    assert "q-BAD" in (bad.locator("td.quality").get_attribute("class") or "")
     shot(page, artifacts, "signals")
 
 
