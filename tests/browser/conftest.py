@@ -40,6 +40,8 @@ api:
   listen: 127.0.0.1:{port}
   users_file: users.json
   token_secret_file: token.key
+  token_ttl_s: 10          # the shortest allowed: every test lives through refreshes
+  refresh_ttl_s: 600
   audit_file: audit/audit.log
 history:
   dir: history

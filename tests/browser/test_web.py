@@ -245,6 +245,23 @@ def test_the_page_survives_losing_the_api(page: Any, plant: Plant, artifacts: Pa
     shot(page, artifacts, "reconnected")
 
 
+def test_tokens_are_refreshed_without_a_gap(page: Any, plant: Plant) -> None:
+    """Access tokens last 10 s here: the page refreshes them before they expire, hands
+    the new one to the WebSocket, and neither the REST calls nor the live feed notice."""
+    login(page, plant, "viewer")
+    page.click("nav a[data-page=signals]")
+    page.evaluate("window.downs = 0; petra.feed.stateListeners.add(l => { if (!l) downs++; });"
+                  "window.first = petra.auth.tokens.access_token;")
+    page.wait_for_timeout(25_000)  # two and a half token lifetimes
+    assert page.evaluate("petra.auth.tokens.access_token !== first")
+    assert page.evaluate("downs") == 0, "the live feed dropped while tokens were refreshed"
+    assert page.evaluate("petra.auth.get('/me').then(m => m.user)") == "viewer"
+    first = page.text_content("tr[data-signal='clock.wave'] td.value")
+    page.wait_for_function(
+        "v => document.querySelector(\"tr[data-signal='clock.wave'] td.value\").textContent !== v",
+        arg=first)
+
+
 def test_keyboard_only_at_tablet_portrait_width(browser: Any, plant: Plant,
                                                 artifacts: Path) -> None:
     ctx = browser.new_context(viewport={"width": 768, "height": 1024})

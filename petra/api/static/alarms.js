@@ -115,7 +115,9 @@ export class AlarmsPage {
       note.textContent = op + ": done " + ((res.done || []).join(", ") || "nothing to do");
       note.className = "muted";
     } catch (e) {
-      note.textContent = op + " refused: " + e.message + (e.status ? " (HTTP " + e.status + ")" : "");
+      note.textContent = e.status === 503 || !e.status
+        ? op + ": no answer in time (" + e.message + "); it may still be done: watch the list"
+        : op + " refused: " + e.message + " (HTTP " + e.status + ")";
       note.className = "error";
       throw e;
     } finally { this.soon(); }

@@ -220,7 +220,11 @@ export class SignalsPage {
       }, 5000);
     } catch (e) {
       this.pendingWrite = null;
-      $("dw-result").textContent = "Refused: " + e.message + (e.status ? " (HTTP " + e.status + ")" : "");
+      // No answer is not a refusal: the write may have been done before the connection
+      // broke. Say so rather than guess.
+      $("dw-result").textContent = e.status
+        ? "Refused: " + e.message + " (HTTP " + e.status + ")"
+        : "No answer from the server (" + e.message + "): the write may or may not have been done. Check the value before trying again.";
       $("dw-result").className = "error";
     } finally { $("dw-confirm").disabled = false; }
   }
