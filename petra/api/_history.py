@@ -22,6 +22,7 @@ documented file format of docs/history.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ from aiohttp import web
 from petra.api._auth import ctx_of
 from petra.api._http import ApiError, int_param, json_response, query
 from petra.types import QUALITIES
+
+log = logging.getLogger("petra.api")
 
 MAX_POINTS = 10_000
 DEFAULT_POINTS = 1_000
@@ -139,12 +142,17 @@ async def history(request: web.Request) -> web.Response:
     if ctx.history_dir is None:
         raise ApiError(404, "this plant records no history (no history: section, or "
                        "Parquet is off)")
+    import pyarrow as pa
+
     async with request.app[ONE_READ]:
         try:
             ts, v, q, truncated = await asyncio.to_thread(
                 read_window, ctx.history_dir, name, start_ns, end_ns)
-        except OSError as exc:
-            raise ApiError(503, f"cannot read the history files: {exc.strerror}") from None
+        except (OSError, pa.ArrowException) as exc:
+            # a file removed by retention between listing and reading, or damaged
+            log.warning("event=api_history_read_failed signal=%r error=%s", name[:80],
+                        str(exc)[:200])
+            raise ApiError(503, "cannot read the history files now (logged)") from None
     count = len(ts)
     ts, v, q = downsample(ts, v, q, start_ns=start_ns, end_ns=end_ns, max_points=max_points)
     return json_response({"signal": name, "start_ns": start_ns, "end_ns": end_ns,

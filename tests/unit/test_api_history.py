@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from petra.api._history import downsample, points, read_window
 
@@ -70,3 +71,11 @@ def test_downsampling_keeps_the_extremes_and_the_bound() -> None:
 def test_points_spell_quality_and_null_for_nan() -> None:
     out = points(np.array([1, 2], np.int64), np.array([1.5, np.nan]), np.array([2, 0], np.uint8))
     assert out == [[1, 1.5, "GOOD"], [2, None, "BAD"]]
+
+
+def test_a_damaged_file_is_an_arrow_error_the_endpoint_answers_503_for(tmp_path: Path
+                                                                        ) -> None:
+    (tmp_path / "date=2025-12-02").mkdir()
+    (tmp_path / "date=2025-12-02" / "part-0-1.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises((OSError, pa.ArrowException)):
+        read_window(tmp_path, "a", T0, T0 + NS)
