@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, Plant, wait_for
+
+from .web_peers import PASSWORD, Plant, wait_for
 
 TIMEOUT_MS = 30_000
 
