@@ -27,7 +27,7 @@ from petra.shm import unlink_instance
 from .web_peers import ARTIFACTS, CHROMIUM, DEMO, EXTRA, PASSWORD, Plant, wait_for
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after the module: no load on later tests
 def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
     tmp = tmp_path_factory.mktemp("web")
     fast = Passwords(Argon2Cost(time_cost=1, memory_kib=8192, parallelism=1))
