@@ -8,8 +8,10 @@ PETRA_TOOL=test
 . tools/_env.sh
 
 # Real peers the integration tests start themselves on 127.0.0.1 (no services are
-# left running): Mosquitto, socat (Modbus RTU over a pty pair), cyclictest, openssl.
-petra_apt_install mosquitto mosquitto-clients socat rt-tests openssl
+# left running): Mosquitto, socat (Modbus RTU over a pty pair), cyclictest, openssl;
+# and Debian's chromium, the headless browser tests/browser drives with Playwright
+# (Playwright's own browser downloads are never used).
+petra_apt_install mosquitto mosquitto-clients socat rt-tests openssl chromium
 petra_venv
 petra_install test
 python -c "import petra._native" # the C core built

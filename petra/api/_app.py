@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from petra.api import _admin, _alarms, _auth, _signals, _ws
+from petra.api import _admin, _alarms, _auth, _history, _signals, _web, _ws
 from petra.api._auth import CTX, SESSION
 from petra.api._context import ApiContext
 from petra.api._http import ApiError, error_response, json_response
@@ -69,7 +69,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     if 400 <= resp.status < 500:
         ctx.count(ApiCounter.REFUSED)
     if not resp.prepared:
-        resp.headers.update(SECURITY_HEADERS)
+        for key, value in SECURITY_HEADERS.items():  # the web page sets its own CSP
+            resp.headers.setdefault(key, value)
         if ctx.tls:
             resp.headers["Strict-Transport-Security"] = "max-age=31536000"
     return resp
@@ -155,16 +156,22 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_post(f"{PREFIX}/alarms/out-of-service", _alarms.out_of_service)
     r.add_post(f"{PREFIX}/alarms/return-to-service", _alarms.return_to_service)
     r.add_post(f"{PREFIX}/alarms/twilio/sms", _alarms.twilio_sms)
-    check_rules(served_routes(app))
+    _history.add_routes(app, PREFIX)
+    _web.add_routes(app)
+    check_rules(served_routes(app, api_only=False))
     return app
 
 
-def served_routes(app: web.Application) -> list[tuple[str, str]]:
-    """(method, path template) of every route (HEAD twins left out)."""
+def served_routes(app: web.Application, *, api_only: bool = True) -> list[tuple[str, str]]:
+    """(method, path template) of every API route (HEAD twins left out); with
+    ``api_only=False`` the web page's static routes too."""
     out = []
     for route in app.router.routes():
         if route.resource is not None and route.method != "HEAD":
-            out.append((route.method, route.resource.canonical))
+            path = route.resource.canonical
+            if api_only and not path.startswith(PREFIX + "/"):
+                continue
+            out.append((route.method, path))
     return out
 
 

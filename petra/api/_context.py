@@ -66,6 +66,7 @@ class ApiContext:
     state_file: Path | None = None
     tls: bool = False
     alarms: AlarmsLink | None = None  # the plant's alarm manager, when it has alarms:
+    history_dir: Path | None = None  # the Parquet store read by GET /history
     counters: list[int] = field(default_factory=lambda: [0] * len(ApiCounter))
     login_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(LOGIN_CONCURRENCY))

@@ -76,6 +76,17 @@ def _schemas() -> dict[str, Any]:
                                                       "items": {"type": "string"}},
                                              "skipped": {"type": "object"},
                                              "id": {"type": "string"}}},
+        "History": {"type": "object",
+                    "required": ["signal", "start_ns", "end_ns", "count", "points"],
+                    "properties": {
+                        "signal": {"type": "string"}, "start_ns": {"type": "integer"},
+                        "end_ns": {"type": "integer"}, "count": {"type": "integer"},
+                        "downsampled": {"type": "boolean"}, "truncated": {"type": "boolean"},
+                        "points": {"type": "array", "items": {
+                            "type": "array", "minItems": 3, "maxItems": 3,
+                            "prefixItems": [
+                                {"type": "integer"}, {"type": ["number", "null"]},
+                                {"type": "string"}]}}}},
     }
 
 
@@ -220,6 +231,20 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "description": "Upgrade to a WebSocket; see docs/http-api.md for the messages.",
             "responses": {"101": {"description": "switching protocols"},
                           **_err(*AUTHED, 503)}},
+        ("GET", "/history"): {
+            "summary": "One signal's recorded samples, downsampled (min and max per bucket)",
+            "description": "Reads the Parquet history store; at most 31 days, at most "
+                           "10000 points.",
+            "parameters": [
+                {**_q("signal", NAME, "the signal's name"), "required": True},
+                _q("start_ns", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                   "window start, ns since the epoch (default: an hour before end_ns)"),
+                _q("end_ns", {"type": "integer", "minimum": 0, "maximum": 2**62},
+                   "window end (exclusive; default: now)"),
+                _q("max_points", {"type": "integer", "minimum": 2, "maximum": 10000},
+                   "most points answered (default 1000)")],
+            "responses": {**_ok(200, _ref("History"), "the samples"),
+                          **_err(*AUTHED, 404, 422, 503)}},
     }
 
 

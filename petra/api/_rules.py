@@ -4,8 +4,8 @@ Every route the app serves must have a rule here; :func:`check_rules` runs when 
 app is built and refuses to start an API with an endpoint nobody thought about
 (``tests/integration/test_api_roles.py`` also walks every route against every role).
 ``PUBLIC`` routes need no credentials: the login itself, the token refresh (the
-refresh token is the credential), the OpenAPI description and Twilio's SMS-reply
-webhook (it checks Twilio's request signature itself).
+refresh token is the credential), the OpenAPI description, the web page's static
+files and Twilio's SMS-reply webhook (it checks Twilio's request signature itself).
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{PREFIX}/alarms/return-to-service"): Rule(P.ALARM_SERVICE, audit=True),
     # Twilio's SMS-reply webhook: authenticated by Twilio's signature, not a bearer
     ("POST", f"{PREFIX}/alarms/twilio/sms"): PUBLIC,
+    ("GET", f"{PREFIX}/history"): Rule(P.SIGNAL_READ),
+    # The web page's static files (petra/api/_web.py): no data in them, so public.
+    ("GET", "/"): PUBLIC,
+    ("GET", "/ui/{file}"): PUBLIC,
 }
 
 

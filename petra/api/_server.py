@@ -54,7 +54,8 @@ def audit_log_for(cfg: ApiConfig | None, base: Path | None, instance: str) -> Au
 
 
 def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | None,
-                 state_file: Path | None = None, *, alarms: AlarmsLink | None = None
+                 state_file: Path | None = None, *, alarms: AlarmsLink | None = None,
+                 history_dir: Path | None = None
                  ) -> ApiContext:
     users_path = resolve(cfg.users_file, base) if cfg.users_file else default_users_file()
     users = UsersCache(UsersFile(users_path))
@@ -78,7 +79,7 @@ def make_context(cfg: ApiConfig, segment: Segment, instance: str, base: Path | N
         guard=LoginGuard(LockoutPolicy(lock.user_failures, lock.address_failures,
                                        lock.window_s, lock.lockout_s)),
         audit=audit, instance=instance, state_file=state_file, tls=cfg.tls is not None,
-        alarms=alarms)
+        alarms=alarms, history_dir=history_dir)
 
 
 class ApiServer:
@@ -153,10 +154,17 @@ def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | Non
         inst = instance or plant.config.instance
         base = Path(plant_path).resolve().parent
         alarms = alarms_link(plant.config, inst, plant_path)
+        hist = plant.config.history
+        history_dir = None
+        if hist is not None and hist.parquet.enabled:
+            # history.dir as the history sink resolves it ({instance}, relative to the
+            # plant file), then its Parquet directory; read-only from here.
+            root = Path(hist.dir.format(instance=inst))
+            history_dir = (root if root.is_absolute() else base / root) / hist.parquet.dir
 
         def make(seg: Segment) -> ApiServer:
             ctx = make_context(cfg, seg, inst, base, Path(state_file) if state_file else None,
-                               alarms=alarms)
+                               alarms=alarms, history_dir=history_dir)
             return ApiServer(ctx, base, Path(port_file) if port_file else None)
 
         return run_process(make, inst, ROLE_API, cpus, log_level)

@@ -42,7 +42,7 @@ from petra.errors import (
 )
 from petra.security import AuditError, PermissionDeniedError, authorised_write
 from petra.shm import SignalInfo, read_heartbeats, read_stats
-from petra.types import ApiCounter, SignalType
+from petra.types import DRIVER_PREFIX, ApiCounter, ConnState, SignalType
 
 MAX_LIMIT = 10_000
 RELOAD_TIMEOUT_S = 20.0
@@ -130,17 +130,52 @@ async def status(request: web.Request) -> web.Response:
               "heartbeat_age_s": round(max(0, hb.age_ns()) / 1e9, 3),
               "restarts": hb.restarts, "counters": list(hb.counters)}
              for hb in read_heartbeats(ctx.segment)]
+    health = await _supervisor_health(ctx)
     return json_response({
         "instance": ctx.instance,
         "scan": {"cycles": st.cycles, "overruns": st.overruns, "skipped": st.skipped,
                  "period_s": st.period_ns / 1e9, "exec_avg_s": st.exec_avg_ns / 1e9,
                  "exec_max_s": st.exec_max_ns / 1e9,
-                 "wake_p99_s": _finite(st.wake_percentile_us(99.0) / 1e6)},
+                 "wake_p99_s": _finite(st.wake_percentile_us(99.0) / 1e6),
+                 "wake_p50_s": _finite(st.wake_percentile_us(50.0) / 1e6),
+                 "wake_avg_s": st.wake_avg_ns / 1e9, "wake_max_s": st.wake_max_ns / 1e9},
         "journal": {"head": info.journal_head, "capacity": info.journal_capacity},
         "signals": info.n_signals,
         "processes": procs,
-        "health": await _supervisor_health(ctx),
+        "devices": _devices(procs, health),
+        "health": health,
     })
+
+
+def _devices(procs: list[dict[str, Any]], health: dict[str, Any] | None
+             ) -> list[dict[str, Any]]:
+    """One entry per driver process: its connection state (heartbeat counter 0, the
+    driver's ConnState) and, when it is not up, why (the process state, the
+    connection state, and the supervisor's /healthz reasons that name it)."""
+    reasons = [str(r) for r in (health or {}).get("reasons") or []]
+    out = []
+    for p in procs:
+        role = str(p["role"])
+        if not role.startswith(f"{DRIVER_PREFIX}:"):
+            continue
+        counters = p["counters"]
+        try:
+            conn = ConnState(counters[0]) if counters else ConnState.DISCONNECTED
+        except ValueError:
+            conn = ConnState.DISCONNECTED
+        alive = p["state"] in ("running", "degraded")  # degraded: up, device not
+        if not alive:
+            conn = ConnState.DISCONNECTED
+        why = []
+        if not alive:
+            why.append(f"process {p['state']}")
+        if conn is not ConnState.UP:
+            why.append(f"connection {conn.name.lower()}")
+            why.extend(r for r in reasons if r.startswith(role + " ") and r not in why)
+        out.append({"name": role.split(":", 1)[1], "role": role,
+                    "connection": conn.name.lower(), "process": p["state"],
+                    "restarts": p["restarts"], "reason": "; ".join(why)})
+    return out
 
 
 def _finite(x: float) -> float | None:

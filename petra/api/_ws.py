@@ -54,7 +54,7 @@ from petra.api._context import ApiContext, Session
 from petra.api._http import ApiError, jvalue
 from petra.security import AuthenticationError, Permission, PermissionDeniedError
 from petra.shm import JournalBatch, JournalConsumer
-from petra.types import QUALITIES, ApiCounter, SignalType
+from petra.types import QUALITIES, ApiCounter, Quality, SignalType
 
 log = logging.getLogger("petra.api.ws")
 
@@ -181,10 +181,21 @@ class Hub:
                                      else int(as_i[k]) if t == SignalType.INT
                                      else bool(as_i[k] == 1))
             q = int(batch.quality[k])
-            out.append({"signal": self.names[int(batch.slot[k])], "value": jvalue(v),
-                        "quality": _QNAMES[q] if q < len(_QNAMES) else str(q),
-                        "ts": int(batch.source_ts_ns[k])})
+            change = {"signal": self.names[int(batch.slot[k])], "value": jvalue(v),
+                      "quality": _QNAMES[q] if q < len(_QNAMES) else str(q),
+                      "ts": int(batch.source_ts_ns[k])}
+            if q != Quality.GOOD:
+                change["substatus"] = self._substatus(int(batch.slot[k]),
+                                                      int(batch.write_ts_ns[k]))
+            out.append(change)
         return out
+
+    def _substatus(self, index: int, write_ts_ns: int) -> str:
+        """Why a change is not GOOD. The journal carries no substatus: it is taken from
+        the slot when the slot still holds that very write (same write time), else
+        NONE (as the history sink does; a later write carries its own)."""
+        s = self.ctx.segment.read_index(index)
+        return s.substatus.name if s.write_ts_ns == write_ts_ns else "NONE"
 
     def snapshot(self, mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
         seg = self.ctx.segment
@@ -192,7 +203,7 @@ class Hub:
         for i in np.flatnonzero(mask).tolist():
             s = seg.read_index(i)
             out[self.names[i]] = {"value": jvalue(s.value), "quality": s.quality.name,
-                                  "ts": s.source_ts_ns}
+                                  "substatus": s.substatus.name, "ts": s.source_ts_ns}
         return out
 
     def match(self, patterns: list[str]) -> npt.NDArray[np.bool_]:

@@ -52,6 +52,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/alarms/return-to-service"): "engineer",
     # Twilio's webhook: no bearer; its signature is checked (test_api_alarms_e2e.py)
     ("POST", "/api/v1/alarms/twilio/sms"): None,
+    ("GET", "/api/v1/history"): "viewer",
 }
 
 # A request per route that a permitted caller may send without changing anything
