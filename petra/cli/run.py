@@ -18,13 +18,30 @@ def register(sub: Any) -> None:
     p.add_argument("--health", default="127.0.0.1:9120", type=health_address,
                    help="HOST:PORT of /healthz and /metrics ('off' to disable; port 0 "
                         "picks a free port, logged and written to the state file)")
+    p.add_argument("--start-grace", type=_seconds, default=15.0, metavar="SECONDS",
+                   help="how long a starting process may go without a sign of progress "
+                        "(its first heartbeat, then each start-up beat) before it is "
+                        "killed (default 15)")
+    p.add_argument("--start-timeout", type=_seconds, default=600.0, metavar="SECONDS",
+                   help="the most a process may take to become ready however it "
+                        "progresses (default 600)")
     add_log_level(p, None)
     p.set_defaults(func=run)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..86400 seconds")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from petra.config import load_plant
-    from petra.supervisor import main
+    from petra.supervisor import RestartPolicy, main
 
     try:
         plant = load_plant(args.plant)
@@ -33,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     level = args.log_level or plant.config.log_level
     setup_logging(level, role="supervisor")
     health = None if args.health == HEALTH_OFF else args.health
+    policy = RestartPolicy(startup_grace_s=args.start_grace, startup_cap_s=args.start_timeout)
     return main(args.plant, instance=args.instance, health=health, log_level=level,
-                plant=plant)
+                plant=plant, policy=policy)

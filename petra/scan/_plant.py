@@ -205,12 +205,15 @@ def _child_cpus(avoid: int | None) -> str:
 def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
                   timeout_s: float = COMPILE_TIMEOUT_S,
                   cancelled: Callable[[], bool] | None = None,
-                  wake_fd: int = -1) -> ScanPlant:
+                  wake_fd: int = -1,
+                  progress: Callable[[], None] | None = None) -> ScanPlant:
     """Load and validate ``path`` in a child process and return its :class:`ScanPlant`.
 
     Raises :class:`PlantLoadError` with the loader's messages for an invalid plant and
     :class:`PetraError` when the child fails otherwise, exceeds ``timeout_s`` (it is
     killed) or ``cancelled()`` turns true (checked whenever ``wake_fd`` is readable).
+    ``progress()`` is called about every :data:`PROGRESS_S` while the loader's CPU time
+    grows (it is working, not stuck), so a starting scan can beat "still loading".
     """
     out_r, out_w = os.pipe()
     argv = [sys.executable, "-c", _CHILD_CODE, str(path), _child_cpus(avoid_cpu),
@@ -226,24 +229,47 @@ def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
     finally:
         os.close(out_w)
     try:
-        raw = _collect(pid, out_r, timeout_s, cancelled, wake_fd)
+        raw = _collect(pid, out_r, timeout_s, cancelled, wake_fd, progress=progress)
     finally:
         os.close(out_r)
     return _decode(raw)
 
 
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of ``pid`` in clock ticks (0 when it cannot be read):
+    a loader whose CPU time grows is working; one whose time stands still is stuck."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        # The command name (field 2) may hold spaces and parentheses: split after it.
+        fields_ = stat_line[stat_line.rindex(b")") + 2:].split()
+        return int(fields_[11]) + int(fields_[12])  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+PROGRESS_S = 0.5
+
+
 def _collect(pid: int, out_r: int, timeout_s: float, cancelled: Callable[[], bool] | None,
-             wake_fd: int) -> bytes:
+             wake_fd: int, *, progress: Callable[[], None] | None = None) -> bytes:
     """Read the child's stdout to EOF and reap it; kill it on timeout or cancel."""
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     watch = [out_r] + ([wake_fd] if wake_fd >= 0 else [])
     status: int | None = None
+    ticks = 0
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PetraError(f"the plant loader took longer than {timeout_s:.0f} s")
+            if progress is not None:
+                left = min(left, PROGRESS_S)
+                now_ticks = cpu_ticks(pid)
+                if now_ticks > ticks:
+                    ticks = now_ticks
+                    progress()
             ready, _, _ = select.select(watch, [], [], left)
             if out_r in ready:
                 chunk = os.read(out_r, _READ_CHUNK)
