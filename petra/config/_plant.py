@@ -7,6 +7,8 @@ user sees all problems of the file at once.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,11 +23,20 @@ from petra.blocks import BlockInstance, BlockSpec
 from petra.config._alarms import alarm_signal_defs, check_alarms
 from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics, format_path
+from petra.config._fastyaml import fast_parse
 from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
 from petra.config._salvage import NO_SIGNAL, salvage_driver
 from petra.config._semantic import Analysis, Partial, analyze
-from petra.config._yaml import YamlError, dump_yaml, parse_yaml, read_plant_file
+from petra.config._yaml import (
+    _SURROGATE,
+    DEFAULT_LIMITS,
+    SourceMap,
+    YamlError,
+    dump_yaml,
+    parse_yaml,
+    read_plant_file,
+)
 from petra.errors import ConfigError
 from petra.types import DRIVER_PREFIX, Quality, SignalDef, SignalType, role_kind
 
@@ -131,15 +142,48 @@ def load_plant_text(
     specs: Mapping[str, BlockSpec] | None = None,
     path: FsPath | None = None,
 ) -> Plant:
-    """Validate plant YAML given as text; ``filename`` is what errors name."""
+    """Validate plant YAML given as text; ``filename`` is what errors name.
+
+    A file in the plain subset of YAML that generators write is read by the fast reader
+    (``_fastyaml.py``, no positions); when that finds anything to say (an error or a
+    warning needs its line), the file is read again by the exact reader, and the
+    messages come from that reading alone.
+    """
     if specs is None:
         specs = block_specs()
+    # A large plant is a million small objects made in one go and kept: the cyclic
+    # garbage collector, triggered by the allocations, would walk all of them again and
+    # again (half the time of a 100k-signal check) to find no cycle. Off while loading.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_text(text, filename, specs, path)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_text(text: str, filename: str, specs: Mapping[str, BlockSpec],
+               path: FsPath | None) -> Plant:
+    if len(text) <= DEFAULT_LIMITS.file_bytes and _SURROGATE.search(text) is None:
+        data = fast_parse(text)
+        if data is not None:
+            with contextlib.suppress(ConfigErrors):
+                plant = _check(data, SourceMap(), [], filename, specs=specs, path=path)
+                if not plant.warnings:
+                    return plant
     try:
         data, smap, problems = parse_yaml(text)
     except YamlError as exc:
         line, col = exc.position if exc.position is not None else (None, None)
         raise ConfigErrors([ConfigError(exc.message, file=filename, line=line, column=col,
                                         key_path=format_path(exc.path))]) from None
+    return _check(data, smap, problems, filename, specs=specs, path=path)
+
+
+def _check(data: Any, smap: SourceMap, problems: list[YamlError], filename: str, *,
+           specs: Mapping[str, BlockSpec], path: FsPath | None) -> Plant:
+    """Validate read data: models, semantic pass, history and alarm checks."""
     diag = Diagnostics(filename, smap)
     diag.yaml(problems)
     config = _validate(data, diag)

@@ -64,7 +64,8 @@ class Run:
 
     def scan(self) -> dict[str, Any]:
         procs = {p["role"]: p for p in self.health()["processes"]}
-        return procs["scan"]
+        scan: dict[str, Any] = procs["scan"]
+        return scan
 
     def cycles(self) -> int:
         with Segment.attach(self.instance, readonly=True) as seg:
