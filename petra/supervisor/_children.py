@@ -197,13 +197,20 @@ def scan_plant_file(instance: str) -> Path:
     return runtime_dir() / f"petra-{instance}.scan"
 
 
-def hand_over_plant(path: Path, plant: Any) -> None:
+def hand_over_plant(path: Path, plant: Any, instance: str | None = None) -> None:
     """Write a validated plant for the scan in the form it reads without the config
     stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
-    scan accepted, so a restarted scan runs what the supervisor last accepted."""
+    scan accepted, so a restarted scan runs what the supervisor last accepted. It is
+    stamped with the instance it is for (``--instance`` may rename the plant's): a scan
+    of another instance refuses it."""
+    import dataclasses
+
     from petra.scan._plant import ScanPlant
 
-    ScanPlant.from_plant(plant).write(path)
+    handed = ScanPlant.from_plant(plant)
+    if instance is not None and instance != handed.instance:
+        handed = dataclasses.replace(handed, instance=instance)
+    handed.write(path)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

@@ -215,7 +215,7 @@ class Supervisor:
         health: HealthServer | None = None
         self._scan_plant = scan_plant_file(self.instance)
         try:
-            hand_over_plant(self._scan_plant, plant)
+            hand_over_plant(self._scan_plant, plant, self.instance)
             specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
                                   self._scan_plant)
             self.children = [Child(spec, self.policy) for spec in specs]
@@ -474,7 +474,7 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
-                hand_over_plant(self._scan_plant, plant)
+                hand_over_plant(self._scan_plant, plant, self.instance)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
