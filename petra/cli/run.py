@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 from typing import Any
 
 from petra.cli._args import HEALTH_OFF, add_log_level, fail, health_address, instance_name
@@ -43,12 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from petra.config import load_plant
     from petra.supervisor import RestartPolicy, main
 
+    t0 = time.monotonic()
     try:
         plant = load_plant(args.plant)
     except OSError as exc:
         return fail("petra run", f"cannot read {args.plant}: {exc.strerror or exc}", 2)
     level = args.log_level or plant.config.log_level
     setup_logging(level, role="supervisor")
+    logging.getLogger("petra.supervisor").info(
+        "event=plant_loaded signals=%d blocks=%d ms=%.0f", len(plant.config.signals),
+        len(plant.blocks), (time.monotonic() - t0) * 1e3)
     health = None if args.health == HEALTH_OFF else args.health
     policy = RestartPolicy(startup_grace_s=args.start_grace, startup_cap_s=args.start_timeout)
     return main(args.plant, instance=args.instance, health=health, log_level=level,

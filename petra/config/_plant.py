@@ -83,7 +83,12 @@ class Plant:
     def signal_defs(self) -> list[SignalDef]:
         """The segment's signal table, in file order, owners derived from the writers,
         with each signal's ``min``/``max`` as the limits :meth:`Segment.write_checked`
-        enforces."""
+        enforces. Made once (the supervisor needs it twice: the segment, the scan's
+        hand-over; 100k definitions cost seconds); each call returns a new list."""
+        return list(self._signal_defs)
+
+    @cached_property
+    def _signal_defs(self) -> tuple[SignalDef, ...]:
         out: list[SignalDef] = []
         for sig in self.config.signals:
             initial: bool | int | float | None = sig.initial
@@ -97,7 +102,7 @@ class Plant:
                 sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
                 writable=sig.writable, initial=initial, initial_quality=quality,
                 minimum=sig.min, maximum=sig.max))
-        return out + alarm_signal_defs(self.config)  # alarms.state_signals, after the rest
+        return (*out, *alarm_signal_defs(self.config))  # alarms.state_signals, after the rest
 
     def block(self, name: str) -> BlockInstance:
         """The resolved block called ``name``."""

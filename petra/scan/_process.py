@@ -156,7 +156,9 @@ class ScanProcess:
              ready: Callable[[ScanEngine], None] | None) -> int:
         if self.apply_rt:
             bound_threads()  # before any thread of ours exists
+        t_open = time.monotonic()
         plant, segment, heartbeat = self._open()
+        t_program = time.monotonic()
         instance = self.instance or plant.instance
         rt_state: RtState | None = None
         worker = self._worker
@@ -168,6 +170,7 @@ class ScanProcess:
             _injected_slow_start(self._step)
             program = build_program(plant, segment)
             self._step()
+            t_rt = time.monotonic()
             scan = plant.scan
             clock = self.clock or MonotonicClock(spin_ns=scan.spin_ns)
             engine = ScanEngine(segment, program, scan.period_ns, clock,
@@ -191,8 +194,10 @@ class ScanProcess:
                          (lock.skipped_untouched if lock else 0) / 2**20,
                          rt_state.dma_fd >= 0, rt_state.notes)
             log.info("event=scan_start instance=%s period_us=%d blocks=%d inputs=%d "
-                     "outputs=%d", instance, scan.period_ns // 1000, len(plant.blocks),
-                     len(program.input_signals), len(program.output_signals))
+                     "outputs=%d open_ms=%.0f compile_ms=%.0f rt_ms=%.0f", instance,
+                     scan.period_ns // 1000, len(plant.blocks), len(program.input_signals),
+                     len(program.output_signals), (t_program - t_open) * 1e3,
+                     (t_rt - t_program) * 1e3, (time.monotonic() - t_rt) * 1e3)
             if ready is not None:
                 ready(engine)
             counters = engine.run(self.stop_event.is_set, max_cycles=max_cycles)

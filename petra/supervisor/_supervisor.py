@@ -204,9 +204,12 @@ class Supervisor:
         self.lock.acquire()
         if self.lock.replaced_stale:
             log.warning("event=stale_segment_replaced instance=%s", self.instance)
+        t_create = time.monotonic()
         try:
             self.segment = Segment.create(self.instance, plant.signal_defs(),
                                           journal_capacity=plant.config.scan.journal_capacity)
+            log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
+                     len(self.segment), (time.monotonic() - t_create) * 1e3)
         except BaseException:
             self.lock.release()
             raise
