@@ -283,8 +283,8 @@ class _Reader:
             k, sep, v = part.partition(": ")
             k = k.lstrip(" ")
             v = v.strip(" ")
-            if not sep or not k or not v:
-                return None  # no ': ', an empty key or value, a trailing comma
+            if not sep or not k or not v or k[-1] == " ":
+                return None  # no ': ', an empty key or value, a trailing comma, "a : 1"
             key = keys.get(k)
             if key is None:
                 if not _plain_token(k):

@@ -131,7 +131,7 @@ _ATOMS = ["a", "b.c", "x_1", "-5", "-x", "- y", "1", "0x1F", "0o17", "012", "1e3
           "a:b", "a: b", "a #c", "a#b", "'q'", "'it''s'", "\"d q\"", "\"e\\n\"", "&x",
           "*x", "!!str 5", "?", ":", "%", "@", "`", "|", ">", "a b", "a  b", " ", "",
           "{}", "[]", "{a: 1}", "[1, 2]", "<<", "\t", "é", "\u2028"]
-_KEYS = ["name", "type", "a b", "'k'", "1", "true", "<<", "k:", "-k", "\"q\""]
+_KEYS = ["name", "type", "a b", "'k'", "1", "true", "<<", "k:", "-k", "\"q\"", "k ", " k"]
 
 
 @st.composite
@@ -167,6 +167,12 @@ def document(draw: st.DrawFn) -> str:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document())
 def test_fast_agrees_with_exact_on_generated_text(text: str) -> None:
+    agrees(text)
+
+
+@pytest.mark.parametrize("text", ["a: {k : 1}\n", "a: {k:  1 , j: x  y}\n", "a: {k: 1,j: 2}\n",
+                                  "a: [x, {k: 1}]\n", "a: {k: [1, 2]}\n", "a: b c  \n"])
+def test_edges_of_the_split_path(text: str) -> None:
     agrees(text)
 
 
