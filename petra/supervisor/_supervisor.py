@@ -334,6 +334,7 @@ class Supervisor:
             log.error("event=child_failed role=%s pid=%d reason=%r restarts=%d "
                       "detail='left down; the rest of the plant keeps running'",
                       child.role, pid, child.last_reason, child.restarts)
+            self._write_state()  # tools without /healthz (petra-top) read it there
         else:
             log.warning("event=child_exited role=%s pid=%d reason=%r repaired_slots=%d "
                         "restart_in_s=%.1f", child.role, pid, why, repaired, child.backoff_s)
@@ -392,7 +393,8 @@ class Supervisor:
                 # One reload at a time, owned here: reaped above, cancelled on stop.
                 self._reload_requested = False
                 self._reload_task = asyncio.get_running_loop().create_task(self._reload())
-            self.hb.beat(ProcessState.RUNNING)
+            # A failed child shows in petra-top as the supervisor being degraded.
+            self.hb.beat(ProcessState.DEGRADED if self._failed() else ProcessState.RUNNING)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
 
@@ -501,9 +503,14 @@ class Supervisor:
             self._health_port = port
         self.lock.write_state(health_port=getattr(self, "_health_port", 0),
                               plant=str(self.plant_path), last_reload=self._last_reload,
+                              failed=self._failed(),
                               **_audit_state(self.plant, self.plant_path, self.instance))
 
     # ------------------------------------------------------------------ reports
+    def _failed(self) -> dict[str, str]:
+        """Role -> reason of every child left down as FAILED."""
+        return {c.role: c.last_reason for c in self.children if c.state is ChildState.FAILED}
+
     def child_table(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [{"role": c.role, "pid": c.pid, "state": str(c.state), "restarts": c.restarts,

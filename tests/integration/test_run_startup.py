@@ -120,6 +120,11 @@ def test_a_start_that_stalls_is_failed_with_its_reason(tmp_path: Path) -> None:
         assert any("scan failed: never became ready" in r for r in body["reasons"]), body
         assert run.cycles() == 0
         assert run.scan_beats() == []  # no scan left running or holding a record
+        state = run.state()
+        assert state is not None and "never became ready" in state["failed"]["scan"], state
+        with Segment.attach(run.instance, readonly=True) as seg:  # what petra-top shows
+            sup = [hb for hb in read_heartbeats(seg) if hb.role == "supervisor"]
+        assert sup and sup[0].state.name == "DEGRADED", sup
         log = run.log.read_text()
         assert log.count("event=child_hung role=scan") == 3, log
         assert "event=child_failed role=scan" in log
