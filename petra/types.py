@@ -307,6 +307,7 @@ class ScanCounter(enum.IntEnum):
     BUSY_READS = 2  # copy-in reads that found a slot busy and kept the last value
     WRITES = 3  # outputs written by copy-out
     CYCLES = 4  # cycles run by this process
+    START_STEPS = 5  # start-up steps done while STATE is STARTING (each one beats)
 
 
 class DriverCounter(enum.IntEnum):

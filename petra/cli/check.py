@@ -50,8 +50,10 @@ def _warning_line(e: ConfigError) -> str:
     return f"{where}:{key} warning: {e.message}"
 
 
-def summary(plant: Plant) -> dict[str, Any]:
-    """Counts, scan settings and execution order of a valid plant (the JSON summary)."""
+def summary(plant: Plant, *, source_hash: bool = True) -> dict[str, Any]:
+    """Counts, scan settings and execution order of a valid plant (the JSON summary).
+    ``source_hash`` false leaves the hash out (it dumps the whole model: a second at
+    100k signals, for a line nobody prints)."""
     from petra.config import format_duration
 
     cfg = plant.config
@@ -68,7 +70,7 @@ def summary(plant: Plant) -> dict[str, Any]:
         "drivers": dict(Counter(str(getattr(d, "kind", "?")) for d in cfg.drivers)),
         "driver_count": len(cfg.drivers),
         "order": list(plant.order),
-        "source_hash": plant.source_hash,
+        **({"source_hash": plant.source_hash} if source_hash else {}),
     }
 
 
@@ -114,15 +116,14 @@ def run(args: argparse.Namespace) -> int:
                               "warnings": [_error_dict(w) for w in exc.warnings],
                               "summary": None}, indent=2))
         return 1
-    s = summary(plant)
     if args.json:
         print(json.dumps({"schema": JSON_SCHEMA_VERSION, "file": path, "valid": True,
                           "errors": [], "warnings": [_error_dict(w) for w in plant.warnings],
-                          "summary": s}, indent=2))
+                          "summary": summary(plant)}, indent=2))
         return 0
     if not args.no_warnings:
         for w in plant.warnings:
             print(_warning_line(w), file=sys.stderr)
     if not args.quiet:
-        _print_summary(path, s, len(plant.warnings))
+        _print_summary(path, summary(plant, source_hash=False), len(plant.warnings))
     return 0

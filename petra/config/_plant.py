@@ -7,6 +7,8 @@ user sees all problems of the file at once.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,12 +23,21 @@ from petra.blocks import BlockInstance, BlockSpec
 from petra.config._alarms import alarm_signal_defs, check_alarms
 from petra.config._drivers import DriverConfig
 from petra.config._errors import ConfigErrors, Diagnostics, format_path
+from petra.config._fastyaml import fast_parse
 from petra.config._history import check_history
 from petra.config._models import BlockConfig, PlantConfig, ScanConfig, SignalConfig
 from petra.config._retain import check_retain
 from petra.config._salvage import NO_SIGNAL, salvage_driver
 from petra.config._semantic import Analysis, Partial, analyze
-from petra.config._yaml import YamlError, dump_yaml, parse_yaml, read_plant_file
+from petra.config._yaml import (
+    _SURROGATE,
+    DEFAULT_LIMITS,
+    SourceMap,
+    YamlError,
+    dump_yaml,
+    parse_yaml,
+    read_plant_file,
+)
 from petra.errors import ConfigError
 from petra.types import DRIVER_PREFIX, Quality, SignalDef, SignalType, role_kind
 
@@ -73,7 +84,12 @@ class Plant:
     def signal_defs(self) -> list[SignalDef]:
         """The segment's signal table, in file order, owners derived from the writers,
         with each signal's ``min``/``max`` as the limits :meth:`Segment.write_checked`
-        enforces."""
+        enforces. Made once (the supervisor needs it twice: the segment, the scan's
+        hand-over; 100k definitions cost seconds); each call returns a new list."""
+        return list(self._signal_defs)
+
+    @cached_property
+    def _signal_defs(self) -> tuple[SignalDef, ...]:
         out: list[SignalDef] = []
         for sig in self.config.signals:
             initial: bool | int | float | None = sig.initial
@@ -87,7 +103,7 @@ class Plant:
                 sig.name, SignalType.parse(sig.type), unit=sig.unit, owner=owner,
                 writable=sig.writable, initial=initial, initial_quality=quality,
                 minimum=sig.min, maximum=sig.max))
-        return out + alarm_signal_defs(self.config)  # alarms.state_signals, after the rest
+        return (*out, *alarm_signal_defs(self.config))  # alarms.state_signals, after the rest
 
     def block(self, name: str) -> BlockInstance:
         """The resolved block called ``name``."""
@@ -132,20 +148,62 @@ def load_plant_text(
     specs: Mapping[str, BlockSpec] | None = None,
     path: FsPath | None = None,
 ) -> Plant:
-    """Validate plant YAML given as text; ``filename`` is what errors name."""
+    """Validate plant YAML given as text; ``filename`` is what errors name.
+
+    A file in the plain subset of YAML that generators write is read by the fast reader
+    (``_fastyaml.py``, no positions); when that finds anything to say (an error or a
+    warning needs its line), the file is read again by the exact reader, and the
+    messages come from that reading alone.
+    """
     if specs is None:
         specs = block_specs()
+    # A large plant is a million small objects made in one go and kept: the cyclic
+    # garbage collector, triggered by the allocations, would walk all of them again and
+    # again (half the time of a 100k-signal check) to find no cycle. Off while loading.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_text(text, filename, specs, path)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_text(text: str, filename: str, specs: Mapping[str, BlockSpec],
+               path: FsPath | None) -> Plant:
+    if len(text) <= DEFAULT_LIMITS.file_bytes and _SURROGATE.search(text) is None:
+        box = [fast_parse(text)]  # the only reference: _check drops it when done with it
+        if box[0] is not None:
+            with contextlib.suppress(ConfigErrors):
+                plant = _check(box, SourceMap(), [], filename, specs=specs, path=path)
+                if not plant.warnings:
+                    return plant
+        del box
     try:
         data, smap, problems = parse_yaml(text)
     except YamlError as exc:
         line, col = exc.position if exc.position is not None else (None, None)
         raise ConfigErrors([ConfigError(exc.message, file=filename, line=line, column=col,
                                         key_path=format_path(exc.path))]) from None
+    return _check([data], smap, problems, filename, specs=specs, path=path)
+
+
+def _check(box: list[Any], smap: SourceMap, problems: list[YamlError], filename: str, *,
+           specs: Mapping[str, BlockSpec], path: FsPath | None) -> Plant:
+    """Validate read data (``box[0]``): models, semantic pass, history and alarm checks.
+    Once the models hold a valid config, the plain data is dropped from ``box`` (the
+    caller holds no other reference): at 100k signals that is tens of MB less at the
+    peak of the semantic pass."""
+    data = box[0]
     diag = Diagnostics(filename, smap)
     diag.yaml(problems)
     config = _validate(data, diag)
+    is_mapping = isinstance(data, dict)
     part = _from_config(config, data) if config is not None else _partial(data, diag)
-    analysis = analyze(part, specs, diag) if isinstance(data, dict) else Analysis()
+    if config is not None:
+        box.clear()
+        del data
+    analysis = analyze(part, specs, diag) if is_mapping else Analysis()
     if config is not None:
         check_history(config, analysis.owners, diag)
         check_alarms(config, analysis.owners, diag)

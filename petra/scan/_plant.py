@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import gc
 import marshal
 import os
 import select
@@ -128,6 +129,19 @@ class ScanPlant:
 
     @classmethod
     def loads(cls, raw: bytes) -> ScanPlant:
+        """Read :meth:`dumps`; PetraError when it cannot. The cyclic garbage collector
+        is off meanwhile: 100k fresh objects kept for good are no garbage to look for,
+        and its passes over them doubled the time."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return cls._loads(raw)
+        finally:
+            if enabled:
+                gc.enable()
+
+    @classmethod
+    def _loads(cls, raw: bytes) -> ScanPlant:
         try:
             data = marshal.loads(raw)
             if not isinstance(data, tuple) or not data or data[0] != FORMAT:
@@ -147,8 +161,8 @@ class ScanPlant:
                 retain=None if retain is None else RetainSettings(
                     str(retain[0]), float(retain[1]), tuple(retain[2])),
             )
-        except (ValueError, TypeError, EOFError) as exc:
-            raise PetraError(f"the compiled plant is unreadable ({exc})") from None
+        except (ValueError, TypeError, EOFError, KeyError) as exc:
+            raise PetraError(f"the compiled plant is unreadable ({exc!r})") from None
 
     def write(self, path: Path) -> None:
         """Write the pipe form to ``path`` atomically (temp file, then rename), for
@@ -214,11 +228,29 @@ def _signal_row(d: SignalDef) -> tuple[Any, ...]:
                  for v in (getattr(d, name) for name in _SIGNAL_FIELDS))
 
 
+_TYPE_AT = _SIGNAL_FIELDS.index("type")
+_QUALITY_AT = _SIGNAL_FIELDS.index("initial_quality")
+_new_def = object.__new__
+_set = object.__setattr__
+
+
 def _signal_def(row: Sequence[Any]) -> SignalDef:
-    kw = dict(zip(_SIGNAL_FIELDS, row, strict=True))
-    kw["type"] = SignalType(kw["type"])
-    kw["initial_quality"] = Quality(kw["initial_quality"])
-    return SignalDef(**kw)
+    """A definition the supervisor validated when it wrote the file, rebuilt without
+    validating each field again (that cost seconds at 100k signals, in the scan's
+    start-up). The file is the plant user's own (mode 0640 in the runtime directory);
+    what it says must still match the segment's directory (``check_same_signals``)."""
+    if len(row) != len(_SIGNAL_FIELDS):
+        raise ValueError("a signal row of the wrong length")
+    d = _new_def(SignalDef)
+    for name, value in zip(_SIGNAL_FIELDS, row, strict=True):
+        _set(d, name, value)
+    _set(d, "type", _TYPES[row[_TYPE_AT]])
+    _set(d, "initial_quality", _QUALITIES[row[_QUALITY_AT]])
+    return d
+
+
+_TYPES = {int(t): t for t in SignalType}  # a KeyError for an unknown code: unreadable
+_QUALITIES = {int(q): q for q in Quality}
 
 
 # -------------------------------------------------------------------- the scan's side
@@ -234,12 +266,15 @@ def _child_cpus(avoid: int | None) -> str:
 def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
                   timeout_s: float = COMPILE_TIMEOUT_S,
                   cancelled: Callable[[], bool] | None = None,
-                  wake_fd: int = -1) -> ScanPlant:
+                  wake_fd: int = -1,
+                  progress: Callable[[], None] | None = None) -> ScanPlant:
     """Load and validate ``path`` in a child process and return its :class:`ScanPlant`.
 
     Raises :class:`PlantLoadError` with the loader's messages for an invalid plant and
     :class:`PetraError` when the child fails otherwise, exceeds ``timeout_s`` (it is
     killed) or ``cancelled()`` turns true (checked whenever ``wake_fd`` is readable).
+    ``progress()`` is called about every :data:`PROGRESS_S` while the loader's CPU time
+    grows (it is working, not stuck), so a starting scan can beat "still loading".
     """
     out_r, out_w = os.pipe()
     argv = [sys.executable, "-c", _CHILD_CODE, str(path), _child_cpus(avoid_cpu),
@@ -255,24 +290,47 @@ def compile_plant(path: str | Path, *, avoid_cpu: int | None = None,
     finally:
         os.close(out_w)
     try:
-        raw = _collect(pid, out_r, timeout_s, cancelled, wake_fd)
+        raw = _collect(pid, out_r, timeout_s, cancelled, wake_fd, progress=progress)
     finally:
         os.close(out_r)
     return _decode(raw)
 
 
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of ``pid`` in clock ticks (0 when it cannot be read):
+    a loader whose CPU time grows is working; one whose time stands still is stuck."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        # The command name (field 2) may hold spaces and parentheses: split after it.
+        fields_ = stat_line[stat_line.rindex(b")") + 2:].split()
+        return int(fields_[11]) + int(fields_[12])  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+PROGRESS_S = 0.5
+
+
 def _collect(pid: int, out_r: int, timeout_s: float, cancelled: Callable[[], bool] | None,
-             wake_fd: int) -> bytes:
+             wake_fd: int, *, progress: Callable[[], None] | None = None) -> bytes:
     """Read the child's stdout to EOF and reap it; kill it on timeout or cancel."""
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     watch = [out_r] + ([wake_fd] if wake_fd >= 0 else [])
     status: int | None = None
+    ticks = 0
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PetraError(f"the plant loader took longer than {timeout_s:.0f} s")
+            if progress is not None:
+                left = min(left, PROGRESS_S)
+                now_ticks = cpu_ticks(pid)
+                if now_ticks > ticks:
+                    ticks = now_ticks
+                    progress()
             ready, _, _ = select.select(watch, [], [], left)
             if out_r in ready:
                 chunk = os.read(out_r, _READ_CHUNK)

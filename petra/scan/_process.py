@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,36 @@ HB_RELOADS_FAILED = ScanCounter.RELOADS_FAILED
 HB_BUSY_READS = ScanCounter.BUSY_READS
 HB_WRITES = ScanCounter.WRITES
 HB_CYCLES = ScanCounter.CYCLES
+HB_START_STEPS = ScanCounter.START_STEPS
+START_LOAD_TIMEOUT_S = 3600.0
+"""A plant loader at start-up may run this long; the supervisor's start-up cap (and its
+stall check, which follows the beats) decides sooner (the reload keeps its own bound)."""
+
+
+def _injected_slow_start(step: Callable[[], None]) -> None:
+    """Fault injection for the start-up tests, inert unless the environment asks:
+    ``PETRA_INJECT_FAULT=scan:slow-start:SECONDS`` makes start-up take that much longer
+    while beating progress (a large plant's honest slow load);
+    ``PETRA_INJECT_FAULT=scan:stall-start:SECONDS`` makes it stop without beating (a
+    loader that hangs). The same variable as ``petra.io``'s faults; the scan cannot
+    import that layer, so the few lines of parsing live here too."""
+    spec = os.environ.get("PETRA_INJECT_FAULT", "")
+    role, _, rest = spec.partition(":")
+    fault, _, seconds = rest.partition(":")
+    if role != ROLE_SCAN or fault not in ("slow-start", "stall-start"):
+        return
+    try:
+        total = float(seconds)
+    except ValueError:
+        return
+    log.warning("event=fault_injected fault=%s seconds=%.1f", fault, total)
+    if fault == "stall-start":
+        time.sleep(total)
+        return
+    end = time.monotonic() + total
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))
+        step()
 
 
 def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | None = None
@@ -119,6 +150,7 @@ class ScanProcess:
     apply_rt: bool = True
     stop_event: threading.Event = field(default_factory=threading.Event)
     _reload_counts: dict[int, int] = field(default_factory=dict)
+    _start_steps: int = 0
 
     def __post_init__(self) -> None:
         # Made now, started in run(): a SIGHUP that comes first waits in its pipe.
@@ -136,21 +168,27 @@ class ScanProcess:
              ready: Callable[[ScanEngine], None] | None) -> int:
         if self.apply_rt:
             bound_threads()  # before any thread of ours exists
-        plant = self._initial_plant()
+        t_open = time.monotonic()
+        plant, segment, heartbeat = self._open()
+        t_program = time.monotonic()
         instance = self.instance or plant.instance
-        segment = self._open_segment(plant, instance)
         rt_state: RtState | None = None
-        heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.scan.cpu or 0)
         worker = self._worker
         keeper = RetainKeeper(instance, [sig.name for sig in segment.signals], plant.retain,
                               avoid_cpu=plant.scan.cpu)
         self._keeper = keeper
         try:
-            heartbeat.beat(ProcessState.STARTING)
+            self._step()
+            if not self.create:
+                check_same_signals(plant, segment)
+                self._step()
+            _injected_slow_start(self._step)
             program = build_program(plant, segment)
             # Before the first cycle: the block state of the last complete cycle (a
             # restart), or the retain file (a cold start), or nothing.
             restored = keeper.restore(program)
+            self._step()
+            t_rt = time.monotonic()
             scan = plant.scan
             clock = self.clock or MonotonicClock(spin_ns=scan.spin_ns)
             engine = ScanEngine(segment, program, scan.period_ns, clock,
@@ -169,9 +207,11 @@ class ScanProcess:
                 rt_state = apply(rt_settings(plant))
                 _log_rt(rt_state)
             log.info("event=scan_start instance=%s period_us=%d blocks=%d inputs=%d "
-                     "outputs=%d state=%s", instance, scan.period_ns // 1000,
-                     len(plant.blocks), len(program.input_signals),
-                     len(program.output_signals), restored)
+                     "outputs=%d state=%s open_ms=%.0f compile_ms=%.0f rt_ms=%.0f",
+                     instance, scan.period_ns // 1000, len(plant.blocks),
+                     len(program.input_signals), len(program.output_signals), restored,
+                     (t_program - t_open) * 1e3, (t_rt - t_program) * 1e3,
+                     (time.monotonic() - t_rt) * 1e3)
             if ready is not None:
                 ready(engine)
             counters = engine.run(self.stop_event.is_set, max_cycles=max_cycles)
@@ -194,24 +234,74 @@ class ScanProcess:
             if self.create:
                 segment.unlink()  # and the retain area with it
 
-    def _open_segment(self, plant: ScanPlant, instance: str) -> Segment:
-        if self.create:
-            return Segment.create(instance, plant.signal_defs(),
-                                  journal_capacity=plant.scan.journal_capacity)
-        segment = Segment.attach(instance)
-        check_same_signals(plant, segment)
-        return segment
+    def _open(self) -> tuple[ScanPlant, Segment, HeartbeatHandle]:
+        """The plant, the segment (attached or created) and this process's heartbeat.
 
-    def _initial_plant(self) -> ScanPlant:
-        """The supervisor's validated plant when it left one, else the plant file
-        loaded by a child."""
-        if self.plant_data is not None:
-            try:
-                return ScanPlant.read(self.plant_data)
-            except (OSError, PetraError) as exc:
-                log.warning("event=plant_data_unusable path=%s error=%r action=load_file",
-                            self.plant_data, str(exc))
-        return compile_plant(self.plant_path)
+        Under a supervisor (attach, instance known) the segment is attached first, so
+        the heartbeat says "starting" while the plant loads: the supervisor's start-up
+        grace follows these beats (docs/operations.md)."""
+        handed = self._handed_plant()
+        instance = self.instance or (handed.instance if handed is not None else None)
+        segment: Segment | None = None
+        heartbeat: HeartbeatHandle | None = None
+        if not self.create and instance is not None:
+            segment = Segment.attach(instance)
+            heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(),
+                                        (handed.scan.cpu or 0) if handed is not None else 0)
+            self._heartbeat = heartbeat
+            self._step()
+        try:
+            plant = handed if handed is not None else self._load_plant()
+        except BaseException:
+            if heartbeat is not None:
+                heartbeat.release()
+            if segment is not None:
+                segment.close()
+            raise
+        instance = instance or plant.instance
+        if segment is None:
+            if self.create:
+                segment = Segment.create(instance, plant.signal_defs(),
+                                         journal_capacity=plant.scan.journal_capacity)
+            else:
+                segment = Segment.attach(instance)
+        if heartbeat is None:
+            heartbeat = HeartbeatHandle(segment, ROLE_SCAN, os.getpid(), plant.scan.cpu or 0)
+            self._heartbeat = heartbeat
+        return plant, segment, heartbeat
+
+    def _handed_plant(self) -> ScanPlant | None:
+        """The supervisor's validated plant when it left a usable one for this
+        instance, else None (the caller loads the plant file: slower, and logged)."""
+        if self.plant_data is None:
+            return None
+        try:
+            plant = ScanPlant.read(self.plant_data)
+        except (OSError, PetraError) as exc:
+            log.warning("event=plant_data_unusable path=%s error=%r action=load_file",
+                        self.plant_data, str(exc))
+            return None
+        if self.instance is not None and plant.instance != self.instance:
+            log.warning("event=plant_data_unusable path=%s error='made for instance %s, "
+                        "not %s' action=load_file", self.plant_data, plant.instance,
+                        self.instance)
+            return None
+        return plant
+
+    def _load_plant(self) -> ScanPlant:
+        """The plant file loaded by a child; beats "starting" while that child works."""
+        return compile_plant(self.plant_path, timeout_s=START_LOAD_TIMEOUT_S,
+                             progress=self._step)
+
+    def _step(self) -> None:
+        """One start-up step done: beat STARTING and count it (START_STEPS), so the
+        supervisor sees progress and keeps waiting (a stalled start is killed)."""
+        hb = self._heartbeat
+        if hb is None:
+            return
+        self._start_steps += 1
+        hb.set_counter(HB_START_STEPS, self._start_steps)
+        hb.beat(ProcessState.STARTING)
 
     def request_stop(self) -> None:
         self.stop_event.set()

@@ -16,6 +16,18 @@ Restart policy: exponential backoff from ``backoff_initial_s`` doubling to
 ``backoff_max_s``; more than ``budget`` restarts inside ``budget_window_s`` marks the
 child FAILED and it is left down (the rest of the plant keeps running and /healthz
 says why).
+
+Start-up follows progress, not a fixed time. Before a child has claimed its heartbeat
+record, progress is its CPU time growing (an interpreter importing its modules on a
+loaded box is slow but busy; a child blocked for good burns nothing); once its record
+says STARTING, every beat is progress (the scan beats once per start-up step and while
+its plant loader burns CPU). A start is judged stuck when no progress was seen for
+``startup_grace_s``, or when it has not become ready within the absolute cap
+``startup_cap_s``. A child that exits or
+is killed before it ever became ready ``start_attempts`` times in a row is FAILED with
+the reason of its last attempt: restarting it for ever would hide a plant that cannot
+start (each attempt was spaced by the backoff, so the restart budget alone never
+tripped).
 """
 
 from __future__ import annotations
@@ -52,7 +64,9 @@ class RestartPolicy:
     backoff_max_s: float = 30.0
     budget: int = 5
     budget_window_s: float = 60.0
-    startup_grace_s: float = 15.0
+    startup_grace_s: float = 15.0   # to the first beat, then between beats while STARTING
+    startup_cap_s: float = 600.0    # a start that moves but never ends
+    start_attempts: int = 3         # failed starts in a row before FAILED
     heartbeat_timeout_s: float = 3.0
 
 
@@ -82,6 +96,11 @@ class Child:
     last_reason: str = ""
     hb_record: int | None = None
     hb_restarts_written: int = 0
+    failed_starts: int = 0          # exits before ready, in a row
+    ready_since_start: bool = False
+    progress_beat_ns: int = 0       # the last beat (or CPU time) seen while starting
+    progress_mono: float = 0.0      # when it changed
+    kill_reason: str | None = None  # why the supervisor killed it, for the record
 
     @property
     def role(self) -> str:
@@ -93,6 +112,13 @@ class Child:
         self.last_reason = reason
         self.proc = None
         self.hb_record = None
+        if not self.ready_since_start:
+            self.failed_starts += 1
+            if self.failed_starts >= self.policy.start_attempts:
+                self.last_reason = (f"never became ready ({self.failed_starts} starts in a "
+                                    f"row); last: {reason}")
+                self.state = ChildState.FAILED
+                return
         while self.restart_times and now - self.restart_times[0] > self.policy.budget_window_s:
             self.restart_times.popleft()
         if len(self.restart_times) >= self.policy.budget:
@@ -107,13 +133,35 @@ class Child:
         self.pid = pid
         self.started_mono = now
         self.state = ChildState.STARTING
+        self.ready_since_start = False
+        self.progress_beat_ns = 0
+        self.progress_mono = now
+        self.kill_reason = None
         if is_restart:
             self.restarts += 1
             self.restart_times.append(now)
 
+    def start_stuck(self, token: int, now: float, *, beating: bool) -> str | None:
+        """While starting: why the start is judged stuck, or None. ``token`` is the
+        last beat's time (``beating``) or, before the first beat, the child's CPU
+        time; a new value is progress and restarts the stall clock."""
+        if token != self.progress_beat_ns:
+            self.progress_beat_ns = token
+            self.progress_mono = now
+        stalled = now - self.progress_mono
+        if stalled > self.policy.startup_grace_s:
+            if not beating:
+                return f"no heartbeat and no CPU time for {stalled:.0f} s"
+            return f"no start-up progress for {stalled:.0f} s"
+        if now - self.started_mono > self.policy.startup_cap_s:
+            return f"not ready after {self.policy.startup_cap_s:.0f} s (the start-up cap)"
+        return None
+
     def note_healthy(self, now: float) -> None:
         """A child that ran for a whole budget window is forgiven its backoff."""
         self.state = ChildState.RUNNING
+        self.ready_since_start = True
+        self.failed_starts = 0
         if now - self.started_mono > self.policy.budget_window_s:
             self.backoff_s = 0.0
 
@@ -149,13 +197,20 @@ def scan_plant_file(instance: str) -> Path:
     return runtime_dir() / f"petra-{instance}.scan"
 
 
-def hand_over_plant(path: Path, plant: Any) -> None:
+def hand_over_plant(path: Path, plant: Any, instance: str | None = None) -> None:
     """Write a validated plant for the scan in the form it reads without the config
     stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
-    scan accepted, so a restarted scan runs what the supervisor last accepted."""
+    scan accepted, so a restarted scan runs what the supervisor last accepted. It is
+    stamped with the instance it is for (``--instance`` may rename the plant's): a scan
+    of another instance refuses it."""
+    import dataclasses
+
     from petra.scan._plant import ScanPlant
 
-    ScanPlant.from_plant(plant).write(path)
+    handed = ScanPlant.from_plant(plant)
+    if instance is not None and instance != handed.instance:
+        handed = dataclasses.replace(handed, instance=instance)
+    handed.write(path)
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

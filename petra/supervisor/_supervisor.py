@@ -26,7 +26,9 @@ from typing import Any
 from petra._core import now_mono_ns
 from petra.errors import PetraError
 from petra.io import cancel_and_wait
+from petra.scan._plant import cpu_ticks
 from petra.shm import (
+    Heartbeat,
     HeartbeatHandle,
     ProcessState,
     Segment,
@@ -203,9 +205,12 @@ class Supervisor:
         self.lock.acquire()
         if self.lock.replaced_stale:
             log.warning("event=stale_segment_replaced instance=%s", self.instance)
+        t_create = time.monotonic()
         try:
             self.segment = Segment.create(self.instance, plant.signal_defs(),
                                           journal_capacity=plant.config.scan.journal_capacity)
+            log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
+                     len(self.segment), (time.monotonic() - t_create) * 1e3)
         except BaseException:
             self.lock.release()
             raise
@@ -215,7 +220,7 @@ class Supervisor:
         health: HealthServer | None = None
         self._scan_plant = scan_plant_file(self.instance)
         try:
-            hand_over_plant(self._scan_plant, plant)
+            hand_over_plant(self._scan_plant, plant, self.instance)
             specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
                                   self._scan_plant)
             self.children = [Child(spec, self.policy) for spec in specs]
@@ -305,9 +310,16 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 child.proc.send_signal(sig)
 
+    def _kill_stuck(self, child: Child, reason: str) -> None:
+        """Kill a child whose start is stuck; ``reason`` becomes its exit reason."""
+        log.error("event=child_hung role=%s pid=%d reason=%r", child.role, child.pid, reason)
+        child.kill_reason = reason
+        self._kill(child, signal.SIGKILL)
+
     def _reap(self, child: Child, reason: str | None = None) -> None:
         """A child has exited: repair what it left, free its record, plan a restart."""
         code = child.proc.returncode if child.proc is not None else None
+        reason = reason or child.kill_reason
         pid = child.pid
         repaired = self.segment.repair_writer(pid) if pid else 0
         for hb in read_heartbeats(self.segment):
@@ -324,11 +336,43 @@ class Supervisor:
         child.note_exit(time.monotonic(), code, why)
         if child.state is ChildState.FAILED:
             log.error("event=child_failed role=%s pid=%d reason=%r restarts=%d "
-                      "detail='restart budget exhausted; the rest of the plant keeps running'",
-                      child.role, pid, why, child.restarts)
+                      "detail='left down; the rest of the plant keeps running'",
+                      child.role, pid, child.last_reason, child.restarts)
+            self._write_state()  # tools without /healthz (petra-top) read it there
         else:
             log.warning("event=child_exited role=%s pid=%d reason=%r repaired_slots=%d "
                         "restart_in_s=%.1f", child.role, pid, why, repaired, child.backoff_s)
+
+    async def _check_child(self, child: Child, beats: dict[int, Heartbeat], now: float,
+                           mono_ns: int) -> None:
+        """One child, one tick: reap it, start it after its backoff, or judge its
+        heartbeat (a stuck start or a stale beat is killed)."""
+        if child.proc is not None and child.proc.returncode is not None:
+            self._reap(child)
+            return
+        if child.state is ChildState.BACKOFF and now >= child.next_start_mono:
+            await self._start(child, is_restart=True)
+            return
+        if child.proc is None:
+            return
+        hb = beats.get(child.pid)
+        if hb is None:
+            if child.kill_reason is None:
+                stuck = child.start_stuck(cpu_ticks(child.pid), now, beating=False)
+                if stuck is not None:
+                    self._kill_stuck(child, stuck)
+            return
+        self._sync_restarts(child, hb.record)
+        if hb.state == ProcessState.STARTING and child.kill_reason is None:
+            stuck = child.start_stuck(hb.last_beat_ns, now, beating=True)
+            if stuck is not None:
+                self._kill_stuck(child, stuck)
+            return
+        age_s = hb.age_ns(mono_ns) / 1e9
+        if hb.state == ProcessState.RUNNING and age_s > self.policy.heartbeat_timeout_s:
+            self._kill_stuck(child, f"heartbeat stale for {age_s:.1f} s")
+        elif hb.state in (ProcessState.RUNNING, ProcessState.DEGRADED):
+            child.note_healthy(now)
 
     async def _watch(self) -> None:
         last_watchdog = 0.0
@@ -337,30 +381,7 @@ class Supervisor:
             beats = {hb.pid: hb for hb in read_heartbeats(self.segment)}
             mono_ns = now_mono_ns()
             for child in self.children:
-                if child.proc is not None and child.proc.returncode is not None:
-                    self._reap(child)
-                    continue
-                if child.state is ChildState.BACKOFF and now >= child.next_start_mono:
-                    await self._start(child, is_restart=True)
-                    continue
-                if child.proc is None:
-                    continue
-                hb = beats.get(child.pid)
-                if hb is None:
-                    if now - child.started_mono > self.policy.startup_grace_s:
-                        log.error("event=child_hung role=%s pid=%d reason='no heartbeat "
-                                  "after %.0fs'", child.role, child.pid,
-                                  self.policy.startup_grace_s)
-                        self._kill(child, signal.SIGKILL)
-                    continue
-                self._sync_restarts(child, hb.record)
-                age_s = hb.age_ns(mono_ns) / 1e9
-                if hb.state == ProcessState.RUNNING and age_s > self.policy.heartbeat_timeout_s:
-                    log.error("event=child_hung role=%s pid=%d heartbeat_age_s=%.1f",
-                              child.role, child.pid, age_s)
-                    self._kill(child, signal.SIGKILL)
-                elif hb.state in (ProcessState.RUNNING, ProcessState.DEGRADED):
-                    child.note_healthy(now)
+                await self._check_child(child, beats, now, mono_ns)
             self._check_scan_back(beats)
             if not self._ready and read_stats(self.segment).cycles > 0:
                 self._ready = True
@@ -377,7 +398,8 @@ class Supervisor:
                 # One reload at a time, owned here: reaped above, cancelled on stop.
                 self._reload_requested = False
                 self._reload_task = asyncio.get_running_loop().create_task(self._reload())
-            self.hb.beat(ProcessState.RUNNING)
+            # A failed child shows in petra-top as the supervisor being degraded.
+            self.hb.beat(ProcessState.DEGRADED if self._failed() else ProcessState.RUNNING)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
 
@@ -487,7 +509,7 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
-                hand_over_plant(self._scan_plant, plant)
+                hand_over_plant(self._scan_plant, plant, self.instance)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
@@ -511,9 +533,14 @@ class Supervisor:
             self._health_port = port
         self.lock.write_state(health_port=getattr(self, "_health_port", 0),
                               plant=str(self.plant_path), last_reload=self._last_reload,
+                              failed=self._failed(),
                               **_audit_state(self.plant, self.plant_path, self.instance))
 
     # ------------------------------------------------------------------ reports
+    def _failed(self) -> dict[str, str]:
+        """Role -> reason of every child left down as FAILED."""
+        return {c.role: c.last_reason for c in self.children if c.state is ChildState.FAILED}
+
     def child_table(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [{"role": c.role, "pid": c.pid, "state": str(c.state), "restarts": c.restarts,
@@ -549,8 +576,9 @@ class Supervisor:
 
 
 def main(plant_path: str, instance: str | None = None, health: str | None = "127.0.0.1:9120",
-         log_level: str = "info", plant: Any = None) -> int:
+         log_level: str = "info", plant: Any = None, *,
+         policy: RestartPolicy | None = None) -> int:
     """Run a plant until SIGTERM/SIGINT; ``plant`` skips loading the file again."""
     sup = Supervisor(Path(plant_path), instance=instance, health=health, log_level=log_level,
-                     plant=plant)
+                     plant=plant, policy=policy)
     return asyncio.run(sup.run())

@@ -179,10 +179,27 @@ def test_the_handed_over_file_round_trips_and_a_bad_one_falls_back_to_the_file(
     plant.write(handed)
     assert repr(ScanPlant.read(handed)) == repr(plant)
     assert handed.stat().st_mode & 0o007 == 0  # not for other users
-    assert ScanProcess(DEMO, plant_data=handed)._initial_plant().instance == "demo"
+    got = ScanProcess(DEMO, plant_data=handed)._handed_plant()
+    assert got is not None and got.instance == "demo"
+    with caplog.at_level("WARNING", logger="petra.scan"):  # made for another instance
+        assert ScanProcess(DEMO, instance="other", plant_data=handed)._handed_plant() is None
+    assert any("event=plant_data_unusable" in r.getMessage() and "not other" in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
 
     handed.write_bytes(b"half a fi")  # a torn or foreign file: load the plant file instead
     with caplog.at_level("WARNING", logger="petra.scan"):
-        got = ScanProcess(DEMO, plant_data=handed)._initial_plant()
+        proc = ScanProcess(DEMO, plant_data=handed)
+        assert proc._handed_plant() is None
+        got = proc._load_plant()
     assert repr(got) == repr(plant)
     assert any("event=plant_data_unusable" in r.getMessage() for r in caplog.records)
+
+
+def test_the_loader_reports_progress_while_it_works() -> None:
+    """A start-up beat per half second of the loader's growing CPU time (the supervisor's
+    grace follows those beats); the result is the same as without."""
+    beats: list[float] = []
+    got = compile_plant(DEMO, progress=lambda: beats.append(time.monotonic()))
+    assert got.instance == "demo"
+    assert beats, "no progress reported while the loader ran"
