@@ -30,6 +30,7 @@ from petra.shm._segment import (
     segment_name,
     unlink_instance,
 )
+from petra.shm._table import SignalTable
 from petra.types import (
     ProcessState,
     Quality,
@@ -59,6 +60,7 @@ __all__ = [
     "SegmentInfo",
     "SignalDef",
     "SignalInfo",
+    "SignalTable",
     "SignalType",
     "StatsWriter",
     "Substatus",
