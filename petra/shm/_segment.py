@@ -88,6 +88,7 @@ from petra.types import (
     SignalType,
     Value,
     coerce_value,
+    journal_capacity_for,
     validate_instance_name,
     validate_signal_name,
 )
@@ -171,13 +172,16 @@ class Segment:
         instance: str,
         signals: Sequence[SignalDef] | SignalTable,
         *,
-        journal_capacity: int = DEFAULT_JOURNAL_CAPACITY,
+        journal_capacity: int | None = None,
         heartbeats: int = DEFAULT_HEARTBEATS,
     ) -> Segment:
         """Create and initialise a new segment; fails if the instance already has one.
         ``signals`` is a sequence of :class:`SignalDef` or, the compact form, a
-        :class:`SignalTable`."""
+        :class:`SignalTable`. ``journal_capacity`` (entries, a power of two) defaults
+        to :func:`petra.types.journal_capacity_for` the number of signals."""
         validate_instance_name(instance)
+        if journal_capacity is None:
+            journal_capacity = journal_capacity_for(len(signals))
         if journal_capacity < 2 or journal_capacity & (journal_capacity - 1):
             raise ValueOutOfRangeError(
                 f"journal_capacity must be a power of two >= 2, got {journal_capacity}")
