@@ -6,8 +6,11 @@ For each size: ``Segment.create`` from a prepared list of ``SignalDef`` (the rec
 built before the clock starts), then, in a fresh process each time, ``Segment.attach``
 (read-only, as petra-top and the sinks do) with the process's PSS and private memory
 read from ``/proc/self/smaps_rollup`` before and after, and the first lookup by name.
-Medians of ``--reps`` runs; the machine's load average is recorded beside them, since
-other work on the box moves every figure. Works against any tree with the public
+Medians of ``--reps`` runs, wall clock and the process's CPU time (on a shared box the
+CPU time is the steadier figure); the machine's load average is recorded beside them,
+since other work on the box moves every figure. PSS counts the segment pages the
+process touched (shared, divided among the processes mapping them); private memory is
+what the process holds alone. Works against any tree with the public
 ``petra.shm`` API (run it with another checkout on PYTHONPATH to compare).
 """
 
@@ -46,16 +49,18 @@ def mem():
 
 instance, probe = sys.argv[1], sys.argv[2]
 pss0, priv0 = mem()
+c0 = time.process_time()
 t0 = time.perf_counter()
 seg = Segment.attach(instance, readonly=True)
 t1 = time.perf_counter()
+cpu = time.process_time() - c0
 pss1, priv1 = mem()
 t1b = time.perf_counter()
 index = seg.index(probe)
 t2 = time.perf_counter() - t1b + t1
 seg.read_index(index)
-print(json.dumps({"attach_s": t1 - t0, "first_lookup_s": t2 - t1, "pss": pss1 - pss0,
-                  "private": priv1 - priv0}))
+print(json.dumps({"attach_s": t1 - t0, "attach_cpu_s": cpu, "first_lookup_s": t2 - t1,
+                  "pss": pss1 - pss0, "private": priv1 - priv0}))
 """
 
 
@@ -69,12 +74,14 @@ def signals(n: int) -> list[SignalDef]:
 def measure(n: int, reps: int) -> dict[str, Any]:
     defs = signals(n)
     probe = defs[n // 2].name
-    create, attach, lookup, pss, private = [], [], [], [], []
+    create, create_cpu, attach, attach_cpu, lookup, pss, private = [], [], [], [], [], [], []
     for _ in range(reps):
         instance = f"bscale-{uuid.uuid4().hex[:8]}"
+        c0 = time.process_time()
         t0 = time.perf_counter()
         seg = Segment.create(instance, defs)
         create.append(time.perf_counter() - t0)
+        create_cpu.append(time.process_time() - c0)
         try:
             out = subprocess.run([sys.executable, "-c", _CHILD, instance, probe],
                                  capture_output=True, text=True, check=True, timeout=600)
@@ -83,10 +90,12 @@ def measure(n: int, reps: int) -> dict[str, Any]:
             seg.close()
             seg.unlink()
         attach.append(got["attach_s"])
+        attach_cpu.append(got["attach_cpu_s"])
         lookup.append(got["first_lookup_s"])
         pss.append(got["pss"] / n)
         private.append(got["private"] / n)
-    return {"signals": n, "create_s": median(create), "attach_ms": median(attach) * 1e3,
+    return {"signals": n, "create_s": median(create), "create_cpu_s": median(create_cpu),
+            "attach_ms": median(attach) * 1e3, "attach_cpu_ms": median(attach_cpu) * 1e3,
             "first_lookup_us": median(lookup) * 1e6, "attach_pss_b_per_signal": median(pss),
             "attach_private_b_per_signal": median(private),
             "reps": {"create_s": create, "attach_s": attach, "pss": pss, "private": private}}
@@ -101,11 +110,11 @@ def main() -> None:
     load0 = os.getloadavg()
     rows = [measure(int(s), args.reps) for s in args.sizes.split(",")]
     load1 = os.getloadavg()
-    print_table([[r["signals"], r["create_s"], r["attach_ms"], r["first_lookup_us"],
-                  r["attach_pss_b_per_signal"], r["attach_private_b_per_signal"]]
-                 for r in rows],
-                ["signals", "create s", "attach ms", "1st lookup us", "PSS B/sig",
-                 "private B/sig"])
+    print_table([[r["signals"], r["create_s"], r["create_cpu_s"], r["attach_ms"],
+                  r["attach_cpu_ms"], r["first_lookup_us"], r["attach_pss_b_per_signal"],
+                  r["attach_private_b_per_signal"]] for r in rows],
+                ["signals", "create s", "(cpu s)", "attach ms", "(cpu ms)", "1st lookup us",
+                 "PSS B/sig", "private B/sig"])
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} "
           f"({os.cpu_count()} CPUs)")
     if args.json:

@@ -593,9 +593,11 @@ class Segment:
 
     def _resolve(self, key: str | int) -> int:
         if isinstance(key, str):
-            i = self._lookup(key)
-            if i < 0:
-                raise UnknownSignalError(self._unknown(key))
+            i = self._index.get(key)  # inlined cache hit: by-name calls stay one dict get
+            if i is None:
+                i = self._lookup(key)
+                if i < 0:
+                    raise UnknownSignalError(self._unknown(key))
             return i
         if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < self._n:
             return key
