@@ -81,6 +81,7 @@ int petra__index_insert(petra_dir_entry_t *dir, uint32_t *index, uint64_t mask, 
 
 int64_t petra_dir_lookup(const petra_seg_t *seg, const char *name, size_t len) {
     if (!name || len == 0 || len >= sizeof(seg->dir[0].name)) return PETRA_ERANGE;
+    if (memchr(name, 0, len)) return PETRA_ERANGE; /* "a\0" must not find "a" */
     uint64_t h = petra__name_hash(name, len), mask = seg->index_mask, b = h & mask;
     uint32_t tag = IDX_TAG(h);
     for (uint64_t probes = 0; probes <= mask; probes++, b = (b + 1) & mask) {

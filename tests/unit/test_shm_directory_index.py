@@ -39,6 +39,7 @@ def test_every_name_resolves_in_a_fresh_handle(seg: Segment) -> None:
             assert other.info_of(name).type is TYPES[i]
         assert other.info_of("Temperatur.Kühler").unit == "°C"
         assert "tank.levelx" not in other and "" not in other and "x" * 80 not in other
+        assert "a\0" not in other and "tank.level\0x" not in other and "\udcff" not in other
         with pytest.raises(UnknownSignalError, match=r"did you mean tank\.level"):
             other.index("tank.lvel")
         assert other.names == NAMES  # the full list, built on demand
@@ -101,6 +102,15 @@ def test_arrays_are_checked() -> None:
     dup = SignalTable.from_arrays(["a", "b", "a"], [SignalType.INT] * 3)
     with pytest.raises(PetraError, match=r"signal 'a' is defined twice \(entries 0 and 2\)"):
         Segment.create(f"dird-{uuid.uuid4().hex[:8]}", dup)
+
+
+def test_an_empty_segment_attaches() -> None:
+    with Segment.create(f"dire-{uuid.uuid4().hex[:8]}", []) as seg:
+        try:
+            with Segment.attach(seg.instance) as other:
+                assert len(other) == 0 and other.names == [] and "a" not in other
+        finally:
+            seg.unlink()
 
 
 def test_journal_capacity_formula() -> None:
