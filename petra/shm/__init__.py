@@ -30,7 +30,7 @@ from petra.shm._segment import (
     segment_name,
     unlink_instance,
 )
-from petra.shm._table import SignalTable
+from petra.shm._table import SignalArrays
 from petra.types import (
     ProcessState,
     Quality,
@@ -58,9 +58,9 @@ __all__ = [
     "ScanStats",
     "Segment",
     "SegmentInfo",
+    "SignalArrays",
     "SignalDef",
     "SignalInfo",
-    "SignalTable",
     "SignalType",
     "StatsWriter",
     "Substatus",

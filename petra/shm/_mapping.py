@@ -29,7 +29,7 @@ from petra.errors import (
     SegmentLayoutError,
     SegmentPermissionError,
 )
-from petra.shm._table import SignalTable, check_table
+from petra.shm._table import SignalArrays, check_table
 from petra.types import validate_instance_name
 
 SHM_DIR = Path("/dev/shm")
@@ -60,7 +60,7 @@ def unlink_instance(instance: str) -> bool:
     return True
 
 
-def create_mapping(instance: str, table: SignalTable, journal_capacity: int,
+def create_mapping(instance: str, table: SignalArrays, journal_capacity: int,
                    heartbeats: int) -> tuple[mmap.mmap, int]:
     """Create ``/petra.<instance>`` (it must not exist), map it and have the C core lay
     out the directory, name index and slots from ``table`` in one pass. Nothing is
@@ -123,7 +123,7 @@ def create_mapping(instance: str, table: SignalTable, journal_capacity: int,
     return mm, size
 
 
-def _entry_problem(table: SignalTable, index: int) -> str:
+def _entry_problem(table: SignalArrays, index: int) -> str:
     """Why the C core refused entry ``index`` of a table, in words."""
     dup = table.duplicate_of(index)
     if dup:

@@ -78,7 +78,7 @@ from petra.shm._records import (
     SegmentInfo,
     SignalInfo,
 )
-from petra.shm._table import SignalTable
+from petra.shm._table import SignalArrays
 from petra.types import (
     QUALITIES,
     SUBSTATUSES,
@@ -170,14 +170,14 @@ class Segment:
     def create(
         cls,
         instance: str,
-        signals: Sequence[SignalDef] | SignalTable,
+        signals: Sequence[SignalDef] | SignalArrays,
         *,
         journal_capacity: int | None = None,
         heartbeats: int = DEFAULT_HEARTBEATS,
     ) -> Segment:
         """Create and initialise a new segment; fails if the instance already has one.
         ``signals`` is a sequence of :class:`SignalDef` or, the compact form, a
-        :class:`SignalTable`. ``journal_capacity`` (entries, a power of two) defaults
+        :class:`SignalArrays`. ``journal_capacity`` (entries, a power of two) defaults
         to :func:`petra.types.journal_capacity_for` the number of signals."""
         validate_instance_name(instance)
         if journal_capacity is None:
@@ -187,7 +187,7 @@ class Segment:
                 f"journal_capacity must be a power of two >= 2, got {journal_capacity}")
         if not 1 <= heartbeats <= 4096:
             raise ValueOutOfRangeError(f"heartbeats must be 1..4096, got {heartbeats}")
-        table = signals if isinstance(signals, SignalTable) else SignalTable.from_defs(signals)
+        table = signals if isinstance(signals, SignalArrays) else SignalArrays.from_defs(signals)
         mm, size = create_mapping(instance, table, journal_capacity, heartbeats)
         return cls(instance, mm, size, readonly=False, owner=True)
 

@@ -1,14 +1,14 @@
 """A plant's signals as compact arrays: what the C core lays a segment out from.
 
 Creating a segment from one C struct per signal cost ~17 us a signal, nearly all of
-it Python filling cffi fields one by one. :class:`SignalTable` holds the same
+it Python filling cffi fields one by one. :class:`SignalArrays` holds the same
 information column by column instead: the names, units and owners as three byte
 blobs of NUL-terminated strings, the rest as numpy arrays. Packing a list of
 :class:`~petra.types.SignalDef` into it is a handful of list comprehensions; the C
 core (``petra_init_table``) then writes the directory, the name index and the slots
 in one pass.
 
-A table can also be built straight from arrays (:meth:`SignalTable.from_arrays`), the
+A table can also be built straight from arrays (:meth:`SignalArrays.from_arrays`), the
 form a compact plant hand-over carries; it is checked there (names against the name
 rule, units and owners against their sizes, limits), since no ``SignalDef`` did.
 """
@@ -45,7 +45,7 @@ def _blob(texts: Sequence[str]) -> bytes:
 
 
 @dataclass(frozen=True, eq=False)
-class SignalTable:
+class SignalArrays:
     """Every signal of a segment, column by column (entry i of each is signal i)."""
 
     names: bytes                      # NUL-terminated UTF-8 names, back to back
@@ -66,7 +66,7 @@ class SignalTable:
         return self.names.decode("utf-8").split("\0")[: len(self)]
 
     @classmethod
-    def from_defs(cls, signals: Sequence[SignalDef]) -> SignalTable:
+    def from_defs(cls, signals: Sequence[SignalDef]) -> SignalArrays:
         """Pack :class:`SignalDef` records (already checked by their constructor)."""
         n = len(signals)
         types = np.fromiter((s.type for s in signals), np.uint8, n)
@@ -105,7 +105,7 @@ class SignalTable:
         initial_quality: npt.ArrayLike | None = None,
         minimum: npt.ArrayLike | None = None,
         maximum: npt.ArrayLike | None = None,
-    ) -> SignalTable:
+    ) -> SignalArrays:
         """Build a table from columns, checking what a :class:`SignalDef` would.
         ``initial`` holds raw value bits (uint64); missing columns take the
         :class:`SignalDef` defaults."""
@@ -158,7 +158,7 @@ class SignalTable:
         return f"signal {names[index]!r} is defined twice (entries {first} and {index})"
 
 
-def check_table(table: SignalTable) -> None:
+def check_table(table: SignalArrays) -> None:
     """Raise unless every column holds ``len(table)`` entries."""
     n = len(table)
     for what in ("flags", "initial", "initial_quality", "minimum", "maximum"):
@@ -167,4 +167,4 @@ def check_table(table: SignalTable) -> None:
             raise PetraError(f"signal table column {what} has {len(arr)} entries, expected {n}")
 
 
-__all__ = ["SignalTable", "check_table"]
+__all__ = ["SignalArrays", "check_table"]

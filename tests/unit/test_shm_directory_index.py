@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from petra.errors import PetraError, SegmentLayoutError, UnknownSignalError
-from petra.shm import Quality, Segment, SignalDef, SignalTable, SignalType
+from petra.shm import Quality, Segment, SignalArrays, SignalDef, SignalType
 from petra.types import journal_capacity_for
 
 NAMES = ["tank.level", "pump-1/run", "Temperatur.Kühler", "_count", "a", "zone.ß.t"]
@@ -75,7 +75,7 @@ def test_a_damaged_index_refuses_attach(seg: Segment) -> None:
 
 def test_create_from_arrays() -> None:
     names = ["a.x", "a.y", "b.flag"]
-    table = SignalTable.from_arrays(
+    table = SignalArrays.from_arrays(
         names, [SignalType.FLOAT, SignalType.INT, SignalType.BOOL], units=["m", "", ""],
         initial=np.array([np.float64(2.5).view(np.uint64), 7, 1], np.uint64),
         initial_quality=[Quality.GOOD] * 3, minimum=[0.0, math.nan, math.nan],
@@ -94,12 +94,12 @@ def test_create_from_arrays() -> None:
 
 def test_arrays_are_checked() -> None:
     with pytest.raises(PetraError, match="invalid"):
-        SignalTable.from_arrays(["bad name"], [SignalType.INT])
+        SignalArrays.from_arrays(["bad name"], [SignalType.INT])
     with pytest.raises(PetraError, match="types must be"):
-        SignalTable.from_arrays(["ok"], [9])
+        SignalArrays.from_arrays(["ok"], [9])
     with pytest.raises(PetraError, match="min <= max"):
-        SignalTable.from_arrays(["ok"], [SignalType.INT], minimum=[2.0], maximum=[1.0])
-    dup = SignalTable.from_arrays(["a", "b", "a"], [SignalType.INT] * 3)
+        SignalArrays.from_arrays(["ok"], [SignalType.INT], minimum=[2.0], maximum=[1.0])
+    dup = SignalArrays.from_arrays(["a", "b", "a"], [SignalType.INT] * 3)
     with pytest.raises(PetraError, match=r"signal 'a' is defined twice \(entries 0 and 2\)"):
         Segment.create(f"dird-{uuid.uuid4().hex[:8]}", dup)
 
