@@ -150,9 +150,6 @@ int petra_init_table(void *base, size_t size, const char *instance,
         d->flags = t->flags[i];
         d->min = lo;
         d->max = hi;
-        uint32_t dup;
-        if (petra__index_insert(dir, index, p.idx_buckets - 1, i, &dup) != PETRA_OK)
-            return PETRA_EINVAL; /* a second entry of one name; *bad is the second */
         dh = fnv_bytes(dh, name, nl + 1);
         dh = fnv_bytes(dh, &t->types[i], 1);
         /* relaxed: published by the release store of magic. */
@@ -165,6 +162,8 @@ int petra_init_table(void *base, size_t size, const char *instance,
         slots[i].type = t->types[i];
     }
     *bad = UINT32_MAX;
+    if (petra__index_build(dir, n_signals, index, p.idx_buckets, bad) != PETRA_OK)
+        return PETRA_EINVAL; /* a second entry of one name; *bad is the second */
     h->directory_hash = dh;
     /* Release: pairs with the acquire load of magic in petra_open, so a process
      * that sees the magic sees every byte written above. */
