@@ -24,6 +24,8 @@ struct petra_seg {
     petra_lock_stats_t lock_stats;  /* why this handle's acquisitions gave up */
     petra_header_t hdr;             /* private copy, validated once by petra_open */
     petra_dir_entry_t *dir;
+    const uint32_t *index;          /* name index buckets (directory.c) */
+    uint64_t index_mask;            /* buckets - 1 */
     petra_slot_t *slots;
     petra_journal_hdr_t *jhdr;
     petra_jentry_t *ring;
@@ -70,6 +72,20 @@ static inline void petra__unlock(_Atomic uint32_t *lock) {
 
 /* Take over the lock of a dead holder: CAS dead -> seg->writer. 1 if taken. */
 int petra__take_over(petra_seg_t *seg, _Atomic uint32_t *lock, uint32_t dead);
+
+/* The name index (directory.c). */
+uint64_t petra__index_buckets(uint32_t n_signals);
+uint64_t petra__name_hash(const char *name, size_t len);
+/* Insert entry i (its name already in dir[i]); PETRA_EINVAL if an earlier entry has
+ * the same name (then *dup is that entry). */
+int petra__index_insert(petra_dir_entry_t *dir, uint32_t *index, uint64_t mask, uint32_t i,
+                        uint32_t *dup);
+/* Index entries 0..n-1 of a filled directory into a zeroed index; PETRA_EINVAL for a
+ * name given twice (then *bad is the second entry). */
+int petra__index_build(petra_dir_entry_t *dir, uint32_t n, uint32_t *index, uint64_t buckets,
+                       uint32_t *bad);
+/* 1 when a directory entry passes every check C can make on its own (ASCII text). */
+int petra__entry_plain_ok(const petra_dir_entry_t *d);
 
 /* Region repairs for petra_repair_dead (each in its region's file). */
 uint64_t petra__repair_slots(petra_seg_t *seg, uint32_t dead, uint64_t *torn);

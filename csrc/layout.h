@@ -85,6 +85,18 @@
  *    process killed while claiming leaves pid|CLAIMING; repair frees that, and any
  *    record the dead pid owned.
  *
+ * ### Name index (directory.c)
+ *  - An open-addressing hash table of uint32 buckets after the directory: 0 = empty,
+ *    else entry index + 1, at the bucket FNV-1a(name) picks, probing linearly. It is
+ *    written once by the creator before `magic` and never changed, so it needs no
+ *    synchronisation beyond that release store. A process resolves names through it
+ *    on demand instead of copying the directory into its own memory.
+ *  - Shared memory may hold anything: petra_open() has every entry checked against
+ *    the index (each entry found from its own name, no second entry of that name on
+ *    its probe chain, exactly n_signals buckets used), and a lookup bounds its probe
+ *    and compares the name in the directory, so a damaged index can make a lookup
+ *    miss but never return an index out of range.
+ *
  * ### Creation
  *  - The creator fills every region, then stores `magic` with release. attach()
  *    loads `magic` with acquire (pairs with that store): a segment whose magic is
@@ -129,7 +141,9 @@ typedef struct {
     uint64_t hb_offset, hb_size;
     uint32_t creator_pid;
     uint32_t flags;
-    uint8_t reserved[4096 - 216];
+    uint64_t index_offset, index_size; /* the name index (directory.c), after the dir */
+    uint64_t index_buckets;          /* a power of two >= 1.5 * n_signals */
+    uint8_t reserved[4096 - 240];
 } petra_header_t;
 
 /* Directory entry: what a tool needs to find a signal without the config. */
@@ -235,6 +249,7 @@ _Static_assert(sizeof(petra_header_t) == 4096, "header is one page");
 _Static_assert(offsetof(petra_header_t, magic) == 0, "magic first");
 _Static_assert(offsetof(petra_header_t, instance) == 32, "instance offset");
 _Static_assert(offsetof(petra_header_t, creator_pid) == 208, "creator_pid offset");
+_Static_assert(offsetof(petra_header_t, index_offset) == 216, "index offset");
 _Static_assert(sizeof(petra_dir_entry_t) == 128, "directory entry size");
 _Static_assert(offsetof(petra_dir_entry_t, type) == 104, "dir type offset");
 _Static_assert(offsetof(petra_dir_entry_t, min) == 112, "dir min offset");
@@ -268,6 +283,6 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics are plain words");
       offsetof(petra_jentry_t, lock), offsetof(petra_stats_t, lock),              \
       PETRA_HIST_SUB_BITS, PETRA_HIST_MIN_SHIFT, PETRA_HIST_MAX_SHIFT,             \
       offsetof(petra_stats_t, wake_hist), PETRA_HIST_BUCKETS, PETRA_WORST,         \
-      PETRA_HB_COUNTERS, PETRA_MAGIC }
+      PETRA_HB_COUNTERS, PETRA_MAGIC, offsetof(petra_header_t, index_buckets) }
 
 #endif

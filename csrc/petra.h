@@ -75,6 +75,31 @@ typedef struct {
     double max;              /* highest valid value; NaN = no upper limit */
 } petra_sigdef_t;
 
+/* A plant's signals as compact arrays, what petra_init_table lays out. The three
+ * text blobs hold n strings, each NUL terminated, back to back; *_len is each blob's
+ * size in bytes (bounds, so a short blob is refused, never over-read). */
+typedef struct {
+    uint32_t n;
+    const char *names;
+    size_t names_len;
+    const char *units;
+    size_t units_len;
+    const char *owners;
+    size_t owners_len;
+    const uint8_t *types;
+    const uint32_t *flags;
+    const uint64_t *initial;          /* value bits */
+    const uint8_t *initial_quality;
+    const double *min;                /* NaN = no lower limit */
+    const double *max;                /* NaN = no upper limit */
+} petra_sigtable_t;
+
+/* What petra_dir_check found at the entry it returns. */
+typedef enum {
+    PETRA_DIRCHK_LOOK = 1,   /* bad, or beyond the C checks (non-ASCII text): decode it */
+    PETRA_DIRCHK_INDEX = 2   /* the name index disagrees (a duplicate name, or damage) */
+} petra_dirchk_t;
+
 /* Directory flags (petra_dir_entry_t.flags). */
 typedef enum {
     PETRA_FLAG_WRITABLE = 1,     /* operators and commands may write it */
@@ -212,6 +237,12 @@ uint32_t petra_abi_version(void);
 int petra_init(void *base, size_t size, const char *instance,
                const petra_sigdef_t *defs, uint32_t n_signals,
                uint64_t journal_capacity, uint32_t n_heartbeats, uint32_t creator_pid);
+/* Lay out a segment from a table into a mapping that reads as zeros (a new shm
+ * object); on PETRA_EINVAL/ETYPE *bad is the offending entry (for a duplicate name,
+ * the second of the two). petra_init is the older array-of-structs form. */
+int petra_init_table(void *base, size_t size, const char *instance,
+                     const petra_sigtable_t *table, uint64_t journal_capacity,
+                     uint32_t n_heartbeats, uint32_t creator_pid, uint32_t *bad);
 
 /* Handles: a private view of a mapped segment. */
 int petra_open(void *base, size_t size, int readonly, uint32_t writer,
@@ -224,6 +255,9 @@ int petra_lock_stats(const petra_seg_t *seg, petra_lock_stats_t *out);
 int petra_info(const petra_seg_t *seg, petra_info_t *out);
 int petra_dir_get(const petra_seg_t *seg, uint32_t index, petra_sigdef_t *out);
 uint32_t petra_n_signals(const petra_seg_t *seg);
+int64_t petra_dir_lookup(const petra_seg_t *seg, const char *name, size_t len);
+int64_t petra_dir_check(const petra_seg_t *seg, uint32_t start, int *kind);
+int petra_dir_types(const petra_seg_t *seg, uint8_t *out, size_t n);
 
 /* Single-signal access. */
 int petra_read(petra_seg_t *seg, uint32_t index, petra_sample_t *out);
@@ -300,7 +334,8 @@ int64_t petra_now_mono_ns(void);
 int64_t petra_now_real_ns(void);
 /* CFFI-END */
 
-#define PETRA_ABI_VERSION 3
+#define PETRA_ABI_VERSION 4
+#define PETRA_MAX_SIGNALS 16777215u /* 2^24 - 1: the name index keeps 24-bit indices */
 #define PETRA_DEFAULT_RETRIES 256
 #define PETRA_DEFAULT_WAIT_NS 1000000000LL /* how long a writer waits for a live holder */
 

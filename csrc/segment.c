@@ -12,7 +12,7 @@
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
 typedef struct {
-    size_t dir_off, dir_size, slots_off, slots_size, j_off, j_size, stats_off,
+    size_t dir_off, dir_size, idx_off, idx_size, idx_buckets, slots_off, slots_size, j_off, j_size, stats_off,
         stats_size, hb_off, hb_size, total;
 } plan_t;
 
@@ -20,7 +20,10 @@ static plan_t plan(uint32_t n, uint64_t cap, uint32_t n_hb) {
     plan_t p;
     p.dir_off = sizeof(petra_header_t);
     p.dir_size = align_up((size_t)n * sizeof(petra_dir_entry_t), PETRA_CACHE_LINE);
-    p.slots_off = p.dir_off + p.dir_size;
+    p.idx_off = p.dir_off + p.dir_size;
+    p.idx_buckets = petra__index_buckets(n);
+    p.idx_size = align_up(p.idx_buckets * sizeof(uint32_t), PETRA_CACHE_LINE);
+    p.slots_off = p.idx_off + p.idx_size;
     p.slots_size = (size_t)n * sizeof(petra_slot_t);
     p.j_off = p.slots_off + p.slots_size;
     p.j_size = sizeof(petra_journal_hdr_t) + (size_t)cap * sizeof(petra_jentry_t);
@@ -61,22 +64,39 @@ static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-int petra_init(void *base, size_t size, const char *instance,
-               const petra_sigdef_t *defs, uint32_t n_signals,
-               uint64_t journal_capacity, uint32_t n_heartbeats, uint32_t creator_pid) {
-    if (!base || !instance || (n_signals && !defs)) return PETRA_EINVAL;
+/* The next NUL-terminated string of a blob, or NULL when the blob ends first. */
+static const char *next_str(const char **cur, const char *end, size_t *len) {
+    const char *s = *cur;
+    if (s >= end) return NULL;
+    const char *z = memchr(s, 0, (size_t)(end - s));
+    if (!z) return NULL;
+    *len = (size_t)(z - s);
+    *cur = z + 1;
+    return s;
+}
+
+int petra_init_table(void *base, size_t size, const char *instance,
+                     const petra_sigtable_t *t, uint64_t journal_capacity,
+                     uint32_t n_heartbeats, uint32_t creator_pid, uint32_t *bad) {
+    if (!base || !instance || !t || !bad) return PETRA_EINVAL;
+    uint32_t n_signals = t->n;
+    *bad = UINT32_MAX;
+    if (n_signals && (!t->names || !t->units || !t->owners || !t->types || !t->flags ||
+                      !t->initial || !t->initial_quality || !t->min || !t->max))
+        return PETRA_EINVAL;
     if (journal_capacity < 2 || (journal_capacity & (journal_capacity - 1)))
         return PETRA_EINVAL;
     if (strlen(instance) >= sizeof(((petra_header_t *)0)->instance)) return PETRA_EINVAL;
+    if (n_signals > PETRA_MAX_SIGNALS) return PETRA_EINVAL; /* the name index's limit */
     plan_t p = plan(n_signals, journal_capacity, n_heartbeats);
     if (size < p.total) return PETRA_ESIZE;
 
     uint8_t *b = base;
     petra_header_t *h = base;
-    /* The caller just created this object with O_EXCL: no one else can attach
-     * while magic is 0 (attach refuses), so plain stores are fine until the
+    /* The caller just created this object with O_EXCL and ftruncate, so it reads as
+     * zeros already (no memset: that would fault every page twice); no one else can
+     * attach while magic is 0 (attach refuses), so plain stores are fine until the
      * release store of magic below. */
-    memset(b, 0, p.total);
     h->abi_version = PETRA_ABI_VERSION;
     h->header_size = sizeof(petra_header_t);
     h->layout_hash = petra_layout_hash();
@@ -87,6 +107,9 @@ int petra_init(void *base, size_t size, const char *instance,
     h->n_heartbeats = n_heartbeats;
     h->dir_offset = p.dir_off;
     h->dir_size = p.dir_size;
+    h->index_offset = p.idx_off;
+    h->index_size = p.idx_size;
+    h->index_buckets = p.idx_buckets;
     h->slots_offset = p.slots_off;
     h->slots_size = p.slots_size;
     h->journal_offset = p.j_off;
@@ -99,40 +122,111 @@ int petra_init(void *base, size_t size, const char *instance,
     h->creator_pid = creator_pid;
 
     petra_dir_entry_t *dir = (petra_dir_entry_t *)(b + p.dir_off);
+    uint32_t *index = (uint32_t *)(b + p.idx_off);
     petra_slot_t *slots = (petra_slot_t *)(b + p.slots_off);
     uint64_t dh = 1469598103934665603ULL;
     int64_t now = h->created_ns;
+    const char *nc = t->names, *uc = t->units, *oc = t->owners;
+    const char *ne = t->names + t->names_len, *ue = t->units + t->units_len,
+               *oe = t->owners + t->owners_len;
     for (uint32_t i = 0; i < n_signals; i++) {
-        const petra_sigdef_t *d = &defs[i];
-        if (d->type < PETRA_T_BOOL || d->type > PETRA_T_FLOAT) return PETRA_ETYPE;
-        if (d->name[0] == 0 || memchr(d->name, 0, sizeof(d->name)) == NULL)
+        size_t nl = 0, ul = 0, ol = 0;
+        const char *name = next_str(&nc, ne, &nl), *unit = next_str(&uc, ue, &ul),
+                   *owner = next_str(&oc, oe, &ol);
+        *bad = i;
+        if (!name || !unit || !owner) return PETRA_EINVAL;
+        if (t->types[i] < PETRA_T_BOOL || t->types[i] > PETRA_T_FLOAT) return PETRA_ETYPE;
+        if (nl == 0 || nl >= sizeof(dir[i].name) || ul >= sizeof(dir[i].unit) ||
+            ol >= sizeof(dir[i].owner))
             return PETRA_EINVAL;
-        memcpy(dir[i].name, d->name, sizeof(dir[i].name));
-        memcpy(dir[i].unit, d->unit, sizeof(dir[i].unit));
-        dir[i].unit[sizeof(dir[i].unit) - 1] = 0;
-        memcpy(dir[i].owner, d->owner, sizeof(dir[i].owner));
-        dir[i].owner[sizeof(dir[i].owner) - 1] = 0;
         /* A limit is a number or NaN (none); an inverted range is a caller bug. */
-        if (!isnan(d->min) && !isnan(d->max) && d->min > d->max) return PETRA_EINVAL;
-        dir[i].type = d->type;
-        dir[i].flags = d->flags;
-        dir[i].min = d->min;
-        dir[i].max = d->max;
-        dh = fnv_bytes(dh, d->name, strlen(d->name) + 1);
-        dh = fnv_bytes(dh, &d->type, 1);
+        double lo = t->min[i], hi = t->max[i];
+        if (!isnan(lo) && !isnan(hi) && lo > hi) return PETRA_EINVAL;
+        petra_dir_entry_t *d = &dir[i];
+        memcpy(d->name, name, nl);
+        memcpy(d->unit, unit, ul);
+        memcpy(d->owner, owner, ol);
+        d->type = t->types[i];
+        d->flags = t->flags[i];
+        d->min = lo;
+        d->max = hi;
+        dh = fnv_bytes(dh, name, nl + 1);
+        dh = fnv_bytes(dh, &t->types[i], 1);
         /* relaxed: published by the release store of magic. */
-        atomic_store_explicit(&slots[i].value, d->initial, memory_order_relaxed);
-        atomic_store_explicit(&slots[i].qs, PETRA_QS(d->initial_quality, PETRA_SUB_INITIAL),
+        atomic_store_explicit(&slots[i].value, t->initial[i], memory_order_relaxed);
+        atomic_store_explicit(&slots[i].qs,
+                              PETRA_QS(t->initial_quality[i], PETRA_SUB_INITIAL),
                               memory_order_relaxed);
         atomic_store_explicit(&slots[i].write_ts_ns, now, memory_order_relaxed);
         atomic_store_explicit(&slots[i].source_ts_ns, now, memory_order_relaxed);
-        slots[i].type = d->type;
+        slots[i].type = t->types[i];
     }
+    *bad = UINT32_MAX;
+    if (petra__index_build(dir, n_signals, index, p.idx_buckets, bad) != PETRA_OK)
+        return PETRA_EINVAL; /* a second entry of one name; *bad is the second */
     h->directory_hash = dh;
     /* Release: pairs with the acquire load of magic in petra_open, so a process
      * that sees the magic sees every byte written above. */
     atomic_store_explicit(&h->magic, PETRA_MAGIC, memory_order_release);
     return PETRA_OK;
+}
+
+/* Append one field to a blob, NUL terminated (the field is a fixed char array). */
+static char *put_str(char *out, const char *field, size_t size) {
+    const char *z = memchr(field, 0, size);
+    size_t len = z ? (size_t)(z - field) : size - 1; /* truncated as the old layout did */
+    memcpy(out, field, len);
+    out[len] = 0;
+    return out + len + 1;
+}
+
+int petra_init(void *base, size_t size, const char *instance,
+               const petra_sigdef_t *defs, uint32_t n_signals,
+               uint64_t journal_capacity, uint32_t n_heartbeats, uint32_t creator_pid) {
+    if (n_signals && !defs) return PETRA_EINVAL;
+    for (uint32_t i = 0; i < n_signals; i++)
+        if (memchr(defs[i].name, 0, sizeof(defs[i].name)) == NULL) return PETRA_EINVAL;
+    /* The array-of-structs form, kept for C callers: repacked into a table. */
+    size_t per = sizeof(defs->name) + sizeof(defs->unit) + sizeof(defs->owner);
+    size_t cnt = n_signals ? n_signals : 1;
+    char *blob = malloc(cnt * per);
+    uint8_t *types = malloc(cnt * 2);
+    uint32_t *flags = malloc(cnt * sizeof(uint32_t));
+    uint64_t *init = malloc(cnt * sizeof(uint64_t));
+    double *lim = malloc(cnt * 2 * sizeof(double));
+    int rc = PETRA_ENOMEM;
+    if (blob && types && flags && init && lim) {
+        char *nb = blob, *ub = blob + cnt * sizeof(defs->name),
+             *ob = ub + cnt * sizeof(defs->unit);
+        char *n0 = nb, *u0 = ub, *o0 = ob;
+        for (uint32_t i = 0; i < n_signals; i++) {
+            nb = put_str(nb, defs[i].name, sizeof(defs[i].name));
+            ub = put_str(ub, defs[i].unit, sizeof(defs[i].unit));
+            ob = put_str(ob, defs[i].owner, sizeof(defs[i].owner));
+            types[i] = defs[i].type;
+            types[cnt + i] = defs[i].initial_quality;
+            flags[i] = defs[i].flags;
+            init[i] = defs[i].initial;
+            lim[i] = defs[i].min;
+            lim[cnt + i] = defs[i].max;
+        }
+        petra_sigtable_t t = {
+            .n = n_signals, .names = n0, .names_len = (size_t)(nb - n0), .units = u0,
+            .units_len = (size_t)(ub - u0), .owners = o0, .owners_len = (size_t)(ob - o0),
+            .types = types, .flags = flags, .initial = init,
+            .initial_quality = types + cnt, .min = lim, .max = lim + cnt};
+        uint32_t bad;
+        size_t total = plan(n_signals, journal_capacity, n_heartbeats).total;
+        if (base && size >= total) memset(base, 0, total); /* the table form wants zeros */
+        rc = petra_init_table(base, size, instance, &t, journal_capacity, n_heartbeats,
+                              creator_pid, &bad);
+    }
+    free(blob);
+    free(types);
+    free(flags);
+    free(init);
+    free(lim);
+    return rc;
 }
 
 int petra_open(void *base, size_t size, int readonly, uint32_t writer,
@@ -155,10 +249,12 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
      * corrupt or hostile header must not send a pointer outside the mapping. */
     uint64_t cap = h.journal_capacity;
     if (h.header_size != sizeof(petra_header_t) || cap < 2 || (cap & (cap - 1)) ||
-        cap > ((uint64_t)1 << 40) || h.n_heartbeats > (1u << 20))
+        cap > ((uint64_t)1 << 40) || h.n_heartbeats > (1u << 20) ||
+        h.n_signals > PETRA_MAX_SIGNALS)
         return PETRA_ELAYOUT;
     plan_t p = plan(h.n_signals, cap, h.n_heartbeats);
     if (p.total != h.total_size || p.dir_off != h.dir_offset ||
+        p.idx_off != h.index_offset || p.idx_buckets != h.index_buckets ||
         p.slots_off != h.slots_offset || p.j_off != h.journal_offset ||
         p.stats_off != h.stats_offset || p.hb_off != h.hb_offset)
         return PETRA_ELAYOUT;
@@ -173,6 +269,8 @@ int petra_open(void *base, size_t size, int readonly, uint32_t writer,
     s->wait_ns = PETRA_DEFAULT_WAIT_NS;
     s->hdr = h;
     s->dir = (petra_dir_entry_t *)(b + p.dir_off);
+    s->index = (const uint32_t *)(b + p.idx_off);
+    s->index_mask = p.idx_buckets - 1;
     s->slots = (petra_slot_t *)(b + p.slots_off);
     s->jhdr = (petra_journal_hdr_t *)(b + p.j_off);
     s->ring = (petra_jentry_t *)(b + p.j_off + sizeof(petra_journal_hdr_t));

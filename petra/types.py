@@ -308,6 +308,8 @@ class ScanCounter(enum.IntEnum):
     WRITES = 3  # outputs written by copy-out
     CYCLES = 4  # cycles run by this process
     START_STEPS = 5  # start-up steps done while STATE is STARTING (each one beats)
+    JOURNAL_LAPS = 6  # episodes of the change journal lapping copy-in (inputs then read whole)
+    JOURNAL_LOST = 7  # journal entries copy-in lost to those laps (their slots were read)
 
 
 class DriverCounter(enum.IntEnum):
@@ -394,3 +396,20 @@ def counter_schema(role: str) -> type[enum.IntEnum] | None:
         ROLE_SCAN: ScanCounter, DRIVER_PREFIX: DriverCounter, SINK_PREFIX: SinkCounter,
         ROLE_API: ApiCounter}
     return by_role.get(role) or by_kind.get(role_kind(role))
+
+
+# The change journal's size when the plant does not set one (issue 18): enough for
+# JOURNAL_AUTO_CYCLES cycles in which every signal changes (each signal is some
+# process's input or output, so this bounds every input and output changing), rounded
+# up to a power of two, never below the old fixed default nor above JOURNAL_AUTO_MAX.
+JOURNAL_AUTO_CYCLES = 4
+JOURNAL_AUTO_MIN = 1 << 16
+JOURNAL_AUTO_MAX = 1 << 22
+
+
+def journal_capacity_for(n_signals: int) -> int:
+    """Default journal entries for a plant of ``n_signals``:
+    ``pow2ceil(4 * n_signals)`` clamped to 65,536..4,194,304."""
+    want = max(JOURNAL_AUTO_MIN, JOURNAL_AUTO_CYCLES * max(0, n_signals))
+    cap = 1 << (want - 1).bit_length()
+    return min(cap, JOURNAL_AUTO_MAX)

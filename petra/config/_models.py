@@ -198,8 +198,10 @@ class ScanConfig(_Model):
         default="auto", description="Offset of the cycle grid: auto (half a period) or a duration")
     cpu_dma_latency: bool = Field(
         default=True, description="Hold /dev/cpu_dma_latency at 0 while running, when permitted")
-    journal_capacity: int = Field(
-        default=65536, description="Change journal entries: a power of two, 64..4194304")
+    journal_capacity: int | None = Field(
+        default=None, description="Change journal entries: a power of two, 64..4194304; "
+        "default sized from the plant: 4 cycles of every signal changing, rounded up to a "
+        "power of two, 65536..4194304")
     scan_down: Literal["uncertain", "bad", "keep"] = Field(
         default="uncertain",
         description="While the scan process is down, its outputs are marked with substatus "
@@ -214,7 +216,9 @@ class ScanConfig(_Model):
 
     @field_validator("journal_capacity")
     @classmethod
-    def _pow2(cls, v: int) -> int:
+    def _pow2(cls, v: int | None) -> int | None:
+        if v is None:
+            return v
         if v < JOURNAL_MIN or v > JOURNAL_MAX or v & (v - 1):
             raise ValueError(
                 f"journal_capacity must be a power of two in {JOURNAL_MIN}..{JOURNAL_MAX}, "

@@ -46,7 +46,7 @@ from petra.config._models import (
     format_duration,
 )
 from petra.config._yaml import Path
-from petra.types import ROLE_SCAN, driver_role
+from petra.types import JOURNAL_AUTO_CYCLES, ROLE_SCAN, driver_role, journal_capacity_for
 
 Constant = bool | int | float
 
@@ -363,6 +363,14 @@ class _Analyzer:
         if sc.priority is not None and sc.policy != "fifo":
             self.diag.warning(("scan", "priority"), "priority applies only to policy: fifo; "
                                                     "ignored")
+        if sc.journal_capacity is not None:
+            want = journal_capacity_for(len(self.sig_index))
+            if sc.journal_capacity < want:
+                self.diag.warning(("scan", "journal_capacity"),
+                                  f"journal_capacity {sc.journal_capacity} is below {want}, "
+                                  f"{JOURNAL_AUTO_CYCLES} cycles of all {len(self.sig_index)} "
+                                  "signals changing: a busy cycle may lap the journal (the "
+                                  "scan then reads every input, and counts it); honoured")
         if sc.cpu is not None:
             try:
                 allowed = os.sched_getaffinity(0)

@@ -51,10 +51,12 @@ from petra._core import check, ffi, lib
 from petra.errors import PetraError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
+from petra.types import ScanCounter
 
 log = logging.getLogger("petra.scan")
 
 HEARTBEAT_INTERVAL_NS = 100_000_000
+LAP_LOG_INTERVAL_NS = 60_000_000_000  # journal lap warnings: at most one a minute
 STALL_TIMEOUT_NS = 250_000_000  # a journal entry unpublished this long is counted lost
 
 
@@ -78,6 +80,8 @@ class ScanCounters:
     busy_reads: int = 0
     writes: int = 0
     reloads: int = 0
+    journal_laps: int = 0  # episodes of copy-in losing journal entries (lapped)
+    journal_lost: int = 0  # entries lost to them (copy-in read the slots instead)
 
 
 def grid_base(now_ns: int, period_ns: int, offset_ns: int) -> int:
@@ -160,6 +164,10 @@ class ScanEngine:
         self.clock = clock
         self.heartbeat = heartbeat
         self.counters = ScanCounters()
+        self._lapping = False
+        self._lap_logged_ns = 0
+        self._lost_before_swap = 0  # cursor losses of programs swapped out by reloads
+        self._journal_capacity = segment.info().journal_capacity
         self._n_signals = len(segment)
         self._bound = _Image(program, self._n_signals, None)
         self._pending: BlockProgram | None = None
@@ -292,11 +300,38 @@ class ScanEngine:
                     log.error("event=retain_commit_failed rc=%d action=no_warm_restart", rc)
                     rargs = self._retain_args = None
             if self.heartbeat is not None and woke >= next_beat:
+                self._note_journal_loss(woke)
                 self.heartbeat.beat(ProcessState.RUNNING)
                 next_beat = woke + HEARTBEAT_INTERVAL_NS
             prev_wake = woke
             first = self._first_scan = False
         return c
+
+    def _note_journal_loss(self, now_ns: int) -> None:
+        """Between cycles, at heartbeat pace: count journal entries copy-in lost (the
+        ring lapped it; the cycle read every input instead) into the heartbeat counters,
+        and log once per episode. An episode is a run of beats with new losses; it ends
+        after a beat without; a new one logs again, at most once a minute."""
+        lost = int(self._bound.cursor.lost) + self._lost_before_swap
+        c = self.counters
+        new = lost - c.journal_lost
+        if new <= 0:
+            self._lapping = False
+            return
+        c.journal_lost = lost
+        hb = self.heartbeat
+        if not self._lapping:
+            self._lapping = True
+            c.journal_laps += 1
+            if now_ns - self._lap_logged_ns >= LAP_LOG_INTERVAL_NS or not self._lap_logged_ns:
+                self._lap_logged_ns = now_ns
+                log.warning("event=journal_lapped lost=%d episodes=%d capacity=%d "
+                            "hint=%r", new, c.journal_laps, self._journal_capacity,
+                            "raise scan.journal_capacity, or leave it unset to size it "
+                            "from the plant")
+        if hb is not None:
+            hb.set_counter(ScanCounter.JOURNAL_LAPS, c.journal_laps)
+            hb.set_counter(ScanCounter.JOURNAL_LOST, c.journal_lost)
 
     def _fast_cycle(self, base: int, k: int, prev_wake: int) -> Any:
         """The C cycle context for the bound program, or None if it has custom blocks."""
@@ -343,6 +378,7 @@ class ScanEngine:
         carry = getattr(program, "carry_state", None)
         if carry is not None:
             carry(self._bound.program)
+        self._lost_before_swap += int(self._bound.cursor.lost)  # the new image's starts at 0
         self._bound = _Image(program, self._n_signals, self._bound)
         if self._retain is not None:
             self._retain_args = self._retain(program)

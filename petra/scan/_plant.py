@@ -83,7 +83,7 @@ class ScanSettings:
     priority: int
     rt: bool
     cpu_dma_latency: bool
-    journal_capacity: int
+    journal_capacity: int | None  # None: sized from the plant (journal_capacity_for)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from petra.shm._segment import (
     segment_name,
     unlink_instance,
 )
+from petra.shm._table import SignalArrays
 from petra.types import (
     ProcessState,
     Quality,
@@ -60,6 +61,7 @@ __all__ = [
     "ScanStats",
     "Segment",
     "SegmentInfo",
+    "SignalArrays",
     "SignalDef",
     "SignalInfo",
     "SignalType",

@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import posix_ipc
 
 from petra import _core
@@ -28,6 +29,7 @@ from petra.errors import (
     SegmentLayoutError,
     SegmentPermissionError,
 )
+from petra.shm._table import SignalArrays, check_table
 from petra.types import validate_instance_name
 
 SHM_DIR = Path("/dev/shm")
@@ -64,11 +66,13 @@ def unlink_instance(instance: str) -> bool:
     return True
 
 
-def create_mapping(instance: str, defs: Any, n_signals: int, journal_capacity: int,
+def create_mapping(instance: str, table: SignalArrays, journal_capacity: int,
                    heartbeats: int) -> tuple[mmap.mmap, int]:
     """Create ``/petra.<instance>`` (it must not exist), map it and have the C core lay
-    out ``n_signals`` directory entries from ``defs`` (a ``petra_sigdef_t[]``). Nothing
-    is left behind on failure."""
+    out the directory, name index and slots from ``table`` in one pass. Nothing is
+    left behind on failure; a refused entry raises with its message."""
+    check_table(table)
+    n_signals = len(table)
     size = int(lib.petra_segment_size(n_signals, journal_capacity, heartbeats))
     name = segment_name(instance)
     try:
@@ -89,17 +93,50 @@ def create_mapping(instance: str, defs: Any, n_signals: int, journal_capacity: i
         posix_ipc.unlink_shared_memory(name)
         raise
     shm.close_fd()
+    # Kept alive until the call returns: cffi pointers into numpy arrays and bytes.
+    cols = [np.ascontiguousarray(table.types, np.uint8),
+            np.ascontiguousarray(table.flags, np.uint32),
+            np.ascontiguousarray(table.initial, np.uint64),
+            np.ascontiguousarray(table.initial_quality, np.uint8),
+            np.ascontiguousarray(table.minimum, np.float64),
+            np.ascontiguousarray(table.maximum, np.float64)]
+    ct = ffi.new("petra_sigtable_t *")
+    ct.n = n_signals
+    keep = [ffi.from_buffer("char[]", b) for b in (table.names, table.units, table.owners)]
+    ct.names, ct.units, ct.owners = keep
+    ct.names_len, ct.units_len, ct.owners_len = (
+        len(table.names), len(table.units), len(table.owners))
+    ct.types = ffi.from_buffer("uint8_t[]", cols[0])
+    ct.flags = ffi.from_buffer("uint32_t[]", cols[1])
+    ct.initial = ffi.from_buffer("uint64_t[]", cols[2])
+    ct.initial_quality = ffi.from_buffer("uint8_t[]", cols[3])
+    ct.min = ffi.from_buffer("double[]", cols[4])
+    ct.max = ffi.from_buffer("double[]", cols[5])
+    bad = ffi.new("uint32_t *")
     buf = ffi.from_buffer(mm)
     try:
-        rc = lib.petra_init(buf, size, instance.encode(), defs, n_signals,
-                            journal_capacity, heartbeats, os.getpid())
+        rc = lib.petra_init_table(buf, size, instance.encode(), ct, journal_capacity,
+                                  heartbeats, os.getpid(), bad)
     finally:
         ffi.release(buf)
     if rc < 0:
         mm.close()
         posix_ipc.unlink_shared_memory(name)
+        if bad[0] != 0xFFFFFFFF:
+            raise_for(rc, f"initialising segment {instance!r}: "
+                          f"{_entry_problem(table, int(bad[0]))}")
         raise_for(rc, f"initialising segment {instance!r}")
     return mm, size
+
+
+def _entry_problem(table: SignalArrays, index: int) -> str:
+    """Why the C core refused entry ``index`` of a table, in words."""
+    dup = table.duplicate_of(index)
+    if dup:
+        return dup
+    names = table.name_list()
+    name = names[index] if index < len(names) else "?"
+    return f"entry {index} ({name!r}): a bad name, unit, owner, type or limits"
 
 
 def map_existing(instance: str, readonly: bool) -> tuple[mmap.mmap, int]:

@@ -58,7 +58,6 @@ from petra.shm._codec import (
     decode_bits,
     encode,
     format_limit,
-    initial,
     out_ptr,
     ptr,
 )
@@ -79,6 +78,7 @@ from petra.shm._records import (
     SegmentInfo,
     SignalInfo,
 )
+from petra.shm._table import SignalArrays
 from petra.types import (
     QUALITIES,
     SUBSTATUSES,
@@ -88,6 +88,7 @@ from petra.types import (
     SignalType,
     Value,
     coerce_value,
+    journal_capacity_for,
     validate_instance_name,
     validate_signal_name,
 )
@@ -144,26 +145,24 @@ class Segment:
         self._scratch: npt.NDArray[np.uint32] = np.zeros(0, np.uint32)
         self._scratch_ptr: Any = ffi.NULL
         n = int(lib.petra_n_signals(self._h))
-        self._infos: list[SignalInfo] = []
-        entry = ffi.new("petra_sigdef_t *")
-        try:  # the entries may hold anything: checked in _directory.py
-            for i in range(n):
-                check(lib.petra_dir_get(self._h, i, entry))
-                name, typ, unit, who, lo, hi = directory_entry(
-                    instance, i, name=ffi.string(entry.name), type_code=int(entry.type),
-                    unit=ffi.string(entry.unit), owner=ffi.string(entry.owner),
-                    minimum=float(entry.min), maximum=float(entry.max))
-                self._infos.append(SignalInfo(index=i, name=name, type=typ, unit=unit,
-                                              owner=who, flags=int(entry.flags),
-                                              minimum=lo, maximum=hi))
-            check_unique(instance, [info.name for info in self._infos])
+        self._n = n
+        # The directory stays in the segment: names resolve through its C index on
+        # demand (cached here as they are asked for), entries decode on first use, and
+        # the full list of names is built once, only when something iterates it.
+        self._index: dict[str, int] = {}
+        self._info_cache: dict[int, SignalInfo] = {}
+        self._all: tuple[SignalInfo, ...] | None = None
+        types = np.zeros(n, np.uint8)
+        try:
+            if not owner:  # a creator wrote (and C checked) every entry itself
+                self._check_directory()
+            check(lib.petra_dir_types(self._h, ffi.from_buffer("uint8_t[]", types), n))
         except SegmentLayoutError:
             self._h = None
             ffi.release(self._buf)
             mm.close()
             raise
-        self._index = {info.name: info.index for info in self._infos}
-        self._types = [int(info.type) for info in self._infos]
+        self._types = types.tobytes()  # one byte a signal; indexing bytes gives an int
         _live_handles.add(self)
 
     # ---------------------------------------------------------------- lifecycle
@@ -171,36 +170,25 @@ class Segment:
     def create(
         cls,
         instance: str,
-        signals: Sequence[SignalDef],
+        signals: Sequence[SignalDef] | SignalArrays,
         *,
-        journal_capacity: int = DEFAULT_JOURNAL_CAPACITY,
+        journal_capacity: int | None = None,
         heartbeats: int = DEFAULT_HEARTBEATS,
     ) -> Segment:
-        """Create and initialise a new segment; fails if the instance already has one."""
+        """Create and initialise a new segment; fails if the instance already has one.
+        ``signals`` is a sequence of :class:`SignalDef` or, the compact form, a
+        :class:`SignalArrays`. ``journal_capacity`` (entries, a power of two) defaults
+        to :func:`petra.types.journal_capacity_for` the number of signals."""
         validate_instance_name(instance)
+        if journal_capacity is None:
+            journal_capacity = journal_capacity_for(len(signals))
         if journal_capacity < 2 or journal_capacity & (journal_capacity - 1):
             raise ValueOutOfRangeError(
                 f"journal_capacity must be a power of two >= 2, got {journal_capacity}")
         if not 1 <= heartbeats <= 4096:
             raise ValueOutOfRangeError(f"heartbeats must be 1..4096, got {heartbeats}")
-        defs = ffi.new("petra_sigdef_t[]", max(len(signals), 1))
-        seen: dict[str, int] = {}
-        for i, sig in enumerate(signals):
-            if sig.name in seen:
-                raise PetraError(f"signal {sig.name!r} is defined twice "
-                                 f"(entries {seen[sig.name]} and {i})")
-            seen[sig.name] = i
-            d = defs[i]
-            d.name = sig.name.encode("utf-8")
-            d.unit = sig.unit.encode("utf-8")
-            d.owner = sig.owner.encode("utf-8")
-            d.type = int(sig.type)
-            d.flags = sig.flags
-            d.initial = encode(sig.type, initial(sig), sig.name)
-            d.initial_quality = int(sig.initial_quality)
-            d.min = math.nan if sig.minimum is None else sig.minimum
-            d.max = math.nan if sig.maximum is None else sig.maximum
-        mm, size = create_mapping(instance, defs, len(signals), journal_capacity, heartbeats)
+        table = signals if isinstance(signals, SignalArrays) else SignalArrays.from_defs(signals)
+        mm, size = create_mapping(instance, table, journal_capacity, heartbeats)
         return cls(instance, mm, size, readonly=False, owner=True)
 
     @classmethod
@@ -242,7 +230,7 @@ class Segment:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("ro" if self._readonly else "rw")
-        return f"<Segment {self._instance!r} {len(self._infos)} signals {state}>"
+        return f"<Segment {self._instance!r} {self._n} signals {state}>"
 
     # ---------------------------------------------------------------- directory
     @property
@@ -263,31 +251,32 @@ class Segment:
         return self._size
 
     def __len__(self) -> int:
-        return len(self._infos)
+        return self._n
 
     def __contains__(self, name: object) -> bool:
-        return name in self._index
+        return isinstance(name, str) and self._lookup(name) >= 0
 
     @property
     def signals(self) -> Sequence[SignalInfo]:
-        return tuple(self._infos)
+        """Every signal's :class:`SignalInfo`, in slot order (decoded once, on first use)."""
+        return self._every_info()
 
     @property
     def names(self) -> list[str]:
-        return [info.name for info in self._infos]
+        return [info.name for info in self._every_info()]
 
     def index(self, name: str) -> int:
         """The slot index of a signal name (cached; raises UnknownSignalError)."""
-        try:
-            return self._index[name]
-        except KeyError:
-            raise UnknownSignalError(self._unknown(name)) from None
+        i = self._lookup(name) if isinstance(name, str) else -1
+        if i < 0:
+            raise UnknownSignalError(self._unknown(name))
+        return i
 
     def indices(self, names: Iterable[str]) -> npt.NDArray[np.uint32]:
         return np.fromiter((self.index(n) for n in names), dtype=np.uint32)
 
     def info_of(self, key: str | int) -> SignalInfo:
-        return self._infos[self._resolve(key)]
+        return self._info(self._resolve(key))
 
     def info(self) -> SegmentInfo:
         out = ffi.new("petra_info_t *")
@@ -371,18 +360,18 @@ class Segment:
         try:
             if substatus:
                 rc = lib.petra_write(self._h, index, t,
-                                     encode(SignalType(t), value, self._infos[index].name),
+                                     encode(SignalType(t), value, self._name(index)),
                                      quality, substatus, source_ts_ns)
             elif t == _FLOAT:
                 if value.__class__ is not float:
-                    value = coerce_value(SignalType.FLOAT, value, name=self._infos[index].name)
+                    value = coerce_value(SignalType.FLOAT, value, name=self._name(index))
                 rc = _write_f64(self._h, index, value, quality, source_ts_ns)
             else:
                 if value.__class__ is not int or t != _INT:
-                    value = coerce_value(SignalType(t), value, name=self._infos[index].name)
+                    value = coerce_value(SignalType(t), value, name=self._name(index))
                 rc = _write_i64(self._h, index, value, quality, source_ts_ns)
         except OverflowError:
-            if index.__class__ is not int or not 0 <= index < len(self._infos):
+            if index.__class__ is not int or not 0 <= index < self._n:
                 self._bad_index(index)
             raise ValueOutOfRangeError(
                 f"{self._label(index)}: {value!r} does not fit int64, or bad "
@@ -419,7 +408,7 @@ class Segment:
         Nothing is written when a check fails. :meth:`write` stays the unchecked path
         for the plant's own writers (the scan, a driver's inputs)."""
         index = self._resolve(key)
-        info = self._infos[index]
+        info = self._info(index)
         label = f"signal {info.name!r}"
         if not info.writable:
             raise SignalNotWritableError(f"{label} is not writable (mark it writable: true "
@@ -521,11 +510,11 @@ class Segment:
     def encode(self, key: str | int, value: Value) -> int:
         """The raw 64-bit pattern a slot stores for ``value``."""
         i = self._resolve(key)
-        return encode(self._infos[i].type, value, self._infos[i].name)
+        return encode(SignalType(self._types[i]), value, self._name(i))
 
     def decode(self, key: str | int, bits: int) -> Value:
         """The Python value of a raw 64-bit pattern for a signal's type."""
-        return decode_bits(self._infos[self._resolve(key)].type, bits)
+        return decode_bits(self._types[self._resolve(key)], bits)
 
     # ---------------------------------------------------------------- maintenance
     def repair_dead(self, pid: int) -> RepairReport:
@@ -604,24 +593,107 @@ class Segment:
 
     def _resolve(self, key: str | int) -> int:
         if isinstance(key, str):
-            try:
-                return self._index[key]
-            except KeyError:
-                raise UnknownSignalError(self._unknown(key)) from None
-        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(self._infos):
+            i = self._index.get(key)  # inlined cache hit: by-name calls stay one dict get
+            if i is None:
+                i = self._lookup(key)
+                if i < 0:
+                    raise UnknownSignalError(self._unknown(key))
+            return i
+        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < self._n:
             return key
         raise UnknownSignalError(
             f"no signal at index {key!r} in segment {self._instance!r} "
-            f"({len(self._infos)} signals)")
+            f"({self._n} signals)")
 
-    def _unknown(self, name: str) -> str:
-        close = difflib.get_close_matches(str(name), self._index, n=3)
+    def _lookup(self, name: str) -> int:
+        """A name's slot index, or -1: the per-process cache, then the segment's own
+        index (C). Only names that exist are cached, so the cache is bounded by the
+        directory however many unknown names are asked for."""
+        i = self._index.get(name)
+        if i is not None:
+            return i
+        if self._all is not None or self._closed:
+            return -1  # the cache is complete (or the handle is gone)
+        raw = name.encode("utf-8", "surrogatepass")
+        found = int(lib.petra_dir_lookup(self._h, raw, len(raw))) if raw else -1
+        if found >= 0:
+            self._index[name] = found
+        return found
+
+    def _info(self, index: int) -> SignalInfo:
+        """Entry ``index`` of the directory, decoded (and checked) once per process."""
+        if self._all is not None:
+            return self._all[index]
+        info = self._info_cache.get(index)
+        if info is None:
+            info = self._decode(index)
+            self._info_cache[index] = info
+        return info
+
+    def _decode(self, index: int) -> SignalInfo:
+        entry = ffi.new("petra_sigdef_t *")
+        check(lib.petra_dir_get(self._live(), index, entry))
+        name, typ, unit, who, lo, hi = directory_entry(
+            self._instance, index, name=ffi.string(entry.name), type_code=int(entry.type),
+            unit=ffi.string(entry.unit), owner=ffi.string(entry.owner),
+            minimum=float(entry.min), maximum=float(entry.max))
+        return SignalInfo(index=index, name=name, type=typ, unit=unit, owner=who,
+                          flags=int(entry.flags), minimum=lo, maximum=hi)
+
+    def _name(self, index: int) -> str:
+        return self._info(index).name
+
+    def _every_info(self) -> tuple[SignalInfo, ...]:
+        """All entries, decoded once per process when something asks for all of them;
+        the name cache is then complete and lookups no longer go to C."""
+        if self._all is None:
+            cache = self._info_cache
+            infos = tuple(cache.get(i) or self._decode(i) for i in range(self._n))
+            self._index = {info.name: info.index for info in infos}
+            self._info_cache = {}
+            self._all = infos
+        return self._all
+
+    def _check_directory(self) -> None:
+        """Check every directory entry and the name index before the handle is used.
+
+        C checks what it can (the index, ASCII names against the name rule, units,
+        owners, type codes, limits) at a few ns an entry; an entry it cannot judge
+        alone (non-ASCII text) or finds bad is decoded here, which raises the precise
+        :class:`SegmentLayoutError`. If the index disagrees with the directory, every
+        entry is decoded and the names compared in Python, so the error names the
+        first bad entry, or the two entries sharing a name, as it always did."""
+        kind = ffi.new("int *")
+        start = 0
+        while True:
+            at = int(lib.petra_dir_check(self._h, start, kind))
+            if at >= self._n and kind[0] == 0:
+                return
+            if kind[0] == lib.PETRA_DIRCHK_LOOK:
+                self._decode(at)  # raises for a bad entry; a valid non-ASCII one passes
+                start = at + 1
+                continue
+            names = [self._decode(i).name for i in range(self._n)]
+            check_unique(self._instance, names)
+            name = names[at] if at < len(names) else ""
+            raise SegmentLayoutError(
+                f"segment {self._instance!r}: directory entry {at} ({name!r}) does not "
+                "match the segment's name index; the segment was damaged or not written "
+                "by Petra (restart the plant to make a new one)")
+
+    def _unknown(self, name: object) -> str:
+        if not isinstance(name, str):
+            return f"a signal name is a str, got {type(name).__name__} {name!r}"
+        # Suggestions compare against every name: an error path, so the full list is
+        # fine, but not at any size (1M names take seconds).
+        pool = [info.name for info in self._every_info()] if self._n <= 200_000 else []
+        close = difflib.get_close_matches(name, pool, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"no signal named {name!r} in segment {self._instance!r}{hint}"
 
     def _label(self, index: int) -> str:
-        if 0 <= index < len(self._infos):
-            return f"signal {self._infos[index].name!r}"
+        if 0 <= index < self._n:
+            return f"signal {self._name(index)!r}"
         return f"index {index}"
 
     def _fail(self, rc: int, index: int) -> NoReturn:
@@ -647,19 +719,19 @@ class Segment:
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                     raise SignalTypeError(f"{what} must be an int, got {type(v).__name__}")
         if indices is None:
-            n = len(self._infos) - first if count is None else count
-            if first < 0 or n < 0 or first + n > len(self._infos):
+            n = self._n - first if count is None else count
+            if first < 0 or n < 0 or first + n > self._n:
                 raise UnknownSignalError(
-                    f"range {first}..{first + n} outside {len(self._infos)} signals")
+                    f"range {first}..{first + n} outside {self._n} signals")
             return None, n
         if not isinstance(indices, np.ndarray) or indices.dtype != np.uint32:
             ints = np.asarray(indices)
             if ints.size and ints.dtype.kind in "iu" and int(ints.min()) < 0:
                 raise UnknownSignalError(f"negative index {int(ints.min())}")
         idx = as_array(indices, np.uint32, "indices", convert="iu")
-        if len(idx) and int(idx.max()) >= len(self._infos):
+        if len(idx) and int(idx.max()) >= self._n:
             raise UnknownSignalError(
-                f"index {int(idx.max())} outside {len(self._infos)} signals")
+                f"index {int(idx.max())} outside {self._n} signals")
         if count is not None and count != len(idx):
             raise ValueOutOfRangeError(f"{count} values for {len(idx)} indices")
         return idx, len(idx)
