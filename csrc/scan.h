@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "blocks.h"
+#include "event.h"
 #include "petra.h"
 
 /* CFFI-BEGIN */
@@ -43,6 +44,16 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
                                    const uint8_t *is_input, const uint32_t *in_idx,
                                    size_t n_in, double *img, uint8_t *quality,
                                    int64_t *applied_out, int *full_out);
+/* The same, touching what it changes in an event plan (ev may be NULL; event.h). */
+int64_t petra_scan_copy_in_journal_ev(petra_seg_t *seg, petra_cursor_t *cur,
+                                      const uint8_t *is_input, const uint32_t *in_idx,
+                                      size_t n_in, double *img, uint8_t *quality,
+                                      int64_t *applied_out, int *full_out,
+                                      petra_event_t *ev);
+/* Event-mode copy-out: compare and write only the outputs in ev->cmp (event.h). */
+int64_t petra_scan_copy_out_ev(petra_seg_t *seg, const uint32_t *idx, size_t n,
+                               const double *img, const uint8_t *quality, double *last,
+                               uint8_t *last_quality, petra_event_t *ev);
 
 /* One whole cycle in C for a program made only of built-in blocks: the engine
  * fills the pointers once per program and calls petra_scan_cycle once per cycle. */
@@ -78,6 +89,7 @@ typedef struct {
     int64_t written;
     int64_t applied;         /* journal entries applied to the image */
     int full;                /* 1 when the cycle did a full copy-in */
+    petra_event_t *event;    /* event mode when set (event.h); NULL runs every block */
 } petra_cycle_t;
 
 int64_t petra_scan_cycle(petra_cycle_t *c);

@@ -199,6 +199,10 @@ class ScanConfig(_Model):
         default=True, description="Hold /dev/cpu_dma_latency at 0 while running, when permitted")
     journal_capacity: int = Field(
         default=65536, description="Change journal entries: a power of two, 64..4194304")
+    mode: Literal["full", "event"] = Field(
+        default="full",
+        description="Cycle: full (run every block) or event (run only blocks whose inputs "
+                    "changed, and every block with state or time; same result)")
 
     @field_validator("period")
     @classmethod

@@ -125,6 +125,13 @@ class _Image:
         self.p_last_q = ffi.from_buffer("uint8_t[]", self.last_quality)
         self.n_in = len(self.inputs)
         self.n_out = len(self.outputs)
+        # Event mode (petra/blocks/_event.py): the plan's pointer, or NULL. A program
+        # newly bound runs every block and compares every output once.
+        self.event: Any = getattr(getattr(program, "event", None), "ptr", None) or ffi.NULL
+        if self.event != ffi.NULL:
+            if self.event.n_out != self.n_out:
+                raise PetraError("event plan and program disagree on the outputs")
+            lib.petra_event_mark_all(self.event)
 
 
 class ScanEngine:
@@ -192,7 +199,9 @@ class ScanEngine:
         first = self._first_scan  # true only for the engine's very first cycle
         next_beat = 0
         copy_in = lib.petra_scan_copy_in
-        copy_in_journal = lib.petra_scan_copy_in_journal
+        copy_in_journal = lib.petra_scan_copy_in_journal_ev
+        copy_out_ev = lib.petra_scan_copy_out_ev
+        mark_all = lib.petra_event_mark_all
         applied = ffi.new("int64_t *")
         full = ffi.new("int *")
         copy_out = lib.petra_scan_copy_out
@@ -232,20 +241,27 @@ class ScanEngine:
                 deadline = base + k * period
                 woke = clock.wait_until(deadline)
                 b = self._bound
+                ev = b.event
                 if b.primed:
                     busy = copy_in_journal(h, b.cursor, b.p_mask, b.p_in, b.n_in, b.p_img,
-                                           b.p_q, applied, full)
+                                           b.p_q, applied, full, ev)
                 else:
                     lib.petra_cursor_init(h, b.cursor, 0, STALL_TIMEOUT_NS)
                     busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
+                    if ev:
+                        mark_all(ev)
                     b.primed = True
                 if busy < 0:
                     check(busy, "copy-in")
                 c.busy_reads += busy
                 b.program.run(b.img, b.quality, woke,
                               woke - prev_wake if prev_wake else period, first)
-                written = copy_out(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last,
-                                   b.p_last_q, 0)
+                if ev:
+                    written = copy_out_ev(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last,
+                                          b.p_last_q, ev)
+                else:
+                    written = copy_out(h, b.p_out, b.n_out, b.p_img, b.p_q, b.p_last,
+                                       b.p_last_q, 0)
                 if written < 0:
                     check(written, "copy-out")
                 c.writes += written
@@ -292,6 +308,7 @@ class ScanEngine:
         cyc.spin_ns = getattr(self.clock, "spin_ns", 0)
         cyc.base_ns, cyc.k, cyc.prev_wake_ns = base, k, prev_wake
         cyc.record_stats = 1 if self._stats is not None else 0
+        cyc.event = b.event
         # keep the cdata pointers the struct refers to alive with it
         self._fast_keep = (b, run)
         return cyc
