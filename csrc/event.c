@@ -49,6 +49,25 @@ int petra_op_pure(uint16_t op) {
     }
 }
 
+int petra_op_settles(uint16_t op) {
+    switch (op) {
+    case PETRA_OP_R_TRIG:
+    case PETRA_OP_F_TRIG:
+    case PETRA_OP_SR:
+    case PETRA_OP_RS:
+    case PETRA_OP_CTU:
+    case PETRA_OP_CTD:
+    case PETRA_OP_CTUD:
+    case PETRA_OP_HYSTERESIS:
+    case PETRA_OP_DELAY:
+        return 1;
+    default:
+        /* AVERAGE advances its ring index every run (it never settles); timers, PID,
+         * RAMP, LAG, generators and TANK integrate dt. */
+        return 0;
+    }
+}
+
 void petra_event_mark_all(petra_event_t *ev) {
     if (ev->n_words) {
         memset(ev->pending, 0xff, ev->n_words * sizeof(uint64_t));
@@ -96,22 +115,34 @@ int64_t petra_event_run(petra_event_t *ev, const petra_instr_t *prog, size_t lo,
             /* From here on this pass only looks above b (see the file comment). */
             limit &= b == 63 ? 0 : ~(((uint64_t)2 << b) - 1);
             ev->pending[w] &= ~((uint64_t)1 << b);
-            const petra_instr_t *ins = &prog[(w << 6) | b];
-            double old_v[4];
+            const size_t node = (w << 6) | b;
+            const petra_instr_t *ins = &prog[node];
+            const int settles = (ev->settle[w] >> b) & 1;
+            double old_v[4], old_s[4];
             uint8_t old_q[4];
+            size_t n_s = settles ? ev->state_len[node] : 0;
+            if (n_s > 4) n_s = 4; /* the plan never says more (_event.py checks) */
             for (unsigned k = 0; k < ins->n_out; k++) {
                 old_v[k] = img[ins->out[k]];
                 old_q[k] = quality[ins->out[k]];
             }
+            if (n_s) memcpy(old_s, state + ins->state, n_s * sizeof(double));
             int64_t rc = petra_blocks_run(ins, 1, img, quality, state, params, now_ns,
                                           dt_ns, first_scan);
             if (rc < 0) return rc;
             ran++;
+            int changed = 0;
             for (unsigned k = 0; k < ins->n_out; k++) {
                 const uint32_t o = ins->out[k];
-                if (quality[o] != old_q[k] || !same_bits(img[o], old_v[k]))
+                if (quality[o] != old_q[k] || !same_bits(img[o], old_v[k])) {
                     petra__event_touch(ev, o);
+                    changed = 1;
+                }
             }
+            if (settles &&
+                (changed || first_scan || (ins->flags & PETRA_BF_FRESH) ||
+                 (n_s && memcmp(old_s, state + ins->state, n_s * sizeof(double)) != 0)))
+                ev->pending[w] |= (uint64_t)1 << b; /* not settled: run again next cycle */
         }
     }
     ev->ran += ran;

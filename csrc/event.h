@@ -4,8 +4,10 @@
  * A *node* is a block of the program in execution order: built-in instruction i is
  * node i, the custom (Python) blocks follow as nodes n_instr, n_instr + 1, ... A node
  * is *pure* when its outputs are a function of its inputs alone (the combinational
- * built-ins, see petra_op_pure, and custom blocks declared pure); every other node
- * (state, time, a custom block not declared pure) is *always* run.
+ * built-ins, see petra_op_pure, and custom blocks declared pure). A *settling* node
+ * keeps state but reads no time (edges, latches, counters, HYSTERESIS, DELAY; see
+ * petra_op_settles): its outputs and next state are a function of its inputs and its
+ * state. Every other node (time, a custom block not declared pure) is *always* run.
  *
  * The rules that make event mode produce the same image, the same writes and the
  * same timestamps as running every block (docs/blocks.md states them for users):
@@ -15,6 +17,10 @@
  *      first cycle of a program). A pure node runs iff pending; it is then cleared.
  *      Running a pure node on the same input bits gives the same output bits, so a
  *      node that is not pending would write what its outputs already hold.
+ *      A settling node runs when pending, and stays pending after a run that
+ *      changed an output or its state (or was a first scan): a run on the same
+ *      inputs and state that changed neither is a fixed point, and the next one
+ *      would give the same bits again.
  *   2. Nodes run in program order. A change seen by a node later in the order is
  *      picked up in the same cycle; one seen by a node earlier in the order (a
  *      feedback edge) waits for the next cycle, exactly as in the full cycle where
@@ -41,7 +47,9 @@ typedef struct {
     size_t n_nodes;           /* built-ins, then custom blocks */
     size_t n_words;           /* words of the node bitmaps: (n_nodes + 63) / 64 */
     uint64_t *pending;        /* node bits: an input may have changed since it ran */
-    const uint64_t *always;   /* node bits: run every cycle (stateful, timed, custom) */
+    const uint64_t *always;   /* node bits: run every cycle (timed, custom) */
+    const uint64_t *settle;   /* node bits: settling built-ins (rule 1) */
+    const uint8_t *state_len; /* n_instr: state doubles of each settling node (<= 4) */
     size_t image_size;
     const uint32_t *fan_off;  /* image_size + 1 offsets into fan_node */
     const uint32_t *fan_node; /* the nodes that read each image entry */
@@ -55,6 +63,9 @@ typedef struct {
 
 /* 1 when the op's outputs depend on its inputs alone (no state, no time). */
 int petra_op_pure(uint16_t op);
+
+/* 1 when the op keeps state but reads no time: it may settle (rule 1 above). */
+int petra_op_settles(uint16_t op);
 
 /* Every node pending and every output compared: the first cycle of a program, a
  * full copy-in, an image changed from outside. */

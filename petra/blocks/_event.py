@@ -8,10 +8,12 @@ module builds, once per compiled program, the arrays the C side walks:
 
 - the *fan-out*: for every image entry, the nodes (blocks) that read it, as CSR
   offsets and node ids, sorted by image index;
-- the *always* bitmap: built-ins the kernel does not call pure
-  (``petra_op_pure``: anything with state or time), custom blocks not declared
-  ``pure``, and any block that writes an image entry another block writes too
-  (then the last writer's value depends on who ran);
+- the *always* bitmap: built-ins that read time (neither ``petra_op_pure`` nor
+  ``petra_op_settles``), custom blocks not declared ``pure``, and any block that
+  writes an image entry another block writes too (then the last writer's value
+  depends on who ran);
+- the *settle* bitmap and state sizes: built-ins with state but no time, run until
+  a run changes neither their outputs nor their state;
 - ``out_pos``: image index -> position among the program's output signals, so a
   changed output is marked for copy-out in the full copy-out's order.
 
@@ -42,6 +44,7 @@ class EventPlan:
         image_size: int,
         output_signals: npt.NDArray[np.uint32],
         custom: Sequence[tuple[Sequence[int], Sequence[int], bool]],
+        state_sizes: Sequence[int],
     ) -> None:
         n_instr = len(instructions)
         n_nodes = n_instr + len(custom)
@@ -50,6 +53,14 @@ class EventPlan:
         self.n_instr, self.n_nodes = n_instr, n_nodes
 
         s, d, ws, wd, always = _edges(instructions, custom)
+        settle = np.zeros(n_nodes, bool)
+        state_len = np.zeros(max(n_instr, 1), np.uint8)
+        for i, op in enumerate(instructions["op"].tolist()):
+            if lib.petra_op_settles(op):
+                size = int(state_sizes[i])
+                if size <= SETTLE_STATE_MAX:
+                    settle[i], always[i] = True, False
+                    state_len[i] = size
         if len(s) and (s.min() < 0 or s.max() >= image_size):
             raise ValueError("an input index is outside the image")
         if len(ws) and (ws.min() < 0 or ws.max() >= image_size):
@@ -64,24 +75,25 @@ class EventPlan:
         self.fan_off = np.zeros(image_size + 1, np.uint32)
         np.cumsum(np.bincount(idx, minlength=image_size), out=self.fan_off[1:])
         self.fan_node = np.ascontiguousarray(node, np.uint32)
-        self.always = np.zeros(n_words, np.uint64)
+        self.always = _bitmap(always, n_words)
+        self.settle = _bitmap(settle, n_words)
+        self.state_len = state_len
         self.pending = np.zeros(n_words, np.uint64)
-        bits = np.zeros(n_words * 64, np.uint8)
-        bits[:n_nodes] = always
-        self.always[:] = np.packbits(bits, bitorder="little").view(np.uint64)
         self.out_pos = np.full(image_size, -1, np.int32)
         self.out_pos[np.asarray(output_signals, np.int64)] = np.arange(n_out, dtype=np.int32)
         self.cmp = np.zeros(max((n_out + 63) // 64, 1), np.uint64)
         self.n_always = int(always.sum())
+        self.n_settle = int(settle.sum())
 
         ev = ffi.new("petra_event_t *")
         # The from_buffer cdata own the views the struct's pointers point into.
         keep = [ffi.from_buffer(t, a) for t, a in (
             ("uint64_t[]", self.pending), ("uint64_t[]", self.always),
             ("uint32_t[]", self.fan_off), ("int32_t[]", self.out_pos),
-            ("uint64_t[]", self.cmp))]
+            ("uint64_t[]", self.cmp), ("uint64_t[]", self.settle),
+            ("uint8_t[]", self.state_len))]
         ev.n_instr, ev.n_nodes, ev.n_words = n_instr, n_nodes, n_words
-        ev.pending, ev.always, ev.fan_off, ev.out_pos, ev.cmp = keep
+        ev.pending, ev.always, ev.fan_off, ev.out_pos, ev.cmp, ev.settle, ev.state_len = keep
         ev.image_size = image_size
         if len(self.fan_node):
             keep.append(ffi.from_buffer("uint32_t[]", self.fan_node))
@@ -109,6 +121,15 @@ class EventPlan:
         :meth:`Program.run` that writes the image itself must say so)."""
         for i in indices:
             lib.petra_event_touch(self.ptr, int(i))
+
+
+SETTLE_STATE_MAX = 4  # the C side copies a settling node's state into 4 doubles
+
+
+def _bitmap(flags: npt.NDArray[np.bool_], n_words: int) -> npt.NDArray[np.uint64]:
+    bits = np.zeros(n_words * 64, np.uint8)
+    bits[: len(flags)] = flags
+    return np.packbits(bits, bitorder="little").view(np.uint64).copy()
 
 
 Edges = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],

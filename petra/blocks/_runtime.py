@@ -131,7 +131,8 @@ class Program:
             self.event = EventPlan(
                 instructions, image_size, self.output_signals,
                 [(cs.in_idx, cs.out_idx, bool(getattr(cs.obj, "pure", False)))
-                 for cs in customs])
+                 for cs in customs],
+                _instr_state_sizes(instructions, state_slots))
             self.event.mark_all()
 
     @property
@@ -290,3 +291,13 @@ class Program:
         for i, (v, q) in zip(step.out_idx, values, strict=True):
             img[i] = v
             quality[i] = q
+
+
+def _instr_state_sizes(instructions: npt.NDArray[Any],
+                       state_slots: dict[str, StateSlot]) -> list[int]:
+    """The state size of each instruction, by its state offset (the compiler lays
+    the built-ins' state out in instruction order)."""
+    size_at: dict[int, int] = {}
+    for s in state_slots.values():  # a stateless block shares its offset with the next
+        size_at[s.offset] = max(size_at.get(s.offset, 0), s.size)
+    return [size_at.get(int(off), 0) for off in instructions["state"].tolist()]

@@ -70,6 +70,7 @@ class ScanCounters:
     busy_reads: int = 0
     writes: int = 0
     reloads: int = 0
+    full_reads: int = 0  # cycles whose copy-in read every input (priming, a lapped journal)
 
 
 def grid_base(now_ns: int, period_ns: int, offset_ns: int) -> int:
@@ -231,6 +232,7 @@ class ScanEngine:
                 woke = fast.wake_ns
                 c.busy_reads += fast.busy
                 c.writes += fast.written
+                c.full_reads += fast.full
                 c.overruns += fast.overrun
                 c.skipped += fast.skipped
                 c.cycles += 1
@@ -245,12 +247,14 @@ class ScanEngine:
                 if b.primed:
                     busy = copy_in_journal(h, b.cursor, b.p_mask, b.p_in, b.n_in, b.p_img,
                                            b.p_q, applied, full, ev)
+                    c.full_reads += full[0]
                 else:
                     lib.petra_cursor_init(h, b.cursor, 0, STALL_TIMEOUT_NS)
                     busy = copy_in(h, b.p_in, b.n_in, b.p_img, b.p_q)
                     if ev:
                         mark_all(ev)
                     b.primed = True
+                    c.full_reads += 1
                 if busy < 0:
                     check(busy, "copy-in")
                 c.busy_reads += busy
