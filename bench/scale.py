@@ -227,7 +227,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915  # a linear script: measure, then r
             continue
 
         def g(key: str, name: str = name) -> float:
-            return result.get(key.format(name), float("nan"))
+            return float(result.get(key.format(name), float("nan")))
 
         rows.append([name, g("check_s_{}"), g("check_mib_{}"), g("start_s_{}"),
                      g("create_ms_{}"), g("attach_ms_{}"),
