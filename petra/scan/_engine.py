@@ -26,6 +26,14 @@ date from the change journal (every entry since the last cycle whose slot is an 
 so copy-in costs what changed, not the size of the plant; if the ring lapped the
 scan, that cycle reads every input slot instead. A program swap (hot reload)
 happens only here, between two cycles.
+
+Event mode
+----------
+A program compiled with ``event=True`` carries an event plan
+(``petra/blocks/_event.py``, rules in ``csrc/event.h``): copy-in marks the readers
+of each input it updates, the program runs only marked blocks (and those with
+time), and copy-out compares only the outputs that changed. A newly bound program
+and every full copy-in mark everything.
 """
 
 from __future__ import annotations
