@@ -14,10 +14,10 @@ petra_venv
 petra_install test
 python -c "import petra._native" # the C core built
 
-# The Debian package test (tests/package, tools/test-package.sh: 9-12 minutes) builds,
+# The Debian package test (tests/package, tools/test-package.sh: 5-17 minutes) builds,
 # installs, boots and purges the package on this machine: it runs only when asked,
-# `PETRA_PACKAGE_TESTS=1 tools/test.sh tests/package`, on a throwaway machine as root.
-# Otherwise it reports itself as not enabled.
+# `PETRA_PACKAGE_TESTS=1 tools/test.sh tests/package`, on a throwaway machine as root
+# (CI sets it: .ci/run). Otherwise it reports itself as not enabled.
 
 echo "test.sh: ruff"; ruff check .
 echo "test.sh: mypy --strict"; mypy
