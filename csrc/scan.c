@@ -154,7 +154,7 @@ int64_t petra_scan_copy_in_journal_ev(petra_seg_t *seg, petra_cursor_t *cur,
         if (n < 0) return n;
         for (int64_t i = 0; i < n; i++) {
             uint32_t k = slot[i];
-            if (k >= seg->n_signals || !is_input[k]) continue;
+            if (k >= seg->n_signals || !((is_input[k >> 3] >> (k & 7)) & 1)) continue;
             if (type[i] == PETRA_T_FLOAT)
                 memcpy(&img[k], &value[i], sizeof(double));
             else

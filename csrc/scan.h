@@ -35,7 +35,9 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
                             uint8_t *last_quality, int force);
 
 /* Copy-in from the change journal: apply every entry since the cursor whose slot is
- * an input (is_input[slot] != 0) to the image. A cursor fresh from petra_cursor_init,
+ * an input (bit slot of the bitmap is_input: byte slot / 8, bit slot % 8; a bitmap, not
+ * a byte per slot, so that at 100k signals it is 12.5 kB that stays in cache) to the
+ * image. A cursor fresh from petra_cursor_init,
  * or one that lost entries, copies in every input instead (PETRA_CUR_NEED_FULL) until
  * one such full copy-in finds no slot busy. *full_out says a full copy-in happened.
  * Returns the busy count of the full copy-in tried this cycle (0 when none) or a

@@ -121,8 +121,11 @@ class _Image:
                     self.last_quality[i] = previous.last_quality[j]
         # Journal copy-in: which slots are inputs, and where this image's reading of the
         # change journal stands. Unprimed until its first full copy-in.
-        self.is_input = np.zeros(max(n_signals, 1), np.uint8)
-        self.is_input[self.inputs] = 1
+        # A bitmap (bit k of byte k // 8): 12.5 kB at 100k signals, so the test of each
+        # journal entry stays a cache hit.
+        flags = np.zeros(max(n_signals, 1), np.uint8)
+        flags[self.inputs] = 1
+        self.is_input = np.packbits(flags, bitorder="little")
         self.cursor = ffi.new("petra_cursor_t *")
         self.primed = False
         self.p_mask = ffi.from_buffer("uint8_t[]", self.is_input)
