@@ -11,7 +11,7 @@ For each size N (plants from ``bench/plantgen.py``, 10 % stateful or timed block
   ``--start-timeout`` seconds;
 - ``create_ms_<N>`` / ``attach_ms_<N>``: ``Segment.create`` and ``Segment.attach`` of
   the plant's signal table, in this process;
-- ``cycle_us_<N>_<idle|1pct>[_event]``: p50 of the scan cycle (copy-in, blocks,
+- ``cycle_us_<N>_<idle|1pct>_<full|event>``: p50 of the scan cycle (copy-in, blocks,
   copy-out; the C cycle's own ``exec`` time) through :class:`ScanEngine` in this
   process, full cycle and event mode, with no input changing and with 1 % of the N
   signals (drawn from those no block writes) rewritten with new values before each
@@ -201,7 +201,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915  # a linear script: measure, then r
                 for key, (us, ran) in cycle_times(p, instance, args.cycles, period,
                                                   rng).items():
                     load_name, _, ev = key.partition("_")
-                    suffix = "_event" if ev else ""
+                    suffix = "_event" if ev else "_full"
                     add(f"cycle_us_{name}_{load_name}{suffix}", us)
                     if ev:
                         add(f"ran_{name}_{load_name}_event", ran)
@@ -219,7 +219,6 @@ def main() -> int:  # noqa: PLR0912, PLR0915  # a linear script: measure, then r
     for key, src in (("cycle_us_100k_1pct", "cycle_us_100k_1pct_event"),
                      ("cycle_us_100k_idle", "cycle_us_100k_idle_event")):
         if src in result:
-            result[key + "_full"] = result.get(key, float("nan"))
             result[key] = result[src]
     rows = []
     for name in sizes:
@@ -231,8 +230,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915  # a linear script: measure, then r
 
         rows.append([name, g("check_s_{}"), g("check_mib_{}"), g("start_s_{}"),
                      g("create_ms_{}"), g("attach_ms_{}"),
-                     g("cycle_us_{}_idle_full") if name == "100k" else g("cycle_us_{}_idle"),
-                     g("cycle_us_{}_1pct_full") if name == "100k" else g("cycle_us_{}_1pct"),
+                     g("cycle_us_{}_idle_full"), g("cycle_us_{}_1pct_full"),
                      g("cycle_us_{}_idle_event"), g("cycle_us_{}_1pct_event"),
                      g("ran_{}_1pct_event")])
     print_table(rows, ["N", "check s", "check MiB", "run->cycle s", "create ms", "attach ms",
