@@ -101,6 +101,17 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
                                    const uint8_t *is_input, const uint32_t *in_idx,
                                    size_t n_in, double *img, uint8_t *quality,
                                    int64_t *applied_out, int *full_out) {
+    return petra_scan_copy_in_journal_ev(seg, cur, is_input, in_idx, n_in, img, quality,
+                                         applied_out, full_out, NULL);
+}
+
+/* With an event plan (event.h), every input an entry is applied to is touched, and a
+ * full read marks everything (it may have brought any input's newer value). */
+int64_t petra_scan_copy_in_journal_ev(petra_seg_t *seg, petra_cursor_t *cur,
+                                      const uint8_t *is_input, const uint32_t *in_idx,
+                                      size_t n_in, double *img, uint8_t *quality,
+                                      int64_t *applied_out, int *full_out,
+                                      petra_event_t *ev) {
     enum { CHUNK = 256 };
     uint32_t slot[CHUNK];
     uint64_t value[CHUNK];
@@ -126,6 +137,7 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
         cur->stall_since_ns = 0;
         int64_t busy = petra__read_scatter_f64(seg, in_idx, n_in, img, quality);
         if (busy < 0) return busy;
+        if (ev) petra_event_mark_all(ev);
         if (busy == 0) {
             cur->flags &= ~(uint32_t)PETRA_CUR_NEED_FULL;
             *full_out = 1;
@@ -142,12 +154,13 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
         if (n < 0) return n;
         for (int64_t i = 0; i < n; i++) {
             uint32_t k = slot[i];
-            if (k >= seg->n_signals || !is_input[k]) continue;
+            if (k >= seg->n_signals || !((is_input[k >> 3] >> (k & 7)) & 1)) continue;
             if (type[i] == PETRA_T_FLOAT)
                 memcpy(&img[k], &value[i], sizeof(double));
             else
                 img[k] = (double)(int64_t)value[i];
             quality[k] = q[i];
+            if (ev) petra__event_touch(ev, k);
             applied++;
         }
         if ((size_t)n < want) break; /* caught up, or waiting on an unpublished entry */
@@ -160,6 +173,7 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
         cur->flags |= PETRA_CUR_NEED_FULL;
         *full_out = 1;
         int64_t busy = petra__read_scatter_f64(seg, in_idx, n_in, img, quality);
+        if (ev) petra_event_mark_all(ev);
         if (busy == 0) cur->flags &= ~(uint32_t)PETRA_CUR_NEED_FULL;
         return busy;
     }
@@ -167,6 +181,37 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
 }
 
 static inline int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* Write output i (slot k) if its value bits or quality differ from the last write
+ * (or always, with force). Returns 1 written, 0 not, or a negative error; *now is the
+ * cycle's one timestamp, read at the first write. A busy slot stays "changed" and is
+ * retried next cycle. */
+static inline int out_one(petra_seg_t *seg, uint32_t k, size_t i, const double *img,
+                          const uint8_t *quality, double *last, uint8_t *last_quality,
+                          int force, int64_t *now) {
+    if (k >= seg->n_signals) return PETRA_ERANGE;
+    double v = img[k];
+    uint8_t q = quality[k] > PETRA_Q_GOOD ? PETRA_Q_BAD : quality[k];
+    if (!force && q == last_quality[i] && same_bits(v, last[i])) return 0;
+    if (!*now) *now = petra__clock(CLOCK_REALTIME); /* one timestamp per cycle */
+    /* No waiting (wait = 0): the scan never waits on a lock a lower-priority
+     * process holds; a busy output is retried next cycle. */
+    int rc = petra__write_f64_at(seg, k, v, q, *now, 0);
+    if (rc == PETRA_EINVAL) {
+        /* NaN/inf/out of range for an int or bool slot: keep the last value, BAD. */
+        q = PETRA_Q_BAD;
+        rc = petra__write_f64_at(seg, k, last[i] == last[i] ? last[i] : 0.0, q, *now, 0);
+        v = last[i];
+    }
+    if (rc == PETRA_OK) {
+        last[i] = v;
+        last_quality[i] = q;
+        return 1;
+    }
+    /* PETRA_EBUSY: a stuck writer holds the slot; it stays "changed" and is
+     * retried next cycle. */
+    return 0;
+}
 
 /* Write outputs whose value bits or quality changed since the last write (or all,
  * with force). Returns how many were written; a busy slot stays "changed" and is
@@ -178,29 +223,41 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
     int64_t written = 0;
     int64_t now = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t k = idx[i];
-        if (k >= seg->n_signals) return PETRA_ERANGE;
-        double v = img[k];
-        uint8_t q = quality[k] > PETRA_Q_GOOD ? PETRA_Q_BAD : quality[k];
-        if (!force && q == last_quality[i] && same_bits(v, last[i])) continue;
-        if (!now) now = petra__clock(CLOCK_REALTIME); /* one timestamp per cycle */
-        /* No waiting (wait = 0): the scan never waits on a lock a lower-priority
-         * process holds; a busy output is retried next cycle. */
-        int rc = petra__write_f64_at(seg, k, v, q, now, 0);
-        if (rc == PETRA_EINVAL) {
-            /* NaN/inf/out of range for an int or bool slot: keep the last value, BAD. */
-            q = PETRA_Q_BAD;
-            rc = petra__write_f64_at(seg, k, last[i] == last[i] ? last[i] : 0.0, q, now, 0);
-            v = last[i];
-        }
-        if (rc == PETRA_OK) {
-            last[i] = v;
-            last_quality[i] = q;
-            written++;
-        }
-        /* PETRA_EBUSY: a stuck writer holds the slot; it stays "changed" and is
-         * retried next cycle. */
+        int rc = out_one(seg, idx[i], i, img, quality, last, last_quality, force, &now);
+        if (rc < 0) return rc;
+        written += rc;
     }
+    return written;
+}
+
+/* Event mode: only the outputs in ev->cmp, in position order (the order of the full
+ * copy-out). An output that still differs from its last write afterwards (busy slot,
+ * a value its slot refused) keeps its bit, as the full cycle would compare it again. */
+int64_t petra_scan_copy_out_ev(petra_seg_t *seg, const uint32_t *idx, size_t n,
+                               const double *img, const uint8_t *quality, double *last,
+                               uint8_t *last_quality, petra_event_t *ev) {
+    if (seg->readonly) return PETRA_EINVAL;
+    if (n != ev->n_out) return PETRA_EINVAL;
+    int64_t written = 0, compared = 0;
+    int64_t now = 0;
+    const size_t words = (n + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+        uint64_t bits = ev->cmp[w];
+        while (bits) {
+            const unsigned b = (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            const size_t i = (w << 6) | b;
+            const uint32_t k = idx[i];
+            int rc = out_one(seg, k, i, img, quality, last, last_quality, 0, &now);
+            if (rc < 0) return rc;
+            written += rc;
+            compared++;
+            uint8_t q = quality[k] > PETRA_Q_GOOD ? PETRA_Q_BAD : quality[k];
+            if (q == last_quality[i] && same_bits(img[k], last[i]))
+                ev->cmp[w] &= ~((uint64_t)1 << b);
+        }
+    }
+    ev->compared = compared;
     return written;
 }
 
@@ -209,23 +266,32 @@ int64_t petra_scan_cycle(petra_cycle_t *c) {
     int64_t latency = petra_wait_until(deadline, c->spin_ns);
     int64_t woke = deadline + latency;
     int64_t busy;
+    petra_event_t *ev = c->event;
+    if (ev) petra_event_begin(ev);
     if (c->cursor) {
-        busy = petra_scan_copy_in_journal(c->seg, c->cursor, c->is_input, c->in_idx, c->n_in,
-                                          c->img, c->quality, &c->applied, &c->full);
+        busy = petra_scan_copy_in_journal_ev(c->seg, c->cursor, c->is_input, c->in_idx,
+                                             c->n_in, c->img, c->quality, &c->applied,
+                                             &c->full, ev);
     } else {
         busy = petra__read_scatter_f64(c->seg, c->in_idx, c->n_in, c->img, c->quality);
+        if (ev) petra_event_mark_all(ev);
         c->applied = 0;
         c->full = 1;
     }
     if (busy < 0) return busy;
     int64_t dt = c->prev_wake_ns ? woke - c->prev_wake_ns : c->period_ns;
     if (c->n_prog) {
-        int64_t rc = petra_blocks_run(c->prog, c->n_prog, c->img, c->quality, c->state,
-                                      c->params, woke, dt, 0);
+        int64_t rc = ev ? petra_event_run(ev, c->prog, 0, c->n_prog, c->img, c->quality,
+                                          c->state, c->params, woke, dt, 0)
+                        : petra_blocks_run(c->prog, c->n_prog, c->img, c->quality, c->state,
+                                           c->params, woke, dt, 0);
         if (rc < 0) return rc;
     }
-    int64_t written = petra_scan_copy_out(c->seg, c->out_idx, c->n_out, c->img, c->quality,
-                                          c->last, c->last_quality, 0);
+    int64_t written =
+        ev ? petra_scan_copy_out_ev(c->seg, c->out_idx, c->n_out, c->img, c->quality, c->last,
+                                    c->last_quality, ev)
+           : petra_scan_copy_out(c->seg, c->out_idx, c->n_out, c->img, c->quality, c->last,
+                                 c->last_quality, 0);
     if (written < 0) return written;
     int64_t end = mono_now();
     c->k++;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "blocks.h"
+#include "event.h"
 #include "petra.h"
 
 /* CFFI-BEGIN */
@@ -34,7 +35,9 @@ int64_t petra_scan_copy_out(petra_seg_t *seg, const uint32_t *idx, size_t n,
                             uint8_t *last_quality, int force);
 
 /* Copy-in from the change journal: apply every entry since the cursor whose slot is
- * an input (is_input[slot] != 0) to the image. A cursor fresh from petra_cursor_init,
+ * an input (bit slot of the bitmap is_input: byte slot / 8, bit slot % 8; a bitmap, not
+ * a byte per slot, so that at 100k signals it is 12.5 kB that stays in cache) to the
+ * image. A cursor fresh from petra_cursor_init,
  * or one that lost entries, copies in every input instead (PETRA_CUR_NEED_FULL) until
  * one such full copy-in finds no slot busy. *full_out says a full copy-in happened.
  * Returns the busy count of the full copy-in tried this cycle (0 when none) or a
@@ -43,6 +46,16 @@ int64_t petra_scan_copy_in_journal(petra_seg_t *seg, petra_cursor_t *cur,
                                    const uint8_t *is_input, const uint32_t *in_idx,
                                    size_t n_in, double *img, uint8_t *quality,
                                    int64_t *applied_out, int *full_out);
+/* The same, touching what it changes in an event plan (ev may be NULL; event.h). */
+int64_t petra_scan_copy_in_journal_ev(petra_seg_t *seg, petra_cursor_t *cur,
+                                      const uint8_t *is_input, const uint32_t *in_idx,
+                                      size_t n_in, double *img, uint8_t *quality,
+                                      int64_t *applied_out, int *full_out,
+                                      petra_event_t *ev);
+/* Event-mode copy-out: compare and write only the outputs in ev->cmp (event.h). */
+int64_t petra_scan_copy_out_ev(petra_seg_t *seg, const uint32_t *idx, size_t n,
+                               const double *img, const uint8_t *quality, double *last,
+                               uint8_t *last_quality, petra_event_t *ev);
 
 /* One whole cycle in C for a program made only of built-in blocks: the engine
  * fills the pointers once per program and calls petra_scan_cycle once per cycle. */
@@ -78,6 +91,7 @@ typedef struct {
     int64_t written;
     int64_t applied;         /* journal entries applied to the image */
     int full;                /* 1 when the cycle did a full copy-in */
+    petra_event_t *event;    /* event mode when set (event.h); NULL runs every block */
 } petra_cycle_t;
 
 int64_t petra_scan_cycle(petra_cycle_t *c);

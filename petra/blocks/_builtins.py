@@ -42,6 +42,12 @@ class Kernel:
     op_name: str
     n_state: int
 
+    @property
+    def pure(self) -> bool:
+        """Outputs depend on the inputs alone: no state, hence no time either (the
+        kernel's ``petra_op_pure`` decides event mode; a test keeps the two equal)."""
+        return self.n_state == 0
+
 
 KERNELS: dict[str, Kernel] = {}
 

@@ -74,8 +74,13 @@ def compile_program(
     instances: Sequence[BlockInstance],
     n_signals: int,
     previous: Program | None = None,
+    *,
+    event: bool = False,
 ) -> Program:
     """Compile blocks (in execution order, signals as indices) into a :class:`Program`.
+
+    ``event`` builds the program's event plan (``_event.py``): it then runs only the
+    blocks whose inputs changed, plus those with state or time.
 
     Raises :class:`ConfigError` for what the config validator should already have
     caught (unknown type, port or parameter, value out of range) and for what only
@@ -88,7 +93,7 @@ def compile_program(
             raise _err(block, "duplicate block name")
         seen.add(block.name)
         compiler.add(block)
-    return compiler.finish(instances)
+    return compiler.finish(instances, event)
 
 
 def _err(block: BlockInstance, message: str, key: str = "") -> ConfigError:
@@ -255,7 +260,7 @@ class _Compiler:
         self.state_size += n_state
         self.plan.append(("c", len(self.rows) - 1))
 
-    def finish(self, instances: Sequence[BlockInstance]) -> Program:
+    def finish(self, instances: Sequence[BlockInstance], event: bool = False) -> Program:
         base = self.n_signals + len(self.image.constants)
         image_size = base + self.image.n_scratch
 
@@ -307,6 +312,7 @@ class _Compiler:
             state_slots=self.state_slots,
             errors=self.errors,
             keepalive=base_ptr,
+            event=event,
         )
         program.kept = tuple(self.kept)
         return program

@@ -56,6 +56,11 @@ class CustomBlock:
     """
 
     spec: ClassVar[BlockSpec]
+    #: True promises that ``step`` depends on its inputs (and parameters) alone: no
+    #: state kept between steps, no ``ctx.now_ns``/``dt_ns``, no outside world. In
+    #: the scan's event mode a pure block is stepped only when an input changed;
+    #: any other custom block is stepped every cycle.
+    pure: ClassVar[bool] = False
 
     def init(self, params: Mapping[str, Any]) -> None:
         """Called once with the block's parameters (defaults filled in)."""

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from petra import _core
 from petra._core import check, ffi, lib
 from petra.blocks._custom import CustomBlock, StepContext, log
+from petra.blocks._event import EventPlan
 from petra.blocks._instance import BlockInstance, Const
 from petra.types import Quality
 
@@ -56,6 +57,7 @@ class CustomStep:
     out_idx: tuple[int, ...]
     fresh: bool
     last_log_ns: int | None = None
+    node: int = -1  # its node in the event plan (n_instr + its rank among customs)
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class Program:
         state_slots: dict[str, StateSlot],
         errors: dict[str, int],
         keepalive: Any = None,
+        event: bool = False,
     ) -> None:
         self.blocks = tuple(blocks)
         self.n_signals = n_signals
@@ -123,6 +126,17 @@ class Program:
         self._qual: npt.NDArray[np.uint8] | None = None
         self._img_ptr: Any = ffi.NULL
         self._q_ptr: Any = ffi.NULL
+        customs = [s for s in steps if isinstance(s, CustomStep)]
+        for j, cs in enumerate(customs):
+            cs.node = len(instructions) + j
+        self.event: EventPlan | None = None
+        if event:
+            self.event = EventPlan(
+                instructions, image_size, self.output_signals,
+                [(cs.in_idx, cs.out_idx, bool(getattr(cs.obj, "pure", False)))
+                 for cs in customs],
+                _instr_state_sizes(instructions, state_slots))
+            self.event.mark_all()
 
     @property
     def n_builtin(self) -> int:
@@ -192,10 +206,16 @@ class Program:
         dt_ns: int,
         first_scan: bool,
     ) -> None:
-        """Execute every block once, in order, on the image."""
+        """Execute every block once, in order, on the image (in event mode: the
+        blocks the event plan says may produce something new, see ``_event.py``; a
+        caller that changes the image itself reports it with ``event.touch``)."""
         if img is not self._img or quality is not self._qual:
             self._bind(img, quality)
         first = 1 if first_scan else 0
+        ev = self.event
+        if ev is not None:
+            self._run_event(ev, img, quality, (now_ns, dt_ns, first_scan))
+            return
         for step in self._steps:
             if type(step) is CRun:
                 rc = lib.petra_blocks_run(
@@ -207,6 +227,43 @@ class Program:
             else:
                 assert isinstance(step, CustomStep)
                 self._run_custom(step, img, quality, (now_ns, dt_ns, first_scan))
+        if self._fresh:
+            flags = self.instructions["flags"]
+            flags &= ~np.uint32(FLAG_FRESH)
+            self._fresh = False
+
+    def _run_event(
+        self,
+        ev: EventPlan,
+        img: npt.NDArray[np.float64],
+        quality: npt.NDArray[np.uint8],
+        clock: tuple[int, int, bool],
+    ) -> None:
+        now_ns, dt_ns, first_scan = clock
+        p = ev.ptr
+        if first_scan:
+            lib.petra_event_mark_all(p)
+        lib.petra_event_begin(p)
+        base = self._keepalive
+        for step in self._steps:
+            if type(step) is CRun:
+                rc = lib.petra_event_run(
+                    p, base, step.start, step.start + step.count, self._img_ptr, self._q_ptr,
+                    self._state_ptr, self._params_ptr, now_ns, dt_ns, 1 if first_scan else 0,
+                )  # fmt: skip
+                if rc < 0:
+                    check(rc, "block program run (an instruction the kernel refused)")
+            else:
+                assert isinstance(step, CustomStep)
+                if not lib.petra_event_take(p, step.node):
+                    continue
+                p.ran += 1
+                outs = step.out_idx
+                before = [(img[i].tobytes(), int(quality[i])) for i in outs]
+                self._run_custom(step, img, quality, clock)
+                for i, (v, q) in zip(outs, before, strict=True):
+                    if int(quality[i]) != q or img[i].tobytes() != v:
+                        lib.petra_event_touch(p, i)
         if self._fresh:
             flags = self.instructions["flags"]
             flags &= ~np.uint32(FLAG_FRESH)
@@ -252,3 +309,13 @@ class Program:
         for i, (v, q) in zip(step.out_idx, values, strict=True):
             img[i] = v
             quality[i] = q
+
+
+def _instr_state_sizes(instructions: npt.NDArray[Any],
+                       state_slots: dict[str, StateSlot]) -> list[int]:
+    """The state size of each instruction, by its state offset (the compiler lays
+    the built-ins' state out in instruction order)."""
+    size_at: dict[int, int] = {}
+    for s in state_slots.values():  # a stateless block shares its offset with the next
+        size_at[s.offset] = max(size_at.get(s.offset, 0), s.size)
+    return [size_at.get(int(off), 0) for off in instructions["state"].tolist()]

@@ -206,6 +206,10 @@ class ScanConfig(_Model):
         default="uncertain",
         description="While the scan process is down, its outputs are marked with substatus "
                     "SCAN_DOWN and this quality (value and source time kept); keep: not marked")
+    mode: Literal["full", "event"] = Field(
+        default="full",
+        description="Cycle: full (run every block) or event (run only blocks whose inputs "
+                    "changed, and every block with state or time; same result)")
 
     @field_validator("period")
     @classmethod

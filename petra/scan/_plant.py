@@ -84,6 +84,7 @@ class ScanSettings:
     rt: bool
     cpu_dma_latency: bool
     journal_capacity: int | None  # None: sized from the plant (journal_capacity_for)
+    mode: str = "full"  # the cycle: "full" (every block) or "event" (what changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class ScanPlant:
         data = (
             FORMAT, self.instance, self.source,
             (s.period_ns, s.grid_offset_ns, s.spin_ns, s.cpu, s.policy, s.priority, s.rt,
-             s.cpu_dma_latency, s.journal_capacity),
+             s.cpu_dma_latency, s.journal_capacity, s.mode),
             tuple(_signal_row(d) for d in self.signals),
             self.safe_values,
             tuple((b.name, b.type, {k: _encode_input(v) for k, v in b.inputs.items()},
@@ -188,7 +189,8 @@ class ScanPlant:
             scan=ScanSettings(
                 period_ns=sc.period_ns, grid_offset_ns=sc.grid_offset_ns, spin_ns=sc.spin_ns,
                 cpu=sc.cpu, policy=sc.policy, priority=sc.fifo_priority or 80, rt=sc.rt,
-                cpu_dma_latency=sc.cpu_dma_latency, journal_capacity=sc.journal_capacity),
+                cpu_dma_latency=sc.cpu_dma_latency, journal_capacity=sc.journal_capacity,
+                mode=getattr(sc, "mode", "full")),
             signals=tuple(plant.signal_defs()),
             safe_values=tuple((s.name, s.safe_value) for s in plant.config.signals
                               if getattr(s, "safe_value", None) is not None),

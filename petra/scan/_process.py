@@ -92,7 +92,8 @@ def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | N
         load_entry_points()
     instances = [b.bind(segment.index) for b in plant.blocks]
     prev = cast("Program | None", previous)  # the engine only ever holds compiled Programs
-    program: BlockProgram = compile_program(instances, len(segment), previous=prev)
+    program: BlockProgram = compile_program(instances, len(segment), previous=prev,
+                                            event=plant.scan.mode == "event")
     return program
 
 

@@ -94,7 +94,7 @@ def test_scan_copy_in_stays_in_full_mode_until_a_clean_read(seg: Segment) -> Non
     lib.petra_cursor_init(h, cur, 0, 10**9)
     assert cur.flags & lib.PETRA_CUR_NEED_FULL  # a cursor at head has seen nothing yet
     inputs = np.arange(3, dtype=np.uint32)
-    is_input = np.ones(3, np.uint8)
+    is_input = np.array([0b111], np.uint8)  # a bitmap: slots 0, 1, 2
     img = np.zeros(3, np.float64)
     q = np.zeros(3, np.uint8)
     applied, full = ffi.new("int64_t *"), ffi.new("int *")
