@@ -216,11 +216,7 @@ class ScanProcess:
             if ready is not None:
                 ready(engine)
             counters = engine.run(self.stop_event.is_set, max_cycles=max_cycles)
-            heartbeat.beat(ProcessState.STOPPING)
-            worker.stop()
-            keeper.stop(final_write=True)
-            engine.write_safe_values(safe_values(self._plant, segment))
-            heartbeat.set_counter(HB_CYCLES, counters.cycles)
+            self._stop_cleanly(engine, heartbeat, keeper, segment, counters.cycles)
             log.info("event=scan_stop cycles=%d overruns=%d skipped=%d", counters.cycles,
                      counters.overruns, counters.skipped)
             heartbeat.beat(ProcessState.STOPPED)
@@ -234,6 +230,16 @@ class ScanProcess:
             segment.close()
             if self.create:
                 segment.unlink()  # and the retain area with it
+
+    def _stop_cleanly(self, engine: ScanEngine, heartbeat: HeartbeatHandle,
+                      keeper: RetainKeeper, segment: Segment, cycles: int) -> None:
+        """A stop asked for: no reload any more, the retained state written to its file,
+        then the safe values (the retain file holds the state before them)."""
+        heartbeat.beat(ProcessState.STOPPING)
+        self._worker.stop()
+        keeper.stop(final_write=True)
+        engine.write_safe_values(safe_values(self._plant, segment))
+        heartbeat.set_counter(HB_CYCLES, cycles)
 
     def _open(self) -> tuple[ScanPlant, Segment, HeartbeatHandle]:
         """The plant, the segment (attached or created) and this process's heartbeat.
