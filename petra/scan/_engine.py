@@ -59,7 +59,7 @@ from petra._core import check, ffi, lib
 from petra.errors import PetraError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.shm import HeartbeatHandle, ProcessState, Quality, Segment, StatsWriter
-from petra.types import ScanCounter
+from petra.types import ScanCounter, Substatus
 
 log = logging.getLogger("petra.scan")
 
@@ -397,6 +397,12 @@ class ScanEngine:
         busy = lib.petra_scan_copy_in(self._h, b.p_out, b.n_out, b.p_img, b.p_q)
         if busy < 0:
             check(busy, "priming the outputs")
+        # The supervisor's SCAN_DOWN mark is about the outage, not about the value the
+        # scan last computed: a feedback loop must not carry the mark on for ever, so a
+        # marked output is primed GOOD (its value is the scan's own last one).
+        for index in b.outputs.tolist():
+            if self.segment.read_index(index).substatus is Substatus.SCAN_DOWN:
+                b.quality[index] = int(Quality.GOOD)
 
     def write_safe_values(self, safe: Mapping[int, float | int | bool]) -> None:
         """Write each signal's configured safe value (on stop)."""
