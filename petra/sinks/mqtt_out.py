@@ -424,6 +424,13 @@ class MqttOutSink(ConnectedProcess):
             sender = topic[len(self.cmd_topic) + 1:]  # the broker user (ACL: %u)
         else:
             return  # our own replies, or nothing of ours
+        if msg.retain:
+            # The broker replays a retained command on every subscribe: acting on it
+            # would repeat an old "set" after each reconnect. Counted, logged, unanswered.
+            self.tm.inc(SinkCounter.REJECTED)
+            self.rlog(logging.WARNING, "cmd_retained",
+                      "event=command_ignored reason=retained topic=%s", topic)
+            return
         reply = handle_command(self.seg, bytes(msg.payload), self.policy, audit=self.audit,
                                sender=sender)
         if not reply.ok:

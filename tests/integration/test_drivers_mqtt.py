@@ -206,6 +206,32 @@ def test_commands_set_get_and_refusals(mosquitto: Mosquitto, make_segment: Any) 
     client.loop_stop()
 
 
+def test_a_retained_command_is_not_acted_on(mosquitto: Mosquitto, make_segment: Any) -> None:
+    """A command left retained on the broker comes again on every subscribe: the sink
+    must not repeat it after each reconnect (it counts it as refused, unanswered)."""
+    seg = make_segment([SignalDef("sp", SignalType.FLOAT, writable=True, initial=1.0)])
+    cfg = out_cfg({"port": mosquitto.port}, [], commands={"roles": {"*": "operator"}})
+    client = mosquitto.client()
+    cmd = f"petra/{seg.instance}/cmd"
+    col = Collector(client, f"{cmd}/reply/#")
+    stale = {"op": "set", "signal": "sp", "value": 99, "id": "stale"}
+    client.publish(cmd, json.dumps(stale), qos=1, retain=True).wait_for_publish(5)
+    try:
+        with driver_process(cfg, seg) as sink:
+            sink.wait_state(ConnState.UP)
+            wait_until(lambda: sink.counter(SinkCounter.REJECTED) >= 1, 15,
+                       "the retained command seen and refused")
+            assert seg.read("sp").value == 1.0
+            fresh = {"op": "set", "signal": "sp", "value": 7, "id": "fresh"}
+            client.publish(cmd, json.dumps(fresh), qos=1).wait_for_publish(5)
+            wait_until(lambda: seg.read("sp").value == 7.0, 10, "a live command applied")
+            assert not any(json.loads(p).get("id") == "stale"
+                           for p in col.on_topic(f"{cmd}/reply")), "stale one answered"
+    finally:
+        client.publish(cmd, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+        client.loop_stop()
+
+
 def _try(fn: Any, arg: Any) -> Any:
     try:
         return fn(arg)
