@@ -82,8 +82,8 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # closed after the module: Playwright's sync API keeps
+def browser() -> Iterator[Any]:  # an event loop running that later asyncio.run() refuses
     if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package "
                     "(apt-get install chromium; tools/test.sh does) or set PETRA_CHROMIUM")
