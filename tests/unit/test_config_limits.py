@@ -478,5 +478,5 @@ def test_a_bad_tag_on_a_key_does_not_hide_the_mappings_errors() -> None:
     assert {(e.key_path, e.message) for e in errs} == {
         ("scan", "!!int needs an integer, got 'abc'"),
         ("scan.abc", "unknown key 'abc'; expected one of: cpu, cpu_dma_latency, grid_offset, "
-                     "journal_capacity, period, policy, priority, rt, scan_down, spin, wait"),
+                     "journal_capacity, mode, period, policy, priority, rt, scan_down, spin, wait"),
         ("scan.cpu", "expected a valid integer, got 'x'")}
