@@ -24,7 +24,8 @@ from test_run_e2e import Running, start, stop
 
 from petra.shm import Segment, read_heartbeats
 
-PLANT = """\
+# One plant per device kind: the same signals and latch, one driver of that kind.
+_SIGNALS_AND_LATCH = """\
 instance: {instance}
 scan: {{period: 10ms, policy: other, wait: sleep}}
 signals:
@@ -36,18 +37,22 @@ signals:
   - {{name: l.q, type: bool}}
 blocks:
   - {{name: latch, type: RS, inputs: {{s: l.s, r1: l.r}}, outputs: {{q1: l.q}}}}
-drivers:
-  - kind: modbus_tcp
-    name: plc
-    host: 127.0.0.1
-    port: {port}
-    poll_period_s: 0.1
-    timeouts: {{connect_s: 1, request_s: 0.5}}
-    points:
+"""
+
+
+def _device_plant(kind: str, name: str, points: str) -> str:
+    """The plant text (to ``.format(instance=, port=)``) with one ``kind`` driver."""
+    return _SIGNALS_AND_LATCH + (
+        f"drivers:\n  - kind: {kind}\n    name: {name}\n    host: 127.0.0.1\n"
+        "    port: {port}\n    poll_period_s: 0.1\n"
+        "    timeouts: {{connect_s: 1, request_s: 0.5}}\n    points:\n" + points)
+
+
+PLANT = _device_plant("modbus_tcp", "plc", """\
       - {{signal: level, table: holding, address: 10}}
       - {{signal: cmd, table: holding, address: 0, direction: write}}
       - {{signal: pump, table: coil, address: 0, direction: write}}
-"""
+""")
 
 HOLDING, COIL = 3, 1
 
@@ -274,30 +279,11 @@ def test_healthz_degraded_with_a_reason_during_a_device_outage(
     wait_until(lambda: healthz(r)["status"] == "ok", timeout=10, what="health back to ok")
 
 
-S7_PLANT = """\
-instance: {instance}
-scan: {{period: 10ms, policy: other, wait: sleep}}
-signals:
-  - {{name: cmd, type: float, writable: true}}
-  - {{name: pump, type: bool, writable: true}}
-  - {{name: level, type: float}}
-  - {{name: l.s, type: bool, writable: true}}
-  - {{name: l.r, type: bool, writable: true}}
-  - {{name: l.q, type: bool}}
-blocks:
-  - {{name: latch, type: RS, inputs: {{s: l.s, r1: l.r}}, outputs: {{q1: l.q}}}}
-drivers:
-  - kind: s7
-    name: cpu
-    host: 127.0.0.1
-    port: {port}
-    poll_period_s: 0.1
-    timeouts: {{connect_s: 1, request_s: 0.5}}
-    points:
+S7_PLANT = _device_plant("s7", "cpu", """\
       - {{signal: level, address: "DB1.DBD0:REAL"}}
       - {{signal: cmd, address: "DB1.DBD4:REAL", direction: write}}
       - {{signal: pump, address: "DB1.DBX8.0", direction: write}}
-"""
+""")
 
 
 def test_s7_restarted_with_zeroed_outputs_gets_them_back(tmp_path: Path) -> None:
