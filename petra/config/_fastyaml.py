@@ -417,4 +417,6 @@ class _Reader:
             return token.lower() == "true"
         if first in "~nN" and _NULL_RE.match(token):
             return None
+        if token == "<<":
+            raise _GiveUp  # plain ``<<`` is the merge tag, which the exact reader refuses
         return token

@@ -171,7 +171,8 @@ def test_fast_agrees_with_exact_on_generated_text(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["a: {k : 1}\n", "a: {k:  1 , j: x  y}\n", "a: {k: 1,j: 2}\n",
-                                  "a: [x, {k: 1}]\n", "a: {k: [1, 2]}\n", "a: b c  \n"])
+                                  "a: [x, {k: 1}]\n", "a: {k: [1, 2]}\n", "a: b c  \n",
+                                  "a:\n  - <<\n", "a: [<<]\n", "a: {k: <<}\n"])
 def test_edges_of_the_split_path(text: str) -> None:
     agrees(text)
 
