@@ -34,9 +34,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petra.errors import ConfigError
+
+if TYPE_CHECKING:
+    from petra.config import Plant
 
 LOOKBACK_S = 3600.0
 
@@ -99,7 +102,7 @@ def _steps(table: Any, names: list[str]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def replay(plant: Any, recording: Any, t_from: int, t_to: int, *, atol: float = 1e-6,
+def replay(plant: Plant, recording: Any, t_from: int, t_to: int, *, atol: float = 1e-6,
            rtol: float = 1e-3, speed: float | None = None,
            keep_series: bool = False) -> tuple[ReplayResult, dict[str, Any]]:
     """Replay ``plant`` over ``recording`` (an Arrow table from
@@ -134,7 +137,7 @@ def replay(plant: Any, recording: Any, t_from: int, t_to: int, *, atol: float = 
     return result, extra
 
 
-def _run(plant: Any, rec_in: dict[str, tuple[Any, Any]], outputs: list[str], t0: int, *,
+def _run(plant: Plant, rec_in: dict[str, tuple[Any, Any]], outputs: list[str], t0: int, *,
          period: int, n_cycles: int, speed: float | None) -> tuple[Any, int, float]:
     """Run the scan engine on a private segment and a fake clock; the outputs after each
     cycle (rows), the number of input samples applied, and the wall time."""
@@ -142,7 +145,7 @@ def _run(plant: Any, rec_in: dict[str, tuple[Any, Any]], outputs: list[str], t0:
 
     import numpy as np
 
-    from petra.scan import FakeClock, ScanEngine, build_program
+    from petra.scan import FakeClock, ScanEngine, ScanPlant, build_program
     from petra.shm import Segment
 
     instance = f"replay-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
@@ -164,7 +167,7 @@ def _run(plant: Any, rec_in: dict[str, tuple[Any, Any]], outputs: list[str], t0:
         evv = (np.concatenate([e[2] for e in ev]) if ev else np.zeros(0))[order]
         out_idx = np.asarray([seg.index(n) for n in outputs], np.uint32)
         series = np.zeros((n_cycles, len(outputs)), np.float64)
-        engine = ScanEngine(seg, build_program(plant, seg), period,
+        engine = ScanEngine(seg, build_program(ScanPlant.from_plant(plant), seg), period,
                             FakeClock(start_ns=t0 - period), offset_ns=t0 % period,
                             record_stats=False)
         state = [0, 0]  # next cycle, next input sample

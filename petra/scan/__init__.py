@@ -13,6 +13,7 @@ from petra.errors import RealTimeError, ReloadError
 if TYPE_CHECKING:
     from petra.scan._clock import Clock, FakeClock, MonotonicClock
     from petra.scan._engine import BlockProgram, ScanCounters, ScanEngine, grid_base
+    from petra.scan._plant import ScanPlant
     from petra.scan._process import ScanProcess, build_program, main
     from petra.scan._rt import RtSettings, RtState, apply
 
@@ -20,6 +21,7 @@ _HOMES = {
     "Clock": "_clock", "FakeClock": "_clock", "MonotonicClock": "_clock",
     "BlockProgram": "_engine", "ScanCounters": "_engine", "ScanEngine": "_engine",
     "grid_base": "_engine",
+    "ScanPlant": "_plant",
     "ScanProcess": "_process", "build_program": "_process", "main": "_process",
     "RtSettings": "_rt", "RtState": "_rt", "apply": "_rt",
 }
@@ -43,6 +45,7 @@ __all__ = [
     "RtState",
     "ScanCounters",
     "ScanEngine",
+    "ScanPlant",
     "ScanProcess",
     "apply",
     "build_program",
