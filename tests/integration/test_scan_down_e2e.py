@@ -162,7 +162,13 @@ def test_scan_outputs_read_scan_down_while_the_scan_is_down(
         # 2. SIGSTOP: marked once the heartbeat is older than the watchdog
         old, took_stop = kill_and_time(r, seg, signal.SIGSTOP)
         assert took_stop >= HEARTBEAT_TIMEOUT_S - 1.5, "marked before the watchdog fired?"
+        srv.set(1, HOLDING, 0, [9])
+        srv.set(1, COIL, 0, [False])
         old = wait_restarted(r, seg, old)
+        # both outputs back on the device: the driver has sent the restarted scan's
+        # first cycle, so nothing of it is still on its way when step 3 looks
+        wait_until(lambda: srv.get(1, HOLDING, 0) == [5] and srv.get(1, COIL, 0) == [True],
+                   what="the outputs re-sent after the second restart")
 
         # 3. the consumers. The supervisor is held (SIGSTOP) as soon as the outputs are
         # marked, so it cannot restart the scan while the segment's readers, slow to
