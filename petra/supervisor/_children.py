@@ -157,11 +157,15 @@ class Child:
             return f"not ready after {self.policy.startup_cap_s:.0f} s (the start-up cap)"
         return None
 
+    def note_ready(self) -> None:
+        """The child reported itself ready (RUNNING or DEGRADED) since its start."""
+        self.ready_since_start = True
+        self.failed_starts = 0
+
     def note_healthy(self, now: float) -> None:
         """A child that ran for a whole budget window is forgiven its backoff."""
         self.state = ChildState.RUNNING
-        self.ready_since_start = True
-        self.failed_starts = 0
+        self.note_ready()
         if now - self.started_mono > self.policy.budget_window_s:
             self.backoff_s = 0.0
 

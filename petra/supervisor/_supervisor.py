@@ -321,6 +321,12 @@ class Supervisor:
         code = child.proc.returncode if child.proc is not None else None
         reason = reason or child.kill_reason
         pid = child.pid
+        # Its last beat, read before the repair rewrites the record: one that got ready
+        # between two ticks (a busy box stretches a tick past a short life) and then
+        # died has not failed to start.
+        if any(hb.pid == pid and hb.state in (ProcessState.RUNNING, ProcessState.DEGRADED)
+               for hb in read_heartbeats(self.segment)):
+            child.note_ready()
         repaired = self.segment.repair_writer(pid) if pid else 0
         for hb in read_heartbeats(self.segment):
             if hb.pid == pid:

@@ -65,3 +65,15 @@ def test_a_ready_child_starts_its_count_again() -> None:
     c.note_exit(6.0, -9, "killed by SIGKILL")
     assert state(c) is ChildState.BACKOFF
     assert c.failed_starts == 0
+
+
+def test_a_child_seen_ready_only_at_its_reap_is_not_a_failed_start() -> None:
+    """The supervisor reads a dead child's last heartbeat state when it reaps it: one
+    that reported RUNNING and was killed before the next tick had started fine."""
+    c = child()
+    for k in range(4):  # more than start_attempts, fewer than the restart budget
+        c.note_ready()  # what _reap does when the record says RUNNING or DEGRADED
+        c.note_exit(1.0 + 2 * k, -9, "killed by SIGKILL")
+        assert state(c) is ChildState.BACKOFF, k
+        assert c.failed_starts == 0
+        c.note_start(2.0 + 2 * k, 101 + k, is_restart=True)
