@@ -13,7 +13,8 @@ Pipeline (one asyncio loop, one broker connection)::
   current value when nothing was published for it that long.
 - At start and after every reconnect the sink publishes every routed signal's current
   value from the slots (retained where the rule says so; a slot still holding its
-  initial value, never written, is left out), then follows the journal
+  initial value, never written, is left out, and so is a value equal to the one last
+  emitted, except on a retained route after a reconnect), then follows the journal
   from that point: a change written before the sink connected, or while it was
   restarting or away, is never left unpublished.
 - Deadband is absolute against the last *published* value; a quality change always
@@ -166,6 +167,7 @@ class MqttOutSink(ConnectedProcess):
         self._hb_routes = [(i, r) for i, r in enumerate(self.routes)
                            if r is not None and r.heartbeat]
         self._next_hb_check = 0.0
+        self._sessions = 0  # broker connections made so far
 
     # ------------------------------------------------------------------ ConnectedProcess hooks
     def _endpoint(self) -> str:
@@ -254,9 +256,17 @@ class MqttOutSink(ConnectedProcess):
 
     def _snapshot(self) -> None:
         """Publish every routed signal's current value from the slots and follow the
-        journal from there (at start and after every reconnect)."""
+        journal from there (at start and after every reconnect).
+
+        A value equal to the one last emitted (queued or sent) is not emitted again:
+        the pump follows the journal before the first connect too, so that value is
+        already on its way (CI saw the level published twice, same source time). After
+        a reconnect a retained route is published all the same: a broker that
+        restarted without persistence has lost its retained copy."""
         self.consumer.resync()  # the journal from here on; the slots before it
         self.tm.set(SinkCounter.JOURNAL_POSITION, self.consumer.position)
+        reconnect = self._sessions > 0
+        self._sessions += 1
         now = self.clock()
         n = 0
         for slot, route in enumerate(self.routes):
@@ -265,9 +275,11 @@ class MqttOutSink(ConnectedProcess):
             smp = self.seg.read_index(slot)
             if smp.substatus == Substatus.INITIAL:  # never written: nothing to tell yet
                 continue
+            q, sub = int(smp.quality), int(smp.substatus)
+            if route.same(smp.value, q, sub) and not (reconnect and route.retain):
+                continue
             self.held.discard(slot)
-            self._emit(route, smp.value, int(smp.quality), smp.source_ts_ns, now,
-                       int(smp.substatus))
+            self._emit(route, smp.value, q, smp.source_ts_ns, now, sub)
             n += 1
         self.log.info("event=snapshot_published signals=%d", n)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,42 @@ def test_a_lapped_sink_republishes_current_values_from_the_slots(
         assert len(col.on_topic(f"{prefix}/a")) < 100  # caught up, not replayed
         wait_until(lambda: sink.counter(SinkCounter.DROPPED) > 0, 5, "the loss counted")
     client.loop_stop()
+
+
+def test_a_value_is_not_published_twice_around_a_connect(mosquitto: Mosquitto,
+                                                         make_segment: Any) -> None:
+    """The sink follows the journal before its first connect; the connect's snapshot
+    does not send that value again. After a reconnect only a retained rule is
+    published again (a broker without persistence lost its retained copy)."""
+    seg = make_segment([SignalDef("kept", SignalType.INT), SignalDef("live", SignalType.INT),
+                        SignalDef("never", SignalType.INT)])
+    cfg = out_cfg({"port": mosquitto.port},
+                  [{"signals": "kept", "qos": 1, "format": "plain", "retain": True},
+                   {"signals": ["live", "never"], "qos": 1, "format": "plain"}])
+    mosquitto.stop()
+    with driver_process(cfg, seg) as sink:
+        wait_until(lambda: sink.counter(SinkCounter.ERRORS) + sink.counter(
+            SinkCounter.RECONNECTS) >= 1, 10, "a refused connect")
+        seg.write("kept", 5)  # journalled while the broker is away: queued
+        wait_until(lambda: sink.counter(SinkCounter.QUEUED) == 1, 10, "the queued value")
+        mosquitto.start()
+        sink.wait_state(ConnState.UP)
+        wait_until(lambda: sink.counter(SinkCounter.QUEUED) == 0, 10, "the queue sent")
+        seg.write("live", 7)
+        wait_until(lambda: sink.counter(SinkCounter.PUBLISHED) >= 2, 10, "live published")
+        time.sleep(1.0)  # several heartbeats: the counters are final
+        assert sink.counter(SinkCounter.PUBLISHED) == 2  # kept once, live once
+        reconnects = sink.counter(SinkCounter.RECONNECTS)
+
+        mosquitto.stop()  # no persistence: the retained "kept" is gone with it
+        wait_until(lambda: sink.counter(SinkCounter.STATE) != ConnState.UP, 10, "down")
+        mosquitto.start()
+        wait_until(lambda: sink.counter(SinkCounter.RECONNECTS) > reconnects
+                   and sink.counter(SinkCounter.STATE) == ConnState.UP, 20, "reconnected")
+        client = mosquitto.client()
+        col = Collector(client, f"petra/{seg.instance}/kept")
+        wait_until(lambda: col.on_topic(f"petra/{seg.instance}/kept") == [b"5"], 10,
+                   "the retained value republished")
+        time.sleep(1.0)
+        assert sink.counter(SinkCounter.PUBLISHED) == 3  # kept again, live not
+        client.loop_stop()
