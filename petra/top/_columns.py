@@ -275,7 +275,8 @@ PROCESS_PANEL: Panel[ProcessView] = Panel(
     columns=(
         Column("role", "ROLE", 22, lambda p: p.role),
         Column("pid", "PID", 8, lambda p: p.pid, fmt_text, "right"),
-        Column("state", "STATE", 9, lambda p: p.state if p.alive else f"{p.state}?"),
+        Column("state", "STATE", 9,
+               lambda p: p.state if p.alive or p.record < 0 else f"{p.state}?"),
         Column("cpu_percent", "CPU%", 7, lambda p: p.cpu_percent, fmt_percent, "right"),
         Column("rss", "RSS", 7, lambda p: p.rss_bytes, fmt_bytes, "right"),
         Column("restarts", "RESTARTS", 8, lambda p: p.restarts, fmt_count, "right"),
@@ -284,9 +285,10 @@ PROCESS_PANEL: Panel[ProcessView] = Panel(
         Column("counters", "COUNTERS", 30,
                lambda p: " ".join(str(c) for c in p.counters if c) or "-"),
         Column("link", "LINK", 12, lambda p: p.link or "-"),
+        Column("why", "WHY", 40, lambda p: p.why),
     ),
     rows=lambda s: s.processes,
-    row_key=lambda p: f"{p.record}:{p.pid}",
+    row_key=lambda p: f"{p.record}:{p.pid}" if p.record >= 0 else f"failed:{p.role}",
 )
 
 SIGNAL_PANEL: Panel[SignalView] = Panel(

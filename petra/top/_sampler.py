@@ -58,7 +58,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
@@ -67,6 +67,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
+from petra.errors import PetraError
 from petra.shm import (
     Heartbeat,
     Quality,
@@ -92,6 +93,22 @@ from petra.types import SINK_ALARMS, SINK_PREFIX, AlarmCounter, SinkCounter, rol
 SINK_CURSOR_COUNTER = int(SinkCounter.JOURNAL_POSITION)
 """Heartbeat counter in which a ``sink:*`` process publishes its journal cursor."""
 DEFAULT_HISTORY = 120
+FAILED_REFRESH_S = 1.0  # the supervisor rewrites its state file when a child fails
+
+
+def failed_children(instance: str) -> dict[str, str]:
+    """Role -> reason of each child the instance's supervisor left down (FAILED), from
+    its state file; empty when there is none or it cannot be read (a plant run without
+    a supervisor, another user's file: nothing to tell, never an error)."""
+    from petra.supervisor import read_state
+
+    try:
+        failed = read_state(instance).get("failed")
+    except PetraError:
+        return {}
+    if not isinstance(failed, dict):
+        return {}
+    return {str(role): str(reason) for role, reason in failed.items()}
 
 _QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
 
@@ -214,10 +231,16 @@ class Sampler:
 
     def __init__(self, segment: Segment, *, clock: Clock | None = None,
                  history: int = DEFAULT_HISTORY, owns_segment: bool = False,
-                 meta: Mapping[str, SignalMeta] | None = None) -> None:
+                 meta: Mapping[str, SignalMeta] | None = None,
+                 failed: Callable[[], Mapping[str, str]] | None = None) -> None:
         """``meta``: what the plant file says about each signal (descriptions, limits),
-        when the caller could read it; the segment's directory is used without it."""
+        when the caller could read it; the segment's directory is used without it.
+        ``failed``: the children the supervisor left down, role -> reason (read at most
+        every :data:`FAILED_REFRESH_S`); they have no heartbeat, so only it can tell."""
         self._seg = segment
+        self._failed_reader = failed
+        self._failed: Mapping[str, str] = {}
+        self._failed_read_ns: int | None = None
         self._meta: Mapping[str, SignalMeta] = meta or {}
         self._n_cpus = psutil.cpu_count() or 1
         self._owns = owns_segment
@@ -245,9 +268,10 @@ class Sampler:
     def attach(cls, instance: str, *, clock: Clock | None = None,
                history: int = DEFAULT_HISTORY,
                meta: Mapping[str, SignalMeta] | None = None) -> Sampler:
-        """Attach read-only to a running instance by name."""
+        """Attach read-only to a running instance by name (failed children from its
+        supervisor's state file)."""
         return cls(Segment.attach(instance, readonly=True), clock=clock, history=history,
-                   owns_segment=True, meta=meta)
+                   owns_segment=True, meta=meta, failed=lambda: failed_children(instance))
 
     @property
     def segment(self) -> Segment:
@@ -338,7 +362,24 @@ class Sampler:
                 counters=hb.counters, affinity=pr.affinity,
                 pinned=None if pr.affinity is None else len(pr.affinity) < self._n_cpus))
         self._probe.forget_except({hb.pid for hb in beats})
+        live = {hb.role for hb in beats}
+        for role, reason in sorted(self._failed_now(mono_ns).items()):
+            if role not in live:
+                views.append(ProcessView(
+                    record=-1, role=role, pid=0, state="failed", restarts=0, cpu=0,
+                    alive=False, cpu_percent=None, rss_bytes=None,
+                    heartbeat_age_ms=math.nan, counters=(), why=reason))
         return tuple(views)
+
+    def _failed_now(self, mono_ns: int) -> Mapping[str, str]:
+        reader = self._failed_reader
+        if reader is None:
+            return {}
+        last = self._failed_read_ns
+        if last is None or mono_ns - last >= FAILED_REFRESH_S * 1e9 or mono_ns < last:
+            self._failed_read_ns = mono_ns
+            self._failed = reader()
+        return self._failed
 
     def _signals(self, real_ns: int) -> tuple[SignalView, ...]:
         if not self._names:

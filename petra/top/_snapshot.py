@@ -107,6 +107,9 @@ class ProcessView:
     """The CPUs the OS lets the process run on (None: unknown, e.g. the pid is gone)."""
     pinned: bool | None = None
     """Whether ``affinity`` is narrower than every CPU of the machine (None: unknown)."""
+    why: str = ""
+    """Why a child is not running: the supervisor's reason for one it left FAILED (such a
+    child has no heartbeat record; ``record`` is -1 and ``pid`` its last pid or 0)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,9 +124,10 @@ class ProcessView:
             "alive": self.alive,
             "cpu_percent": finite_or_none(self.cpu_percent),
             "rss_bytes": self.rss_bytes,
-            "heartbeat_age_ms": self.heartbeat_age_ms,
+            "heartbeat_age_ms": finite_or_none(self.heartbeat_age_ms),
             "counters": list(self.counters),
             "link": self.link,
+            "why": self.why,
         }
 
     @property

@@ -125,6 +125,13 @@ def test_a_start_that_stalls_is_failed_with_its_reason(tmp_path: Path) -> None:
         with Segment.attach(run.instance, readonly=True) as seg:  # what petra-top shows
             sup = [hb for hb in read_heartbeats(seg) if hb.role == "supervisor"]
         assert sup and sup[0].state.name == "DEGRADED", sup
+        top = subprocess.run(  # the failed child has no heartbeat: petra-top still lists it
+            [sys.executable, "-m", "petra.top", "--once", "--json", "--instance",
+             run.instance], capture_output=True, text=True, timeout=60, check=True,
+            env={**os.environ, "PETRA_RUNTIME_DIR": str(run.runtime)})
+        rows = {p["role"]: p for p in json.loads(top.stdout)["processes"]}
+        assert rows["scan"]["state"] == "failed", rows
+        assert "never became ready (3 starts in a row)" in rows["scan"]["why"], rows
         log = run.log.read_text()
         assert log.count("event=child_hung role=scan") == 3, log
         assert "event=child_failed role=scan" in log

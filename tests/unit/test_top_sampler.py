@@ -224,6 +224,39 @@ def test_processes(seg: Segment) -> None:
     assert [p.role for p in Sampler(seg, clock=clock).sample().processes] == ["driver:plc"]
 
 
+def test_failed_children_show_with_the_supervisors_reason(seg: Segment) -> None:
+    """A child left FAILED has no heartbeat; the supervisor's reason makes it a row (and
+    the state file is read again only after FAILED_REFRESH_S)."""
+    clock = clock_for(seg)
+    scan = HeartbeatHandle(seg, "scan", os.getpid(), cpu=1)
+    scan.beat(ProcessState.RUNNING)
+    told = {"driver:plc": "never became ready (3 starts in a row); last: exit status 1",
+            "scan": "a stale entry for a role that runs again"}
+    reads: list[int] = []
+
+    def failed() -> dict[str, str]:
+        reads.append(1)
+        return dict(told)
+
+    sampler = Sampler(seg, clock=clock, failed=failed)
+    snap = sampler.sample()
+    procs = {p.role: p for p in snap.processes}
+    assert procs["scan"].state == "running" and procs["scan"].why == ""
+    row = procs["driver:plc"]
+    assert (row.state, row.record, row.why) == ("failed", -1, told["driver:plc"])
+    out = json.loads(json.dumps(snap.to_json(), allow_nan=False))  # strict JSON
+    (j,) = [r for r in out["processes"] if r["role"] == "driver:plc"]
+    assert (j["state"], j["why"], j["heartbeat_age_ms"]) == ("failed", told["driver:plc"],
+                                                              None)
+    told.clear()
+    clock.advance(500 * MS)
+    assert "driver:plc" in {p.role for p in sampler.sample().processes}  # not re-read yet
+    clock.advance(600 * MS)
+    assert [p.role for p in sampler.sample().processes] == ["scan"]
+    assert len(reads) == 2
+    scan.release()
+
+
 def test_consumer_lag_from_sink_heartbeat(seg: Segment) -> None:
     for i in range(30):
         seg.write("pump.starts", i)
