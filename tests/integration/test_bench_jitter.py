@@ -32,7 +32,11 @@ def test_short_jitter_run_writes_json_and_png(tmp_path: Path) -> None:
     assert len(data["worst"]) == 10
     if shutil.which("cyclictest"):  # tools/test.sh installs rt-tests
         cyc = data["cyclictest"]
-        assert cyc["samples"] >= 1900, cyc
+        # cyclictest runs for a duration, not a count: a busy box loses loops, so the
+        # count is a measurement; what must hold is that every sample is accounted for
+        assert 0 < cyc["samples"] <= 2000 + 5, cyc
+        hist = cyc["histogram"]
+        assert sum(hist["buckets"].values()) + hist["overflow"] == cyc["samples"], cyc
         assert cyc["p50"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
