@@ -52,6 +52,7 @@ from petra.api._alarms import AlarmFeed, snapshot_message
 from petra.api._auth import SESSION, ctx_of
 from petra.api._context import ApiContext, Session
 from petra.api._http import ApiError, jvalue
+from petra.errors import SignalBusyError
 from petra.security import AuthenticationError, Permission, PermissionDeniedError
 from petra.shm import JournalBatch, JournalConsumer
 from petra.types import QUALITIES, ApiCounter, Quality, SignalType
@@ -194,14 +195,23 @@ class Hub:
         """Why a change is not GOOD. The journal carries no substatus: it is taken from
         the slot when the slot still holds that very write (same write time), else
         NONE (as the history sink does; a later write carries its own)."""
-        s = self.ctx.segment.read_index(index)
+        try:
+            s = self.ctx.segment.read_index(index)
+        except SignalBusyError:  # its writer died or stopped inside: its own entry follows
+            return "NONE"
         return s.substatus.name if s.write_ts_ns == write_ts_ns else "NONE"
 
     def snapshot(self, mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
         seg = self.ctx.segment
         out: dict[str, Any] = {}
         for i in np.flatnonzero(mask).tolist():
-            s = seg.read_index(i)
+            try:
+                s = seg.read_index(i)
+            except SignalBusyError:
+                # held by a writer that died or stopped inside (a live one is waited
+                # for): left out, not guessed; the repair or the finished write is a
+                # journal entry, which reaches this client as a change
+                continue
             out[self.names[i]] = {"value": jvalue(s.value), "quality": s.quality.name,
                                   "substatus": s.substatus.name, "ts": s.source_ts_ns}
         return out

@@ -27,8 +27,9 @@ import difflib
 import math
 import mmap
 import os
+import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -110,6 +111,8 @@ _new_tuple = tuple.__new__
 _I64_MIN = -(2**63)
 _live_handles: weakref.WeakSet[Segment] = weakref.WeakSet()
 _ALL_WRITTEN: dict[int, BatchWrite] = {}  # shared results with nothing failed, by size
+DEFAULT_WAIT_S = 1.0  # as the C core's PETRA_DEFAULT_WAIT_NS
+
 _HOLDER_STATES = {
     int(lib.PETRA_HOLDER_ALIVE): "alive",
     int(lib.PETRA_HOLDER_STOPPED): "stopped",
@@ -141,6 +144,7 @@ class Segment:
         self._sample = ffi.new("petra_sample_t *")
         self._sbuf = ffi.buffer(self._sample)
         self._rc = ffi.new("int *")
+        self._read_wait_s = DEFAULT_WAIT_S  # a busy read waits this long for a live holder
         self._busy_n = ffi.new("uint32_t *")
         self._scratch: npt.NDArray[np.uint32] = np.zeros(0, np.uint32)
         self._scratch_ptr: Any = ffi.NULL
@@ -310,7 +314,8 @@ class Segment:
             rc = _read(self._h, index, self._sample)
         except (TypeError, OverflowError):
             self._bad_index(index)
-        if rc:
+        if rc and (rc != _core.EBUSY or not self._wait_for_holder(
+                index, lambda: int(_read(self._h, index, self._sample)))):
             self._fail(rc, index)
         t = self._types[index]
         v, sts, wts, writer, _, q, sub = (F_SAMPLE if t == _FLOAT else I_SAMPLE)(self._sbuf)
@@ -336,11 +341,48 @@ class Segment:
             self._bad_index(index)
         if t == _FLOAT:
             if v != v and rcp[0]:  # noqa: PLR0124  # NaN test, cheaper than isnan
-                self._fail(rcp[0], index)
+                return self._get_slow(index, rcp[0])
             return v
         if v == _I64_MIN and rcp[0]:
-            self._fail(rcp[0], index)
+            return self._get_slow(index, rcp[0])
         return v == 1 if t == _BOOL else v
+
+    def _get_slow(self, index: int, rc: int) -> Value:
+        """A failed :meth:`get_index`: a busy slot is waited for like a read's."""
+        if rc == _core.EBUSY:
+            box: list[Value] = []
+
+            def again() -> int:
+                rcp = self._rc
+                t = self._types[index]
+                box[:] = [(_get_f64 if t == _FLOAT else _get_i64)(self._h, index, rcp)]
+                return int(rcp[0])  # set on every call
+
+            if self._wait_for_holder(index, again):
+                v = box[0]
+                return v == 1 if self._types[index] == _BOOL else v
+        self._fail(rc, index)
+
+    def _wait_for_holder(self, index: int, retry: Callable[[], int]) -> bool:
+        """After a read found the slot busy: while its holder is alive and running (most
+        likely preempted inside its few-instruction write section on a busy box), give
+        it the CPU and read again, for up to the write wait (:meth:`set_write_wait`),
+        as a write does. True when a read then succeeded; False for a dead or stopped
+        holder, or one still inside at the deadline (the caller raises, naming it)."""
+        if self._closed or self._read_wait_s <= 0:
+            return False
+        deadline = time.monotonic() + self._read_wait_s
+        rounds = 0
+        while True:
+            holder = int(lib.petra_slot_holder(self._h, index))
+            if holder and int(lib.petra_holder_state(holder)) != int(lib.PETRA_HOLDER_ALIVE):
+                return False
+            if retry() == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0 if rounds < 8 else 0.0002)
+            rounds += 1
 
     def write(self, key: str | int, value: Value, quality: int = _GOOD,
               source_ts_ns: int = 0, substatus: int = 0) -> None:
@@ -552,6 +594,7 @@ class Segment:
         if not seconds >= 0:
             raise ValueOutOfRangeError(f"write wait must be >= 0 s, got {seconds!r}")
         lib.petra_set_wait(self._live(), int(seconds * 1e9))
+        self._read_wait_s = float(seconds)
 
     def lock_stats(self) -> LockStats:
         """Why this handle's writes gave up since it was opened (see :class:`LockStats`)."""
