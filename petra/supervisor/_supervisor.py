@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petra._core import now_mono_ns
 from petra.errors import PetraError
@@ -47,9 +47,8 @@ from petra.supervisor._children import (
     describe_exit,
     hand_over_plant,
     petra_argv,
-    scan_plant_file,
+    plant_artefact_file,
 )
-from petra.supervisor._health import HealthServer, PlantReasons
 from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
 from petra.supervisor._scan_down import ScanDownMarker, scan_outputs
 from petra.supervisor._systemd import Notifier
@@ -65,6 +64,9 @@ from petra.types import (
     sink_role,
 )
 
+if TYPE_CHECKING:  # imported when used: aiohttp costs a quarter second of start-up
+    from petra.supervisor._health import HealthServer, PlantReasons
+
 log = logging.getLogger("petra.supervisor")
 
 TICK_S = 0.1
@@ -78,7 +80,8 @@ REPEAT_SIGNAL_S = 1.0
 def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
                   scan_plant: Path | None = None) -> list[ChildSpec]:
     """The processes a plant needs: the scan, each driver, each sink. ``scan_plant``
-    is the validated plant handed to the scan (see ``hand_over_plant``)."""
+    is the validated plant (the artefact ``hand_over_plant`` writes) every child is
+    handed; without it each loads the plant file."""
     path = str(plant_path.absolute())  # children work in "/" (_children.py)
     handed = ("--plant-data", str(scan_plant)) if scan_plant is not None else ()
     scan_cpu = plant.config.scan.cpu
@@ -91,29 +94,29 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
     for drv in getattr(plant.config, "drivers", None) or []:
         specs.append(ChildSpec(driver_role(drv.name),
                                petra_argv("driver", path, drv.name, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others))
     if _mqtt_out_configured(plant):
         specs.append(ChildSpec(sink_role(SINK_MQTT_OUT),
                                petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others))
     if getattr(plant.config, "history", None) is not None:
         specs.append(ChildSpec(sink_role(SINK_HISTORY),
                                petra_argv("history", "run", path, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others, stop_order=2))  # after the drivers: last values
     if getattr(plant.config, "api", None) is not None:
         specs.append(ChildSpec(ROLE_API, petra_argv(
             "api", path, "--instance", instance, "--log-level", log_level,
             "--state-file", str(state_path(instance)),
-            "--port-file", str(api_port_file(instance))), cpus=others))
+            "--port-file", str(api_port_file(instance)), *handed), cpus=others))
 
 
     if getattr(plant.config, "alarms", None) is not None:
         specs.append(ChildSpec(sink_role(SINK_ALARMS),
                                petra_argv("alarms", "run", path, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others, stop_order=0))  # a planned stop raises no alarms
     return specs
 
@@ -137,10 +140,10 @@ def api_port_file(instance: str) -> Path:
 def _audit_state(plant: Any, plant_path: Path, instance: str) -> dict[str, Any]:
     """The audit log every process of this plant appends to, for the state file (so
     `petra write` and petra-top find it without the plant file)."""
-    from petra.api import audit_log_for
+    from petra.security import plant_audit_log  # what petra.api's audit_log_for returns
 
-    log_ = audit_log_for(getattr(plant.config, "api", None), plant_path.resolve().parent,
-                         instance)
+    log_ = plant_audit_log(getattr(plant.config, "api", None), plant_path.resolve().parent,
+                           instance)
     return {"audit_file": str(log_.path), "audit_rotate_bytes": log_.rotate_bytes,
             "audit_keep": log_.keep}
 
@@ -218,15 +221,21 @@ class Supervisor:
         self.scan_down = ScanDownMarker(self.segment, plant.config.scan.scan_down)
         self.notifier = Notifier()
         health: HealthServer | None = None
-        self._scan_plant = scan_plant_file(self.instance)
+        self._scan_plant = plant_artefact_file(self.instance)
         try:
-            hand_over_plant(self._scan_plant, plant, self.instance)
+            t_hand = time.monotonic()
+            hand_over_plant(self._scan_plant, plant, self.instance,
+                            directory_hash=self.segment.directory_hash)
+            log.info("event=plant_handed_over path=%s ms=%.0f", self._scan_plant,
+                     (time.monotonic() - t_hand) * 1e3)
             specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
                                   self._scan_plant)
             self.children = [Child(spec, self.policy) for spec in specs]
             self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
             if self.health_addr:
+                from petra.supervisor._health import HealthServer
+
                 host, _, port_s = self.health_addr.rpartition(":")
                 health = HealthServer(self.segment, self.health, self.child_table,
                                       _history_status(plant, self.instance, self.plant_path),
@@ -515,7 +524,8 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
-                hand_over_plant(self._scan_plant, plant, self.instance)
+                hand_over_plant(self._scan_plant, plant, self.instance,
+                                directory_hash=self.segment.directory_hash)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
@@ -566,6 +576,8 @@ class Supervisor:
         if down is not None:
             reasons.append(down)
         if self._reasons is None:
+            from petra.supervisor._health import PlantReasons
+
             self._reasons = PlantReasons(self.segment)
         reasons.extend(self._reasons(self.child_table()))
         if any(c.state is ChildState.FAILED and c.role == ROLE_SCAN for c in self.children):
