@@ -402,9 +402,34 @@ class ScanProcess:
             self._heartbeat.set_counter(counter, self._reload_counts[counter])
 
 
+START_GATE_GO = b"go\n"  # petra.supervisor's; the scan does not import the supervisor
+
+
+def wait_start_gate(fd: int) -> bool:
+    """Under ``petra run`` the scan is started before its segment exists, so that its
+    interpreter and imports overlap the supervisor's work; it waits here until the
+    supervisor writes "go" on ``fd`` (True) or closes it without (False: its start-up
+    failed). What the compiler needs is imported first, while waiting costs nothing."""
+    import petra.blocks  # noqa: F401  # the block catalogue and compiler, before the wait
+
+    got = b""
+    with os.fdopen(fd, "rb", buffering=0) as gate:
+        while len(got) < len(START_GATE_GO):
+            chunk = gate.read(len(START_GATE_GO) - len(got))
+            if not chunk:
+                break
+            got += chunk
+    return got == START_GATE_GO
+
+
 def main(plant_path: str, instance: str | None = None, create: bool = False,
-         max_cycles: int | None = None, plant_data: str | None = None) -> int:
-    """Run a scan in this process until SIGTERM/SIGINT."""
+         max_cycles: int | None = None, plant_data: str | None = None, *,
+         start_gate: int | None = None) -> int:
+    """Run a scan in this process until SIGTERM/SIGINT (after the start gate, if any)."""
+    if start_gate is not None and not wait_start_gate(start_gate):
+        log.error("event=start_gate_closed detail='the supervisor gave up before the "
+                  "segment and plant were ready'")
+        return 1
     proc = ScanProcess(Path(plant_path), instance=instance, create=create,
                        plant_data=Path(plant_data) if plant_data else None)
     signal.signal(signal.SIGTERM, lambda *_: proc.request_stop())

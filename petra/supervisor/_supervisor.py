@@ -73,6 +73,8 @@ TICK_S = 0.1
 STOP_TIMEOUT_S = 10.0
 DRIVER_SETTLE_S = 0.5
 RELOAD_TIMEOUT_S = 15.0
+START_GATE_GO = b"go\n"
+"""What the supervisor writes to a scan's start gate when segment and plant are ready."""
 REPEAT_SIGNAL_S = 1.0
 """A second stop signal sooner than this after the first is the same request (no force)."""
 
@@ -208,29 +210,23 @@ class Supervisor:
         self.lock.acquire()
         if self.lock.replaced_stale:
             log.warning("event=stale_segment_replaced instance=%s", self.instance)
-        t_create = time.monotonic()
+        self._scan_plant = plant_artefact_file(self.instance)
+        specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
+                              self._scan_plant)
+        self.children = [Child(spec, self.policy) for spec in specs]
+        gate = await self._start_scan_early()
         try:
-            self.segment = Segment.create(self.instance, plant.signal_defs(),
-                                          journal_capacity=plant.config.scan.journal_capacity)
-            log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
-                     len(self.segment), (time.monotonic() - t_create) * 1e3)
+            self._create_segment(plant)
         except BaseException:
+            os.close(gate)  # the waiting scan reads EOF and exits
             self.lock.release()
             raise
         self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
         self.scan_down = ScanDownMarker(self.segment, plant.config.scan.scan_down)
         self.notifier = Notifier()
         health: HealthServer | None = None
-        self._scan_plant = plant_artefact_file(self.instance)
         try:
-            t_hand = time.monotonic()
-            hand_over_plant(self._scan_plant, plant, self.instance,
-                            directory_hash=self.segment.directory_hash)
-            log.info("event=plant_handed_over path=%s ms=%.0f", self._scan_plant,
-                     (time.monotonic() - t_hand) * 1e3)
-            specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
-                                  self._scan_plant)
-            self.children = [Child(spec, self.policy) for spec in specs]
+            self._hand_over(plant, gate)
             self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
             if self.health_addr:
@@ -247,7 +243,8 @@ class Supervisor:
             log.info("event=plant_start instance=%s children=%s", self.instance,
                      ",".join(c.role for c in self.children))
             for child in self.children:
-                await self._start(child, is_restart=False)
+                if child.proc is None and child.state is ChildState.STARTING:
+                    await self._start(child, is_restart=False)
             await self._watch()
             await self._shutdown()
             return 0
@@ -260,6 +257,41 @@ class Supervisor:
             self._scan_plant.unlink(missing_ok=True)
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)
+
+    def _create_segment(self, plant: Any) -> None:
+        t_create = time.monotonic()
+        self.segment = Segment.create(self.instance, plant.signal_defs(),
+                                      journal_capacity=plant.config.scan.journal_capacity)
+        log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
+                 len(self.segment), (time.monotonic() - t_create) * 1e3)
+
+    def _hand_over(self, plant: Any, gate: int) -> None:
+        """Write the plant artefact, then open the waiting scan's start gate (closed
+        without "go" when the artefact could not be written: the scan exits)."""
+        t_hand = time.monotonic()
+        try:
+            hand_over_plant(self._scan_plant, plant, self.instance,
+                            directory_hash=self.segment.directory_hash)
+            log.info("event=plant_handed_over path=%s ms=%.0f", self._scan_plant,
+                     (time.monotonic() - t_hand) * 1e3)
+            with contextlib.suppress(BrokenPipeError):  # it died early: reaped, restarted
+                os.write(gate, START_GATE_GO)
+        finally:
+            os.close(gate)
+
+    async def _start_scan_early(self) -> int:
+        """Start the scan before the segment exists, held at a start gate: its
+        interpreter and imports (half a second) overlap the segment's creation and the
+        hand-over. It reads the pipe's read end until the supervisor writes
+        :data:`START_GATE_GO` (then the segment and the artefact are there) or closes it
+        without (start-up failed: the scan exits). Returns the write end."""
+        scan = next(c for c in self.children if c.role == ROLE_SCAN)
+        gate_r, gate_w = os.pipe()
+        try:
+            await self._start(scan, is_restart=False, gate=gate_r)
+        finally:
+            os.close(gate_r)
+        return gate_w
 
     @staticmethod
     def _leave_scan_cpu(scan_cpu: int | None) -> None:
@@ -297,11 +329,13 @@ class Supervisor:
         self._reload_requested = True
 
     # ------------------------------------------------------------------ children
-    async def _start(self, child: Child, is_restart: bool) -> None:
+    async def _start(self, child: Child, is_restart: bool, gate: int | None = None) -> None:
+        argv = child.spec.argv if gate is None else (*child.spec.argv, "--start-gate",
+                                                     str(gate))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
-                env=child_env())
+                *argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
+                env=child_env(), pass_fds=() if gate is None else (gate,))
         except OSError as exc:
             log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
             child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")

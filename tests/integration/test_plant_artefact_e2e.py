@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from test_run_e2e import Running, start, stop, wait_until
@@ -95,3 +97,23 @@ def test_children_start_from_the_artefact_and_refuse_a_corrupt_one(tmp_path: Pat
         stop(r)
     assert r.proc.returncode == 0, r.log.read_text()[-2000:]
     assert not artefact.exists()
+
+
+def test_a_scan_whose_start_gate_closes_without_go_exits_saying_so(tmp_path: Path) -> None:
+    """``petra run`` starts the scan before the segment exists, held at a pipe; a
+    supervisor that fails first closes it, and the scan must not go on."""
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(plant_text())
+    gate_r, gate_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "petra", "scan", str(plant), "--attach", "--instance",
+             f"t-gate-{os.getpid()}", "--start-gate", str(gate_r)],
+            pass_fds=(gate_r,), stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(gate_r)
+    os.write(gate_w, b"g")  # half a word, then gone
+    os.close(gate_w)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "event=start_gate_closed" in err
