@@ -11,10 +11,12 @@ load plant files itself. It runs a child interpreter (:func:`child` of this modu
 which loads and validates the file with :mod:`petra.config` and writes the little the
 scan needs, a :class:`ScanPlant`, to its stdout; then it exits and its memory with it.
 Every hot reload takes this step. At start-up under ``petra run`` the supervisor, which
-has validated the plant already, writes the same form to a file in its runtime
-directory and passes it (``petra scan --plant-data``): no loader at start, and a scan
-restarted after a crash runs the plant the supervisor last accepted, not edits to the
-file nobody reloaded yet.
+has validated the plant already, writes the same form as the ``scan`` section of the
+plant artefact in its runtime directory (``petra._artefact``) and passes it (``petra
+scan --plant-data``): no loader at start, and a scan restarted after a crash runs the
+plant the supervisor last accepted, not edits to the file nobody reloaded yet. The
+form carries the directory hash of its signal table, so the scan checks it against
+the segment without decoding the segment's directory.
 
 The form on the pipe
 --------------------
