@@ -35,12 +35,14 @@ def run_standalone(config: Any, instance: str, base_dir: Path,
 
 
 def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
-         log_level: str = "info") -> int:
-    """Run the alarm manager of the plant at ``plant_path`` against ``instance``."""
+         log_level: str = "info", *, plant_data: str | None = None) -> int:
+    """Run the alarm manager of the plant at ``plant_path`` against ``instance``
+    (``plant_data``: see ``petra.config._handed``)."""
     try:
-        from petra.config import load_plant
+        from petra.config._handed import child_config
 
-        config = load_plant(plant_path).config
+        setup_logging(log_level, sink_role(SINK_ALARMS))
+        config = child_config(plant_path, plant_data, instance, log)
         if config.alarms is None:
             raise ConfigError("the plant has no alarms: section", file=plant_path)
         return run_standalone(config, instance, resolve_dir(config.alarms, instance,

@@ -142,19 +142,21 @@ class ApiServer:
 
 def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | None = None,
          *, log_level: str = "info", state_file: str | None = None,
-         port_file: str | None = None) -> int:
-    """Run the API of a plant against its running instance until SIGTERM/SIGINT."""
+         port_file: str | None = None, plant_data: str | None = None) -> int:
+    """Run the API of a plant against its running instance until SIGTERM/SIGINT
+    (``plant_data``: the supervisor's validated plant, see ``petra.config._handed``)."""
     try:
-        from petra.config import load_plant
+        from petra.config._handed import child_config
 
-        plant = load_plant(plant_path)
-        cfg = plant.config.api
+        setup_logging(log_level, ROLE_API)
+        config = child_config(plant_path, plant_data, instance, log)
+        cfg = config.api
         if cfg is None:
             raise ConfigError("the plant has no api: section", file=plant_path)
-        inst = instance or plant.config.instance
+        inst = instance or config.instance
         base = Path(plant_path).resolve().parent
-        alarms = alarms_link(plant.config, inst, plant_path)
-        hist = plant.config.history
+        alarms = alarms_link(config, inst, plant_path)
+        hist = config.history
         history_dir = None
         if hist is not None and hist.parquet.enabled:
             # history.dir as the history sink resolves it ({instance}, relative to the

@@ -22,6 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("--state-file", default=None,
                    help="the supervisor's state file (reload and health go through it)")
     p.add_argument("--port-file", default=None, help="write the bound port here (JSON)")
+    p.add_argument("--plant-data", default=None, help=argparse.SUPPRESS)  # from petra run
     p.set_defaults(func=run)
 
 
@@ -30,4 +31,5 @@ def run(args: argparse.Namespace) -> int:
 
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     return main(args.plant, args.instance, cpus, log_level=args.log_level,
-                state_file=args.state_file, port_file=args.port_file)
+                state_file=args.state_file, port_file=args.port_file,
+                plant_data=args.plant_data)

@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
         p.add_argument("--cpus", default=None,
                        help="CPUs to run on, e.g. 1 or 1,2 (never the scan's CPU)")
         add_log_level(p, "info")
+        p.add_argument("--plant-data", default=None, help=argparse.SUPPRESS)  # from petra run
         p.set_defaults(func=run, kind=kind)
 
 
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "sink" or args.name in (SINK_MQTT_OUT, sink_role(SINK_MQTT_OUT)):
         from petra.sinks import main as sink_main
 
-        return sink_main(args.plant, instance, args.name, cpus, log_level=args.log_level)
+        return sink_main(args.plant, instance, args.name, cpus, log_level=args.log_level,
+                         plant_data=args.plant_data)
     from petra.drivers import main as driver_main
 
-    return driver_main(args.plant, instance, args.name, cpus, log_level=args.log_level)
+    return driver_main(args.plant, instance, args.name, cpus, log_level=args.log_level,
+                       plant_data=args.plant_data)

@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     r.add_argument("--cpus", default=None, help="CPUs to run on, e.g. 1 or 1,2")
     r.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
+    r.add_argument("--plant-data", default=None, help=argparse.SUPPRESS)  # from petra run
     r.set_defaults(func=run_sink)
 
     for name, helptext in (("query", "print recorded samples"),
@@ -93,7 +94,8 @@ def run_sink(args: argparse.Namespace) -> int:
 
         instance = str(load_plant(args.plant).config.instance)
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
-    return main(args.plant, instance, cpus, log_level=args.log_level)
+    return main(args.plant, instance, cpus, log_level=args.log_level,
+                plant_data=args.plant_data)
 
 
 def _select(args: argparse.Namespace) -> Any:

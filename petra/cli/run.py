@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import time
 from typing import Any
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         plant = load_plant(args.plant)
     except OSError as exc:
         return fail("petra run", f"cannot read {args.plant}: {exc.strerror or exc}", 2)
+    # The plant is kept for the supervisor's life: a million objects the cyclic
+    # collector would otherwise walk again on every full pass (hand-over, reloads).
+    gc.freeze()
     level = args.log_level or plant.config.log_level
     setup_logging(level, role="supervisor")
     logging.getLogger("petra.supervisor").info(

@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
                    help="attach to an existing segment instead of creating one")
     p.add_argument("--cycles", type=int, default=None, help="stop after N cycles")
     p.add_argument("--plant-data", default=None, help=argparse.SUPPRESS)  # from petra run
+    p.add_argument("--start-gate", type=int, default=None, help=argparse.SUPPRESS)  # ditto
     add_log_level(p, "info")
     p.set_defaults(func=run)
 
@@ -37,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level, role="scan")
     return main(args.plant, instance=args.instance, create=not args.attach,
-                max_cycles=args.cycles, plant_data=args.plant_data)
+                max_cycles=args.cycles, plant_data=args.plant_data,
+                start_gate=args.start_gate)

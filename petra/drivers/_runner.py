@@ -56,12 +56,15 @@ def run_standalone(cfg: AnyDriverConfig, instance: str, cpus: Sequence[int] | No
 
 
 def main(plant_path: str, instance: str, name: str,
-         cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
-    """Run the driver ``name`` of a plant against ``instance``."""
+         cpus: Sequence[int] | None = None, log_level: str = "info", *,
+         plant_data: str | None = None) -> int:
+    """Run the driver ``name`` of a plant against ``instance``; ``plant_data`` is the
+    supervisor's validated plant (``petra.config._handed``), else the file is loaded."""
     try:
-        from petra.config import load_plant
+        from petra.config._handed import child_config
 
-        root = load_plant(plant_path).config
+        setup_logging(log_level, driver_role(name))
+        root = child_config(plant_path, plant_data, instance, log)
         for cfg in root.drivers:
             if cfg.name == name:
                 broker = root.mqtt.broker if root.mqtt is not None else None

@@ -30,12 +30,14 @@ def run_standalone(cfg: HistoryConfig, instance: str, base_dir: Path,
 
 
 def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
-         log_level: str = "info") -> int:
-    """Run the history sink of the plant at ``plant_path`` against ``instance``."""
+         log_level: str = "info", *, plant_data: str | None = None) -> int:
+    """Run the history sink of the plant at ``plant_path`` against ``instance``
+    (``plant_data``: see ``petra.config._handed``)."""
     try:
-        from petra.config import load_plant
+        from petra.config._handed import child_config
 
-        cfg = load_plant(plant_path).config.history
+        setup_logging(log_level, sink_role(SINK_HISTORY))
+        cfg = child_config(plant_path, plant_data, instance, log).history
         if cfg is None:
             raise ConfigError("the plant has no history: section", file=plant_path)
         return run_standalone(cfg, instance, resolve_dir(cfg, instance, plant_path), cpus,

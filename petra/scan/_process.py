@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from petra._artefact import MAGIC as ARTEFACT_MAGIC
+from petra._artefact import read_artefact
 from petra.errors import PetraError, ReloadError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
-from petra.scan._plant import PlantLoadError, ScanPlant, compile_plant
+from petra.scan._plant import SCAN_SECTION, PlantLoadError, ScanPlant, compile_plant
 from petra.scan._reload import ReloadWorker
 from petra.scan._retain import RetainKeeper
 from petra.scan._rt import RtSettings, RtState, apply, bound_threads
@@ -84,13 +86,23 @@ def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | N
     port resolved to a signal name or a constant) against the segment's indices.
 
     Block types the catalogue does not know yet are looked for among the installed
-    ``petra.blocks`` entry points (custom blocks) before compiling."""
+    ``petra.blocks`` entry points (custom blocks) before compiling. Every caller has
+    checked the plant's signal table against the segment's (``check_same_signals``, or
+    made the segment from it), so names resolve through the plant's own table (a dict,
+    not a call into the segment per name); a name not in it asks the segment, which
+    says what is wrong."""
     from petra.blocks import all_specs, compile_program, load_entry_points
 
     known = all_specs()
     if any(b.type not in known for b in plant.blocks):
         load_entry_points()
-    instances = [b.bind(segment.index) for b in plant.blocks]
+    table = {name: i for i, name in enumerate(plant.signal_names())}
+
+    def index(name: str) -> int:
+        i = table.get(name)
+        return segment.index(name) if i is None else i
+
+    instances = [b.bind(index) for b in plant.blocks]
     prev = cast("Program | None", previous)  # the engine only ever holds compiled Programs
     program: BlockProgram = compile_program(instances, len(segment), previous=prev,
                                             event=plant.scan.mode == "event")
@@ -98,7 +110,14 @@ def build_program(plant: ScanPlant, segment: Segment, previous: BlockProgram | N
 
 
 def check_same_signals(plant: ScanPlant, segment: Segment) -> None:
-    """A running segment cannot change shape: refuse a plant whose signals differ."""
+    """A running segment cannot change shape: refuse a plant whose signals differ.
+
+    The plant carries the directory hash of its signals (names and types in order, as
+    the segment computes it): equal to the segment's, the tables are the same, and the
+    100k entries of the segment's directory need not be decoded. Only a plant without
+    one, or a mismatch (to say what changed), compares the tables entry by entry."""
+    if plant.directory_hash is not None and plant.directory_hash == segment.directory_hash:
+        return
     want = [(d.name, int(d.type)) for d in plant.signal_defs()]
     have = [(s.name, int(s.type)) for s in segment.signals]
     if want != have:
@@ -175,14 +194,9 @@ class ScanProcess:
         instance = self.instance or plant.instance
         rt_state: RtState | None = None
         worker = self._worker
-        keeper = RetainKeeper(instance, [sig.name for sig in segment.signals], plant.retain,
-                              avoid_cpu=plant.scan.cpu)
-        self._keeper = keeper
+        keeper: RetainKeeper | None = None
         try:
-            self._step()
-            if not self.create:
-                check_same_signals(plant, segment)
-                self._step()
+            keeper = self._keeper = self._checked_keeper(plant, segment, instance)
             _injected_slow_start(self._step)
             program = build_program(plant, segment)
             # Before the first cycle: the block state of the last complete cycle (a
@@ -223,13 +237,26 @@ class ScanProcess:
             return 0
         finally:
             worker.stop()
-            keeper.stop(final_write=False)
+            if keeper is not None:
+                keeper.stop(final_write=False)
             if rt_state is not None:
                 rt_state.release()
             heartbeat.release()
             segment.close()
             if self.create:
                 segment.unlink()  # and the retain area with it
+
+    def _checked_keeper(self, plant: ScanPlant, segment: Segment, instance: str
+                        ) -> RetainKeeper:
+        """The plant checked against an attached segment, then its retain keeper."""
+        self._step()
+        if not self.create:
+            check_same_signals(plant, segment)
+            self._step()
+        # The plant's names are the segment's (created from them, or checked just
+        # above): the segment's directory need not be decoded for them.
+        return RetainKeeper(instance, plant.signal_names(), plant.retain,
+                            avoid_cpu=plant.scan.cpu)
 
     def _stop_cleanly(self, engine: ScanEngine, heartbeat: HeartbeatHandle,
                       keeper: RetainKeeper, segment: Segment, cycles: int) -> None:
@@ -279,11 +306,19 @@ class ScanProcess:
 
     def _handed_plant(self) -> ScanPlant | None:
         """The supervisor's validated plant when it left a usable one for this
-        instance, else None (the caller loads the plant file: slower, and logged)."""
+        instance, else None (the caller loads the plant file: slower, and logged).
+        ``plant_data`` is the plant artefact (``petra._artefact``, its ``scan``
+        section) or, written by hand or by an older supervisor, a bare ScanPlant."""
         if self.plant_data is None:
             return None
         try:
-            plant = ScanPlant.read(self.plant_data)
+            with self.plant_data.open("rb") as f:
+                is_artefact = f.read(len(ARTEFACT_MAGIC)) == ARTEFACT_MAGIC
+            if is_artefact:
+                art = read_artefact(self.plant_data, instance=self.instance)
+                plant = ScanPlant.loads(art.section(SCAN_SECTION))
+            else:
+                plant = ScanPlant.read(self.plant_data)
         except (OSError, PetraError) as exc:
             log.warning("event=plant_data_unusable path=%s error=%r action=load_file",
                         self.plant_data, str(exc))
@@ -367,9 +402,34 @@ class ScanProcess:
             self._heartbeat.set_counter(counter, self._reload_counts[counter])
 
 
+START_GATE_GO = b"go\n"  # petra.supervisor's; the scan does not import the supervisor
+
+
+def wait_start_gate(fd: int) -> bool:
+    """Under ``petra run`` the scan is started before its segment exists, so that its
+    interpreter and imports overlap the supervisor's work; it waits here until the
+    supervisor writes "go" on ``fd`` (True) or closes it without (False: its start-up
+    failed). What the compiler needs is imported first, while waiting costs nothing."""
+    import petra.blocks  # noqa: F401  # the block catalogue and compiler, before the wait
+
+    got = b""
+    with os.fdopen(fd, "rb", buffering=0) as gate:
+        while len(got) < len(START_GATE_GO):
+            chunk = gate.read(len(START_GATE_GO) - len(got))
+            if not chunk:
+                break
+            got += chunk
+    return got == START_GATE_GO
+
+
 def main(plant_path: str, instance: str | None = None, create: bool = False,
-         max_cycles: int | None = None, plant_data: str | None = None) -> int:
-    """Run a scan in this process until SIGTERM/SIGINT."""
+         max_cycles: int | None = None, plant_data: str | None = None, *,
+         start_gate: int | None = None) -> int:
+    """Run a scan in this process until SIGTERM/SIGINT (after the start gate, if any)."""
+    if start_gate is not None and not wait_start_gate(start_gate):
+        log.error("event=start_gate_closed detail='the supervisor gave up before the "
+                  "segment and plant were ready'")
+        return 1
     proc = ScanProcess(Path(plant_path), instance=instance, create=create,
                        plant_data=Path(plant_data) if plant_data else None)
     signal.signal(signal.SIGTERM, lambda *_: proc.request_stop())

@@ -33,15 +33,18 @@ def run_standalone(cfg: MqttConfig, instance: str, cpus: Sequence[int] | None = 
 
 
 def main(plant_path: str, instance: str, name: str = SINK_MQTT_OUT,
-         cpus: Sequence[int] | None = None, log_level: str = "info") -> int:
-    """Run the sink ``name`` of a plant against ``instance``."""
+         cpus: Sequence[int] | None = None, log_level: str = "info", *,
+         plant_data: str | None = None) -> int:
+    """Run the sink ``name`` of a plant against ``instance`` (``plant_data``: see
+    ``petra.config._handed``)."""
     try:
         if name not in SINK_NAMES and name not in map(sink_role, SINK_NAMES):
             raise ConfigError(f"no sink named {name!r} (sinks: {', '.join(SINK_NAMES)})",
                               file=plant_path)
-        from petra.config import load_plant
+        from petra.config._handed import child_config
 
-        config = load_plant(plant_path).config
+        setup_logging(log_level, sink_role(SINK_MQTT_OUT))
+        config = child_config(plant_path, plant_data, instance, log)
         mqtt = config.mqtt
         if mqtt is None:
             raise ConfigError("the plant has no mqtt: section", file=plant_path)

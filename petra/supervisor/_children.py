@@ -196,25 +196,38 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def scan_plant_file(instance: str) -> Path:
-    """Where the supervisor leaves the scan its validated plant (``--plant-data``)."""
-    return runtime_dir() / f"petra-{instance}.scan"
+def plant_artefact_file(instance: str) -> Path:
+    """Where the supervisor leaves its children the validated plant (``--plant-data``)."""
+    return runtime_dir() / f"petra-{instance}.plant"
 
 
-def hand_over_plant(path: Path, plant: Any, instance: str | None = None) -> None:
-    """Write a validated plant for the scan in the form it reads without the config
-    stack (:class:`petra.scan._plant.ScanPlant`): at start and after each reload the
-    scan accepted, so a restarted scan runs what the supervisor last accepted. It is
-    stamped with the instance it is for (``--instance`` may rename the plant's): a scan
-    of another instance refuses it."""
+def hand_over_plant(path: Path, plant: Any, instance: str | None = None, *,
+                    directory_hash: int | None = None) -> None:
+    """Write a validated plant for the children (``petra._artefact``): the scan's
+    section in the form it reads without the config stack
+    (:class:`petra.scan._plant.ScanPlant`), the others' config section
+    (``petra.config._handed``). Written at start and after each reload the scan
+    accepted, so a restarted child runs what the supervisor last accepted. It is
+    stamped with the instance it is for (``--instance`` may rename the plant's): a
+    child of another instance refuses it. ``directory_hash`` is the segment's (made
+    from this plant's signals), so that nobody hashes 100k names again."""
     import dataclasses
 
-    from petra.scan._plant import ScanPlant
+    from petra._artefact import Artefact, write_artefact
+    from petra.config._handed import CONFIG_SECTION, config_section
+    from petra.scan._plant import SCAN_SECTION, ScanPlant
 
-    handed = ScanPlant.from_plant(plant)
-    if instance is not None and instance != handed.instance:
+    handed = ScanPlant.from_plant(plant, directory_hash=directory_hash)
+    instance = instance or handed.instance
+    if instance != handed.instance:
         handed = dataclasses.replace(handed, instance=instance)
-    handed.write(path)
+    sections = {SCAN_SECTION: handed.dumps()}
+    config = config_section(plant.config)
+    if config is not None:
+        sections[CONFIG_SECTION] = config
+    source = str(plant.path.absolute()) if plant.path is not None else ""
+    write_artefact(path, Artefact(instance=instance, plant=source,
+                                  source_hash=plant.text_hash, sections=sections))
 
 
 def petra_argv(*args: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petra._core import now_mono_ns
 from petra.errors import PetraError
@@ -47,9 +47,8 @@ from petra.supervisor._children import (
     describe_exit,
     hand_over_plant,
     petra_argv,
-    scan_plant_file,
+    plant_artefact_file,
 )
-from petra.supervisor._health import HealthServer, PlantReasons
 from petra.supervisor._instance import InstanceLock, runtime_dir, state_path
 from petra.supervisor._scan_down import ScanDownMarker, scan_outputs
 from petra.supervisor._systemd import Notifier
@@ -65,12 +64,17 @@ from petra.types import (
     sink_role,
 )
 
+if TYPE_CHECKING:  # imported when used: aiohttp costs a quarter second of start-up
+    from petra.supervisor._health import HealthServer, PlantReasons
+
 log = logging.getLogger("petra.supervisor")
 
 TICK_S = 0.1
 STOP_TIMEOUT_S = 10.0
 DRIVER_SETTLE_S = 0.5
 RELOAD_TIMEOUT_S = 15.0
+START_GATE_GO = b"go\n"
+"""What the supervisor writes to a scan's start gate when segment and plant are ready."""
 REPEAT_SIGNAL_S = 1.0
 """A second stop signal sooner than this after the first is the same request (no force)."""
 
@@ -78,7 +82,8 @@ REPEAT_SIGNAL_S = 1.0
 def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
                   scan_plant: Path | None = None) -> list[ChildSpec]:
     """The processes a plant needs: the scan, each driver, each sink. ``scan_plant``
-    is the validated plant handed to the scan (see ``hand_over_plant``)."""
+    is the validated plant (the artefact ``hand_over_plant`` writes) every child is
+    handed; without it each loads the plant file."""
     path = str(plant_path.absolute())  # children work in "/" (_children.py)
     handed = ("--plant-data", str(scan_plant)) if scan_plant is not None else ()
     scan_cpu = plant.config.scan.cpu
@@ -91,29 +96,29 @@ def plan_children(plant: Any, instance: str, plant_path: Path, log_level: str,
     for drv in getattr(plant.config, "drivers", None) or []:
         specs.append(ChildSpec(driver_role(drv.name),
                                petra_argv("driver", path, drv.name, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others))
     if _mqtt_out_configured(plant):
         specs.append(ChildSpec(sink_role(SINK_MQTT_OUT),
                                petra_argv("sink", path, SINK_MQTT_OUT, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others))
     if getattr(plant.config, "history", None) is not None:
         specs.append(ChildSpec(sink_role(SINK_HISTORY),
                                petra_argv("history", "run", path, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others, stop_order=2))  # after the drivers: last values
     if getattr(plant.config, "api", None) is not None:
         specs.append(ChildSpec(ROLE_API, petra_argv(
             "api", path, "--instance", instance, "--log-level", log_level,
             "--state-file", str(state_path(instance)),
-            "--port-file", str(api_port_file(instance))), cpus=others))
+            "--port-file", str(api_port_file(instance)), *handed), cpus=others))
 
 
     if getattr(plant.config, "alarms", None) is not None:
         specs.append(ChildSpec(sink_role(SINK_ALARMS),
                                petra_argv("alarms", "run", path, "--instance", instance,
-                                          "--log-level", log_level),
+                                          "--log-level", log_level, *handed),
                                cpus=others, stop_order=0))  # a planned stop raises no alarms
     return specs
 
@@ -137,10 +142,10 @@ def api_port_file(instance: str) -> Path:
 def _audit_state(plant: Any, plant_path: Path, instance: str) -> dict[str, Any]:
     """The audit log every process of this plant appends to, for the state file (so
     `petra write` and petra-top find it without the plant file)."""
-    from petra.api import audit_log_for
+    from petra.security import plant_audit_log  # what petra.api's audit_log_for returns
 
-    log_ = audit_log_for(getattr(plant.config, "api", None), plant_path.resolve().parent,
-                         instance)
+    log_ = plant_audit_log(getattr(plant.config, "api", None), plant_path.resolve().parent,
+                           instance)
     return {"audit_file": str(log_.path), "audit_rotate_bytes": log_.rotate_bytes,
             "audit_keep": log_.keep}
 
@@ -205,28 +210,28 @@ class Supervisor:
         self.lock.acquire()
         if self.lock.replaced_stale:
             log.warning("event=stale_segment_replaced instance=%s", self.instance)
-        t_create = time.monotonic()
+        self._scan_plant = plant_artefact_file(self.instance)
+        specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
+                              self._scan_plant)
+        self.children = [Child(spec, self.policy) for spec in specs]
+        gate = await self._start_scan_early()
         try:
-            self.segment = Segment.create(self.instance, plant.signal_defs(),
-                                          journal_capacity=plant.config.scan.journal_capacity)
-            log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
-                     len(self.segment), (time.monotonic() - t_create) * 1e3)
+            self._create_segment(plant)
         except BaseException:
+            os.close(gate)  # the waiting scan reads EOF and exits
             self.lock.release()
             raise
         self.hb = HeartbeatHandle(self.segment, ROLE_SUPERVISOR, os.getpid())
         self.scan_down = ScanDownMarker(self.segment, plant.config.scan.scan_down)
         self.notifier = Notifier()
         health: HealthServer | None = None
-        self._scan_plant = scan_plant_file(self.instance)
         try:
-            hand_over_plant(self._scan_plant, plant, self.instance)
-            specs = plan_children(plant, self.instance, self.plant_path, self.log_level,
-                                  self._scan_plant)
-            self.children = [Child(spec, self.policy) for spec in specs]
+            self._hand_over(plant, gate)
             self._leave_scan_cpu(plant.config.scan.cpu)
             port = 0
             if self.health_addr:
+                from petra.supervisor._health import HealthServer
+
                 host, _, port_s = self.health_addr.rpartition(":")
                 health = HealthServer(self.segment, self.health, self.child_table,
                                       _history_status(plant, self.instance, self.plant_path),
@@ -238,7 +243,8 @@ class Supervisor:
             log.info("event=plant_start instance=%s children=%s", self.instance,
                      ",".join(c.role for c in self.children))
             for child in self.children:
-                await self._start(child, is_restart=False)
+                if child.proc is None and child.state is ChildState.STARTING:
+                    await self._start(child, is_restart=False)
             await self._watch()
             await self._shutdown()
             return 0
@@ -251,6 +257,41 @@ class Supervisor:
             self._scan_plant.unlink(missing_ok=True)
             self.lock.release()
             log.info("event=plant_stopped instance=%s", self.instance)
+
+    def _create_segment(self, plant: Any) -> None:
+        t_create = time.monotonic()
+        self.segment = Segment.create(self.instance, plant.signal_defs(),
+                                      journal_capacity=plant.config.scan.journal_capacity)
+        log.info("event=segment_created instance=%s signals=%d ms=%.0f", self.instance,
+                 len(self.segment), (time.monotonic() - t_create) * 1e3)
+
+    def _hand_over(self, plant: Any, gate: int) -> None:
+        """Write the plant artefact, then open the waiting scan's start gate (closed
+        without "go" when the artefact could not be written: the scan exits)."""
+        t_hand = time.monotonic()
+        try:
+            hand_over_plant(self._scan_plant, plant, self.instance,
+                            directory_hash=self.segment.directory_hash)
+            log.info("event=plant_handed_over path=%s ms=%.0f", self._scan_plant,
+                     (time.monotonic() - t_hand) * 1e3)
+            with contextlib.suppress(BrokenPipeError):  # it died early: reaped, restarted
+                os.write(gate, START_GATE_GO)
+        finally:
+            os.close(gate)
+
+    async def _start_scan_early(self) -> int:
+        """Start the scan before the segment exists, held at a start gate: its
+        interpreter and imports (half a second) overlap the segment's creation and the
+        hand-over. It reads the pipe's read end until the supervisor writes
+        :data:`START_GATE_GO` (then the segment and the artefact are there) or closes it
+        without (start-up failed: the scan exits). Returns the write end."""
+        scan = next(c for c in self.children if c.role == ROLE_SCAN)
+        gate_r, gate_w = os.pipe()
+        try:
+            await self._start(scan, is_restart=False, gate=gate_r)
+        finally:
+            os.close(gate_r)
+        return gate_w
 
     @staticmethod
     def _leave_scan_cpu(scan_cpu: int | None) -> None:
@@ -288,11 +329,13 @@ class Supervisor:
         self._reload_requested = True
 
     # ------------------------------------------------------------------ children
-    async def _start(self, child: Child, is_restart: bool) -> None:
+    async def _start(self, child: Child, is_restart: bool, gate: int | None = None) -> None:
+        argv = child.spec.argv if gate is None else (*child.spec.argv, "--start-gate",
+                                                     str(gate))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child.spec.argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
-                env=child_env())
+                *argv, preexec_fn=child_preexec, stdin=asyncio.subprocess.DEVNULL,
+                env=child_env(), pass_fds=() if gate is None else (gate,))
         except OSError as exc:
             log.error("event=child_spawn_failed role=%s error=%r", child.role, str(exc))
             child.note_exit(time.monotonic(), None, f"spawn failed: {exc}")
@@ -515,7 +558,8 @@ class Supervisor:
             after = self._scan_reload_counters(scan)
             if after[0] > before[0]:
                 self.plant = plant
-                hand_over_plant(self._scan_plant, plant, self.instance)
+                hand_over_plant(self._scan_plant, plant, self.instance,
+                                directory_hash=self.segment.directory_hash)
                 self._finish_reload(seq, True, [])
                 return
             if after[1] > before[1]:
@@ -566,6 +610,8 @@ class Supervisor:
         if down is not None:
             reasons.append(down)
         if self._reasons is None:
+            from petra.supervisor._health import PlantReasons
+
             self._reasons = PlantReasons(self.segment)
         reasons.extend(self._reasons(self.child_table()))
         if any(c.state is ChildState.FAILED and c.role == ROLE_SCAN for c in self.children):

@@ -15,9 +15,15 @@ import psutil
 from test_run_e2e import start, stop, wait_until
 from test_scan_process import PLANT
 
+from petra._artefact import read_artefact
 from petra.blocks import Const
-from petra.scan._plant import ScanPlant
+from petra.scan._plant import SCAN_SECTION, ScanPlant
 from petra.shm import Segment
+
+
+def handed_plant(path: Path) -> ScanPlant:
+    """The scan's section of the supervisor's plant artefact."""
+    return ScanPlant.loads(read_artefact(path).section(SCAN_SECTION))
 
 
 def gain_of(plant: ScanPlant) -> float:
@@ -32,7 +38,7 @@ def test_the_scan_runs_what_the_supervisor_last_accepted(tmp_path: Path) -> None
     plant.write_text(PLANT.replace("GAIN", "2.0"))
     instance = f"t-handover-{os.getpid()}"
     r = start(tmp_path, instance, plant)
-    handed = r.runtime / f"petra-{instance}.scan"
+    handed = r.runtime / f"petra-{instance}.plant"
     try:
         with Segment.attach(instance, readonly=True) as seg:
 
@@ -44,14 +50,14 @@ def test_the_scan_runs_what_the_supervisor_last_accepted(tmp_path: Path) -> None
             scan = psutil.Process(wait_until(r.scan_pid, what="the scan"))
             argv = scan.cmdline()
             assert argv[argv.index("--plant-data") + 1] == str(handed)
-            assert gain_of(ScanPlant.read(handed)) == 2.0
+            assert gain_of(handed_plant(handed)) == 2.0
             assert not scan.children()  # no loader was needed to start
 
             plant.write_text(PLANT.replace("GAIN", "3.0"))
             ok = r.petra("reload", "--instance", instance)
             assert ok.returncode == 0, ok.stderr
             wait_until(lambda: runs(3.0), what="the reloaded plant to run")
-            assert gain_of(ScanPlant.read(handed)) == 3.0
+            assert gain_of(handed_plant(handed)) == 3.0
 
             # An edit nobody reloaded, then a crash: the restart runs the accepted plant.
             plant.write_text(PLANT.replace("GAIN", "4.0"))
@@ -59,7 +65,7 @@ def test_the_scan_runs_what_the_supervisor_last_accepted(tmp_path: Path) -> None
             wait_until(lambda: (p := r.scan_pid()) and p != scan.pid, timeout=30,
                        what="the restarted scan")
             wait_until(lambda: runs(3.0), what="the restarted scan to run")
-            assert gain_of(ScanPlant.read(handed)) == 3.0
+            assert gain_of(handed_plant(handed)) == 3.0
     finally:
         stop(r)
     assert r.proc.returncode == 0, r.log.read_text()[-2000:]

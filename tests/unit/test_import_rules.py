@@ -15,7 +15,9 @@ import pytest
 
 PETRA = Path(__file__).resolve().parents[2] / "petra"
 
-VOCABULARY = {"errors", "types", "logs"}
+# _artefact: the plant artefact's file format (standard library and errors only), read
+# by the scan and the other roles alike.
+VOCABULARY = {"errors", "types", "logs", "_artefact"}
 NATIVE = VOCABULARY | {"_core"}
 SEGMENT = NATIVE | {"shm", "blocks"}
 # Users, roles, tokens and the audit chain sit beside config: pure (no C, no segment),
@@ -27,6 +29,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "errors": set(),
     "types": {"errors"},
     "logs": {"errors", "types"},
+    "_artefact": {"errors"},
     "_core": VOCABULARY | {"_native"},
     "shm": NATIVE,
     "blocks": NATIVE,
