@@ -5,9 +5,11 @@
  * node i, the custom (Python) blocks follow as nodes n_instr, n_instr + 1, ... A node
  * is *pure* when its outputs are a function of its inputs alone (the combinational
  * built-ins, see petra_op_pure, and custom blocks declared pure). A *settling* node
- * keeps state but reads no time (edges, latches, counters, HYSTERESIS, DELAY; see
- * petra_op_settles): its outputs and next state are a function of its inputs and its
- * state. Every other node (time, a custom block not declared pure) is *always* run.
+ * keeps state, and its outputs and next state are a function of its inputs and its
+ * state (edges, latches, counters, HYSTERESIS, DELAY), or are so whenever it is not
+ * timing (the timers TON, TOF, TP: dt moves them only while they time; see
+ * petra_op_settles and still_timing in event.c). Every other node (PID, RAMP, LAG,
+ * AVERAGE, generators, TANK, a custom block not declared pure) is *always* run.
  *
  * The rules that make event mode produce the same image, the same writes and the
  * same timestamps as running every block (docs/blocks.md states them for users):
@@ -18,9 +20,10 @@
  *      Running a pure node on the same input bits gives the same output bits, so a
  *      node that is not pending would write what its outputs already hold.
  *      A settling node runs when pending, and stays pending after a run that
- *      changed an output or its state (or was a first scan): a run on the same
- *      inputs and state that changed neither is a fixed point, and the next one
- *      would give the same bits again.
+ *      changed an output or its state (or was a first scan), or that left a timer
+ *      timing: a run on the same inputs and state that changed neither, with no
+ *      timer running, is a fixed point, and the next one would give the same bits
+ *      again whatever dt is.
  *   2. Nodes run in program order. A change seen by a node later in the order is
  *      picked up in the same cycle; one seen by a node earlier in the order (a
  *      feedback edge) waits for the next cycle, exactly as in the full cycle where
@@ -64,7 +67,8 @@ typedef struct {
 /* 1 when the op's outputs depend on its inputs alone (no state, no time). */
 int petra_op_pure(uint16_t op);
 
-/* 1 when the op keeps state but reads no time: it may settle (rule 1 above). */
+/* 1 when the op keeps state and reads no time, or reads it only while timing: it may
+ * settle (rule 1 above). */
 int petra_op_settles(uint16_t op);
 
 /* Every node pending and every output compared: the first cycle of a program, a

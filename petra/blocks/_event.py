@@ -12,8 +12,9 @@ module builds, once per compiled program, the arrays the C side walks:
   ``petra_op_settles``), custom blocks not declared ``pure``, and any block that
   writes an image entry another block writes too (then the last writer's value
   depends on who ran);
-- the *settle* bitmap and state sizes: built-ins with state but no time, run until
-  a run changes neither their outputs nor their state;
+- the *settle* bitmap and state sizes: built-ins with state but no time (or time
+  only while timing: TON, TOF, TP), run until a run changes neither their outputs
+  nor their state and leaves no timer running;
 - ``out_pos``: image index -> position among the program's output signals, so a
   changed output is marked for copy-out in the full copy-out's order.
 
