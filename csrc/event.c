@@ -13,7 +13,12 @@
  */
 #include "event.h"
 
+#include <stddef.h>
 #include <string.h>
+
+/* petra/blocks/_event.py builds the fan array with a numpy dtype of this layout. */
+_Static_assert(sizeof(petra_fan_t) == 8, "petra_fan_t is (uint32 off, int32 out_pos)");
+_Static_assert(offsetof(petra_fan_t, out_pos) == 4, "petra_fan_t.out_pos offset");
 
 int petra_op_pure(uint16_t op) {
     switch (op) {

@@ -371,3 +371,14 @@ def test_scan_mode_travels_from_the_config_to_the_program(tmp_path: Any) -> None
     finally:
         seg.close()
         unlink_instance(name)
+
+
+def test_fan_record_matches_the_c_layout() -> None:
+    """The event plan's fan array (numpy) has petra_fan_t's layout (csrc/event.h)."""
+    from petra._core import ffi
+    from petra.blocks._event import FAN_DTYPE
+
+    assert FAN_DTYPE.itemsize == ffi.sizeof("petra_fan_t")
+    fields = FAN_DTYPE.fields
+    assert fields is not None
+    assert fields["out_pos"][1] == ffi.offsetof("petra_fan_t", "out_pos")
