@@ -13,7 +13,12 @@
  */
 #include "event.h"
 
+#include <stddef.h>
 #include <string.h>
+
+/* petra/blocks/_event.py builds the fan array with a numpy dtype of this layout. */
+_Static_assert(sizeof(petra_fan_t) == 8, "petra_fan_t is (uint32 off, int32 out_pos)");
+_Static_assert(offsetof(petra_fan_t, out_pos) == 4, "petra_fan_t.out_pos offset");
 
 int petra_op_pure(uint16_t op) {
     switch (op) {
@@ -60,10 +65,42 @@ int petra_op_settles(uint16_t op) {
     case PETRA_OP_CTUD:
     case PETRA_OP_HYSTERESIS:
     case PETRA_OP_DELAY:
+    case PETRA_OP_TON:
+    case PETRA_OP_TOF:
+    case PETRA_OP_TP:
         return 1;
     default:
-        /* AVERAGE advances its ring index every run (it never settles); timers, PID,
-         * RAMP, LAG, generators and TANK integrate dt. */
+        /* AVERAGE advances its ring index every run (it never settles); PID, RAMP,
+         * LAG, generators and TANK integrate dt. */
+        return 0;
+    }
+}
+
+/* After a run of a settling node: 1 while its next run may differ by time alone.
+ * Only the timers (TON, TOF, TP) read dt, and only while timing (blocks.c):
+ *  - TON with IN false resets (ET = 0, Q = 0 from the inputs alone); with IN true
+ *    and PREV true, ET = min(ET + dt, PT), which stays PT once ET == PT for every
+ *    dt >= 0 (PT >= 0 and not NaN, as blocks.c makes it; ET is never +inf, so a
+ *    PT of +inf is never reached). With PREV false the run set PREV, so the state
+ *    changed and the node stays pending anyway.
+ *  - TOF and TP add dt only while RUNNING (state[2]); stopped, a run on the same
+ *    inputs keeps ET and the outputs (TP starts only on an edge of IN against
+ *    PREV, which the run just made equal).
+ * A run that changed an output changed the image this check reads: such a run
+ * leaves the node pending by the other rule, so reading the inputs here is safe. */
+static inline int still_timing(const petra_instr_t *ins, const double *img,
+                               const double *s) {
+    switch (ins->op) {
+    case PETRA_OP_TON: {
+        if (img[ins->in[0]] == 0.0) return 0;
+        double pt = img[ins->in[1]] * 1e9;
+        if (!(pt > 0.0)) pt = 0.0; /* as blocks.c */
+        return !(s[0] != 0.0 && s[1] == pt);
+    }
+    case PETRA_OP_TOF:
+    case PETRA_OP_TP:
+        return s[2] != 0.0;
+    default:
         return 0;
     }
 }
@@ -141,7 +178,8 @@ int64_t petra_event_run(petra_event_t *ev, const petra_instr_t *prog, size_t lo,
             }
             if (settles &&
                 (changed || first_scan || (ins->flags & PETRA_BF_FRESH) ||
-                 (n_s && memcmp(old_s, state + ins->state, n_s * sizeof(double)) != 0)))
+                 (n_s && memcmp(old_s, state + ins->state, n_s * sizeof(double)) != 0) ||
+                 still_timing(ins, img, state + ins->state)))
                 ev->pending[w] |= (uint64_t)1 << b; /* not settled: run again next cycle */
         }
     }

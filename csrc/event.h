@@ -5,9 +5,11 @@
  * node i, the custom (Python) blocks follow as nodes n_instr, n_instr + 1, ... A node
  * is *pure* when its outputs are a function of its inputs alone (the combinational
  * built-ins, see petra_op_pure, and custom blocks declared pure). A *settling* node
- * keeps state but reads no time (edges, latches, counters, HYSTERESIS, DELAY; see
- * petra_op_settles): its outputs and next state are a function of its inputs and its
- * state. Every other node (time, a custom block not declared pure) is *always* run.
+ * keeps state, and its outputs and next state are a function of its inputs and its
+ * state (edges, latches, counters, HYSTERESIS, DELAY), or are so whenever it is not
+ * timing (the timers TON, TOF, TP: dt moves them only while they time; see
+ * petra_op_settles and still_timing in event.c). Every other node (PID, RAMP, LAG,
+ * AVERAGE, generators, TANK, a custom block not declared pure) is *always* run.
  *
  * The rules that make event mode produce the same image, the same writes and the
  * same timestamps as running every block (docs/blocks.md states them for users):
@@ -18,9 +20,10 @@
  *      Running a pure node on the same input bits gives the same output bits, so a
  *      node that is not pending would write what its outputs already hold.
  *      A settling node runs when pending, and stays pending after a run that
- *      changed an output or its state (or was a first scan): a run on the same
- *      inputs and state that changed neither is a fixed point, and the next one
- *      would give the same bits again.
+ *      changed an output or its state (or was a first scan), or that left a timer
+ *      timing: a run on the same inputs and state that changed neither, with no
+ *      timer running, is a fixed point, and the next one would give the same bits
+ *      again whatever dt is.
  *   2. Nodes run in program order. A change seen by a node later in the order is
  *      picked up in the same cycle; one seen by a node earlier in the order (a
  *      feedback edge) waits for the next cycle, exactly as in the full cycle where
@@ -42,6 +45,14 @@
 #include "blocks.h"
 
 /* CFFI-BEGIN */
+/* One image entry's fan-out: its readers are fan_node[off .. next entry's off - 1];
+ * out_pos is its position among the outputs, or -1. Side by side so that touching
+ * an entry costs one cache line here (and one in fan_node when it has readers). */
+typedef struct {
+    uint32_t off;
+    int32_t out_pos;
+} petra_fan_t;
+
 typedef struct {
     size_t n_instr;           /* built-in nodes 0..n_instr-1 */
     size_t n_nodes;           /* built-ins, then custom blocks */
@@ -51,9 +62,8 @@ typedef struct {
     const uint64_t *settle;   /* node bits: settling built-ins (rule 1) */
     const uint8_t *state_len; /* n_instr: state doubles of each settling node (<= 4) */
     size_t image_size;
-    const uint32_t *fan_off;  /* image_size + 1 offsets into fan_node */
+    const petra_fan_t *fan;   /* image_size + 1 entries (the last: off only) */
     const uint32_t *fan_node; /* the nodes that read each image entry */
-    const int32_t *out_pos;   /* image index -> position in the outputs, or -1 */
     size_t n_out;
     uint64_t *cmp;            /* (n_out + 63) / 64 words: output positions to compare;
                                * a bitmap, so copy-out writes in the full cycle's order */
@@ -64,7 +74,8 @@ typedef struct {
 /* 1 when the op's outputs depend on its inputs alone (no state, no time). */
 int petra_op_pure(uint16_t op);
 
-/* 1 when the op keeps state but reads no time: it may settle (rule 1 above). */
+/* 1 when the op keeps state and reads no time, or reads it only while timing: it may
+ * settle (rule 1 above). */
 int petra_op_settles(uint16_t op);
 
 /* Every node pending and every output compared: the first cycle of a program, a
@@ -91,12 +102,18 @@ int64_t petra_event_run(petra_event_t *ev, const petra_instr_t *prog, size_t lo,
 /* For scan.c: the same as petra_event_touch, inlined on the copy-in path. */
 static inline void petra__event_touch(petra_event_t *ev, uint32_t idx) {
     if (idx >= ev->image_size) return;
-    for (uint32_t j = ev->fan_off[idx]; j < ev->fan_off[idx + 1]; j++) {
+    const petra_fan_t *f = &ev->fan[idx];
+    for (uint32_t j = f[0].off; j < f[1].off; j++) {
         uint32_t node = ev->fan_node[j];
         ev->pending[node >> 6] |= (uint64_t)1 << (node & 63);
     }
-    int32_t pos = ev->out_pos[idx];
+    int32_t pos = f[0].out_pos;
     if (pos >= 0) ev->cmp[(uint32_t)pos >> 6] |= (uint64_t)1 << ((uint32_t)pos & 63);
+}
+
+/* Start loading what petra__event_touch(ev, idx) will read (a hint, no fault). */
+static inline void petra__event_prefetch(const petra_event_t *ev, uint32_t idx) {
+    if (idx < ev->image_size) __builtin_prefetch(&ev->fan[idx]);
 }
 
 #endif

@@ -152,9 +152,22 @@ int64_t petra_scan_copy_in_journal_ev(petra_seg_t *seg, petra_cursor_t *cur,
         size_t want = budget < CHUNK ? (size_t)budget : CHUNK;
         int64_t n = petra_journal_read(seg, cur, want, slot, value, type, q, NULL, NULL, NULL);
         if (n < 0) return n;
+        /* First pass: start loading the image entries (and their fan-out records)
+         * the second pass writes, so their cache misses overlap instead of coming
+         * one after the other: at 100k signals they are spread over megabytes. */
         for (int64_t i = 0; i < n; i++) {
             uint32_t k = slot[i];
-            if (k >= seg->n_signals || !((is_input[k >> 3] >> (k & 7)) & 1)) continue;
+            if (k >= seg->n_signals || !((is_input[k >> 3] >> (k & 7)) & 1)) {
+                slot[i] = UINT32_MAX; /* not an input: skipped below */
+                continue;
+            }
+            __builtin_prefetch(&img[k], 1);
+            __builtin_prefetch(&quality[k], 1);
+            if (ev) petra__event_prefetch(ev, k);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t k = slot[i];
+            if (k == UINT32_MAX) continue;
             if (type[i] == PETRA_T_FLOAT)
                 memcpy(&img[k], &value[i], sizeof(double));
             else

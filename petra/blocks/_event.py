@@ -12,10 +12,12 @@ module builds, once per compiled program, the arrays the C side walks:
   ``petra_op_settles``), custom blocks not declared ``pure``, and any block that
   writes an image entry another block writes too (then the last writer's value
   depends on who ran);
-- the *settle* bitmap and state sizes: built-ins with state but no time, run until
-  a run changes neither their outputs nor their state;
-- ``out_pos``: image index -> position among the program's output signals, so a
-  changed output is marked for copy-out in the full copy-out's order.
+- the *settle* bitmap and state sizes: built-ins with state but no time (or time
+  only while timing: TON, TOF, TP), run until a run changes neither their outputs
+  nor their state and leaves no timer running;
+- ``out_pos`` (in the same record as the fan-out offset): image index -> position
+  among the program's output signals, so a changed output is marked for copy-out in
+  the full copy-out's order.
 
 Nodes are numbered in execution order over the built-ins first (node i is
 instruction i), then the custom blocks in step order.
@@ -72,15 +74,20 @@ class EventPlan:
         # Fan-out, one entry per (image index, node) pair.
         pairs = np.unique(s * max(n_nodes, 1) + d) if len(s) else np.zeros(0, np.int64)
         idx, node = pairs // max(n_nodes, 1), pairs % max(n_nodes, 1)
-        self.fan_off = np.zeros(image_size + 1, np.uint32)
-        np.cumsum(np.bincount(idx, minlength=image_size), out=self.fan_off[1:])
+        # fan[i] = (offset of entry i's readers in fan_node, output position or -1):
+        # one record, so a touch reads one cache line of it (csrc/event.h).
+        self.fan = np.zeros(image_size + 1, FAN_DTYPE)
+        off = np.zeros(image_size + 1, np.uint32)
+        np.cumsum(np.bincount(idx, minlength=image_size), out=off[1:])
+        self.fan["off"] = off
+        self.fan["out_pos"] = -1
+        self.fan["out_pos"][np.asarray(output_signals, np.int64)] = np.arange(
+            n_out, dtype=np.int32)
         self.fan_node = np.ascontiguousarray(node, np.uint32)
         self.always = _bitmap(always, n_words)
         self.settle = _bitmap(settle, n_words)
         self.state_len = state_len
         self.pending = np.zeros(n_words, np.uint64)
-        self.out_pos = np.full(image_size, -1, np.int32)
-        self.out_pos[np.asarray(output_signals, np.int64)] = np.arange(n_out, dtype=np.int32)
         self.cmp = np.zeros(max((n_out + 63) // 64, 1), np.uint64)
         self.n_always = int(always.sum())
         self.n_settle = int(settle.sum())
@@ -89,11 +96,11 @@ class EventPlan:
         # The from_buffer cdata own the views the struct's pointers point into.
         keep = [ffi.from_buffer(t, a) for t, a in (
             ("uint64_t[]", self.pending), ("uint64_t[]", self.always),
-            ("uint32_t[]", self.fan_off), ("int32_t[]", self.out_pos),
+            ("petra_fan_t[]", self.fan),
             ("uint64_t[]", self.cmp), ("uint64_t[]", self.settle),
             ("uint8_t[]", self.state_len))]
         ev.n_instr, ev.n_nodes, ev.n_words = n_instr, n_nodes, n_words
-        ev.pending, ev.always, ev.fan_off, ev.out_pos, ev.cmp, ev.settle, ev.state_len = keep
+        ev.pending, ev.always, ev.fan, ev.cmp, ev.settle, ev.state_len = keep
         ev.image_size = image_size
         if len(self.fan_node):
             keep.append(ffi.from_buffer("uint32_t[]", self.fan_node))
@@ -123,6 +130,7 @@ class EventPlan:
             lib.petra_event_touch(self.ptr, int(i))
 
 
+FAN_DTYPE = np.dtype([("off", np.uint32), ("out_pos", np.int32)])  # petra_fan_t
 SETTLE_STATE_MAX = 4  # the C side copies a settling node's state into 4 doubles
 
 

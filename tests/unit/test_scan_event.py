@@ -14,7 +14,6 @@ from collections.abc import Iterator, Mapping
 from itertools import count
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,58 +145,96 @@ def _value(t: SignalType, v: float) -> bool | int | float:
     return v
 
 
+class JitterClock(FakeClock):
+    """A fake clock that wakes each cycle late by a different 0..9 ms (a fixed
+    sequence, the same for both twins): dt varies from cycle to cycle, so a timer
+    that event mode stops running must hold for any dt, not only the period. Every
+    fifth cycle wakes a whole period late and the next one on time: the same instant,
+    dt = 0, where a timing timer's state does not move."""
+
+    def __init__(self) -> None:
+        super().__init__(start_ns=0)
+        self._n = 0
+
+    def wait_until(self, deadline_ns: int) -> int:
+        self._n += 1
+        self.lateness_ns = {3: 10 * MS, 4: 0}.get(self._n % 5, (self._n * 7_919_993) % (9 * MS))
+        return super().wait_until(deadline_ns)
+
+
 class Twin:
     """One scan (full or event) of a plant on its own segment."""
 
     def __init__(self, defs: list[SignalDef], blocks: list[BlockInstance], event: bool,
-                 real: bool) -> None:
+                 real: bool, jitter: bool = False) -> None:
         self.name = f"t-ev-{os.getpid()}-{next(_names)}"
         unlink_instance(self.name)
         self.seg = Segment.create(self.name, defs, journal_capacity=1 << 12)
         self.program = compile_program(blocks, len(defs), event=event)
-        clock = MonotonicClock() if real else FakeClock(start_ns=0)
+        clock: FakeClock | MonotonicClock = (
+            MonotonicClock() if real else JitterClock() if jitter else FakeClock(start_ns=0))
         self.engine = ScanEngine(self.seg, self.program, MS // 10 if real else 10 * MS, clock,
                                  record_stats=False)
         self.journal = JournalConsumer(self.seg)
         self.outputs = {int(k) for k in self.program.output_signals}
 
-    def cycle(self, writes: list[tuple[int, float, int]], defs: list[SignalDef]) -> list[Any]:
-        for k, v, q in writes:
-            self.seg.write_index(k, _value(defs[k].type, v), quality=q)
-        self.engine.run(lambda: False, max_cycles=self.engine.counters.cycles + 1)
-        written = []  # (slot, value bits, quality) of every output entry, in order
+    def run(self, cycles: list[list[tuple[int, float, int]]],
+            defs: list[SignalDef]) -> list[tuple[Any, ...]]:
+        """Run every cycle in one ``engine.run`` (so dt is the clock's, not always the
+        period), doing each cycle's writes just before it (``should_stop`` is called
+        between cycles). Returns per cycle: the outputs written (slot, value bits,
+        quality, in order), the image, the block state and every slot."""
+        snaps: list[tuple[Any, ...]] = []
+
+        def between() -> bool:
+            n = self.engine.counters.cycles
+            if n:
+                snaps.append(self._snapshot(defs))
+            if n == len(cycles):
+                return True
+            for k, v, q in cycles[n]:
+                self.seg.write_index(k, _value(defs[k].type, v), quality=q)
+            return False
+
+        self.engine.run(between)
+        return snaps
+
+    def _snapshot(self, defs: list[SignalDef]) -> tuple[Any, ...]:
+        written = []
         while len(batch := self.journal.read()):
             for i in range(len(batch)):
                 if int(batch.slot[i]) in self.outputs:
                     written.append((int(batch.slot[i]), int(batch.value[i]),
                                     int(batch.quality[i])))
-        return written
+        img, q = self.engine.image
+        slots = []
+        for k in range(len(defs)):
+            r = self.seg.read_index(k)
+            slots.append((repr(r.value), r.quality))
+        return written, img.tobytes() + q.tobytes(), self.program.state.tobytes(), slots
 
     def close(self) -> None:
         self.seg.close()
         unlink_instance(self.name)
 
 
-def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
-    return a.tobytes() == b.tobytes()
-
-
 def run_twins(defs: list[SignalDef], blocks: list[BlockInstance],
-              cycles: list[list[tuple[int, float, int]]], real: bool) -> None:
-    full, event = Twin(defs, blocks, False, real), Twin(defs, blocks, True, real)
+              cycles: list[list[tuple[int, float, int]]], real: bool,
+              jitter: bool = False) -> None:
+    full = Twin(defs, blocks, False, real, jitter)
+    event = Twin(defs, blocks, True, real, jitter)
     try:
         # Two idle cycles first: the first two run everything (cold start, then the
         # journal cursor's priming read), so changes must come after them to test
         # what event mode skips.
-        for n, writes in enumerate([[], [], *cycles]):
-            wf, we = full.cycle(writes, defs), event.cycle(writes, defs)
-            assert wf == we, f"cycle {n}: outputs written differ"
-            (fi, fq), (ei, eq) = full.engine.image, event.engine.image
-            assert _same(fi, ei) and _same(fq, eq), f"cycle {n}: images differ"
-            assert _same(full.program.state, event.program.state), f"cycle {n}: state"
-            for k in range(len(defs)):
-                a, b = full.seg.read_index(k), event.seg.read_index(k)
-                assert (repr(a.value), a.quality) == (repr(b.value), b.quality), (n, k)
+        plan = [[], [], *cycles]
+        fs, es = full.run(plan, defs), event.run(plan, defs)
+        assert len(fs) == len(es) == len(plan)
+        for n, (f, e) in enumerate(zip(fs, es, strict=True)):
+            assert f[0] == e[0], f"cycle {n}: outputs written differ"
+            assert f[1] == e[1], f"cycle {n}: images differ"
+            assert f[2] == e[2], f"cycle {n}: state"
+            assert f[3] == e[3], f"cycle {n}: slots"
     finally:
         full.close()
         event.close()
@@ -216,10 +253,22 @@ ALL_TYPES = [*sorted(KERNELS), "EV_GAIN", "EV_COUNT"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenario(ALL_TYPES))
-def test_event_mode_equals_full_cycle(case: Scenario) -> None:
-    """Python cycle path (fake clock), every built-in and custom blocks."""
-    run_twins(*case, real=False)
+@given(scenario(ALL_TYPES), st.booleans())
+def test_event_mode_equals_full_cycle(case: Scenario, jitter: bool) -> None:
+    """Python cycle path (fake clock, dt fixed or varying), every built-in and custom
+    blocks."""
+    run_twins(*case, real=False, jitter=jitter)
+
+
+TIMERS = ["TON", "TOF", "TP", "NOT", "R_TRIG", "MOVE"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(TIMERS))
+def test_timers_settle_like_the_full_cycle(case: Scenario) -> None:
+    """Timers stop running in event mode once they stop timing: with dt varying
+    from cycle to cycle, still the full cycle's result (timers and what feeds them)."""
+    run_twins(*case, real=False, jitter=True)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -243,7 +292,8 @@ def test_every_builtin_is_classified() -> None:
 
 @pytest.fixture
 def chain() -> Iterator[tuple[Segment, Any, ScanEngine]]:
-    """100 inputs, 100 NOT blocks (one per input) and a TON on the first output."""
+    """100 inputs, 100 NOT blocks (one per input) and a TON (PT 50 ms) on the first
+    output."""
     name = f"t-evc-{os.getpid()}"
     unlink_instance(name)
     defs = [SignalDef(f"i{k}", SignalType.BOOL) for k in range(100)]
@@ -259,7 +309,7 @@ def chain() -> Iterator[tuple[Segment, Any, ScanEngine]]:
     unlink_instance(name)
 
 
-def test_idle_cycle_runs_only_the_timed_blocks(chain: tuple[Segment, Any, ScanEngine]) -> None:
+def test_idle_cycle_runs_only_the_timing_blocks(chain: tuple[Segment, Any, ScanEngine]) -> None:
     seg, program, engine = chain
     engine.run(lambda: False, max_cycles=1)
     assert program.event.ran == 101  # first cycle: everything
@@ -267,7 +317,7 @@ def test_idle_cycle_runs_only_the_timed_blocks(chain: tuple[Segment, Any, ScanEn
     engine.run(lambda: False, max_cycles=2)
     assert program.event.ran == 101
     engine.run(lambda: False, max_cycles=3)
-    assert program.event.ran == 1  # idle: the TON alone
+    assert program.event.ran == 1  # idle: the TON alone, timing (o0 = NOT i0 is true)
     assert program.event.compared == 0
     seg.write_index(7, True)
     seg.write_index(0, True)
@@ -277,10 +327,22 @@ def test_idle_cycle_runs_only_the_timed_blocks(chain: tuple[Segment, Any, ScanEn
     # written) and is GOOD now
     assert program.event.compared == 3
     assert seg.read_index(107).value is False and seg.read_index(100).value is False
-    # o0 fell at cycle 4, so the TON never times out: its output stays false
-    engine.run(lambda: False, max_cycles=12)
-    assert seg.read_index(200).value is False
+    # o0 fell at cycle 4, so the TON stopped timing: one more run sees its state
+    # settled (reset), then an idle cycle runs nothing at all
+    engine.run(lambda: False, max_cycles=5)
     assert program.event.ran == 1
+    engine.run(lambda: False, max_cycles=6)
+    assert program.event.ran == 0 and program.event.compared == 0
+    assert seg.read_index(200).value is False
+    # i0 false again: the TON times 50 ms at 10 ms a cycle, running every cycle, and
+    # stops running once Q is up and ET held at PT
+    seg.write_index(0, False)
+    ran = []
+    for n in range(7, 16):
+        engine.run(lambda: False, max_cycles=n)
+        ran.append(program.event.ran)
+    assert seg.read_index(200).value is True
+    assert ran[0] == 2 and ran[-1] == 0 and all(r == 1 for r in ran[1:5]), ran
 
 
 def test_scan_mode_travels_from_the_config_to_the_program(tmp_path: Any) -> None:
@@ -309,3 +371,14 @@ def test_scan_mode_travels_from_the_config_to_the_program(tmp_path: Any) -> None
     finally:
         seg.close()
         unlink_instance(name)
+
+
+def test_fan_record_matches_the_c_layout() -> None:
+    """The event plan's fan array (numpy) has petra_fan_t's layout (csrc/event.h)."""
+    from petra._core import ffi
+    from petra.blocks._event import FAN_DTYPE
+
+    assert FAN_DTYPE.itemsize == ffi.sizeof("petra_fan_t")
+    fields = FAN_DTYPE.fields
+    assert fields is not None
+    assert fields["out_pos"][1] == ffi.offsetof("petra_fan_t", "out_pos")
