@@ -81,9 +81,10 @@ uint64_t petra__name_hash(const char *name, size_t len);
 int petra__index_insert(petra_dir_entry_t *dir, uint32_t *index, uint64_t mask, uint32_t i,
                         uint32_t *dup);
 /* Index entries 0..n-1 of a filled directory into a zeroed index; PETRA_EINVAL for a
- * name given twice (then *bad is the second entry). */
+ * name given twice (then *bad is the second entry). `hashes`: each entry's
+ * petra__name_hash, or NULL to compute them from the directory. */
 int petra__index_build(petra_dir_entry_t *dir, uint32_t n, uint32_t *index, uint64_t buckets,
-                       uint32_t *bad);
+                       const uint64_t *hashes, uint32_t *bad);
 /* 1 when a directory entry passes every check C can make on its own (ASCII text). */
 int petra__entry_plain_ok(const petra_dir_entry_t *d);
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -93,6 +94,16 @@ int petra_init_table(void *base, size_t size, const char *instance,
 
     uint8_t *b = base;
     petra_header_t *h = base;
+#ifdef MADV_POPULATE_WRITE
+    /* Every page before the journal (header, directory, index, slots) is written
+     * below. Faulting them in with one call saves a kernel entry per page (~50k at 1M
+     * signals; about 0.04 s of the 0.2 s the C part took). The journal is left to
+     * fault in as it fills: at 1M signals it is 192 MB that may stay untouched for
+     * minutes. A kernel without MADV_POPULATE_WRITE (< 5.14) refuses the call, and
+     * the stores fault as before. */
+    (void)madvise(base, align_up(p.j_off, 4096) < size ? align_up(p.j_off, 4096) : size,
+                  MADV_POPULATE_WRITE);
+#endif
     /* The caller just created this object with O_EXCL and ftruncate, so it reads as
      * zeros already (no memset: that would fault every page twice); no one else can
      * attach while magic is 0 (attach refuses), so plain stores are fine until the
@@ -129,19 +140,31 @@ int petra_init_table(void *base, size_t size, const char *instance,
     const char *nc = t->names, *uc = t->units, *oc = t->owners;
     const char *ne = t->names + t->names_len, *ue = t->units + t->units_len,
                *oe = t->owners + t->owners_len;
+    /* Each name's index hash is taken here, while its bytes are in cache; without
+     * the memory the index build hashes the directory itself. */
+    uint64_t *hashes = malloc((size_t)n_signals * sizeof(uint64_t) + 1);
+    int rc = PETRA_OK;
     for (uint32_t i = 0; i < n_signals; i++) {
         size_t nl = 0, ul = 0, ol = 0;
         const char *name = next_str(&nc, ne, &nl), *unit = next_str(&uc, ue, &ul),
                    *owner = next_str(&oc, oe, &ol);
         *bad = i;
-        if (!name || !unit || !owner) return PETRA_EINVAL;
-        if (t->types[i] < PETRA_T_BOOL || t->types[i] > PETRA_T_FLOAT) return PETRA_ETYPE;
-        if (nl == 0 || nl >= sizeof(dir[i].name) || ul >= sizeof(dir[i].unit) ||
-            ol >= sizeof(dir[i].owner))
-            return PETRA_EINVAL;
+        if (!name || !unit || !owner || nl == 0 || nl >= sizeof(dir[i].name) ||
+            ul >= sizeof(dir[i].unit) || ol >= sizeof(dir[i].owner)) {
+            rc = PETRA_EINVAL;
+            break;
+        }
+        if (t->types[i] < PETRA_T_BOOL || t->types[i] > PETRA_T_FLOAT) {
+            rc = PETRA_ETYPE;
+            break;
+        }
         /* A limit is a number or NaN (none); an inverted range is a caller bug. */
         double lo = t->min[i], hi = t->max[i];
-        if (!isnan(lo) && !isnan(hi) && lo > hi) return PETRA_EINVAL;
+        if (!isnan(lo) && !isnan(hi) && lo > hi) {
+            rc = PETRA_EINVAL;
+            break;
+        }
+        if (hashes) hashes[i] = petra__name_hash(name, nl);
         petra_dir_entry_t *d = &dir[i];
         memcpy(d->name, name, nl);
         memcpy(d->unit, unit, ul);
@@ -161,9 +184,13 @@ int petra_init_table(void *base, size_t size, const char *instance,
         atomic_store_explicit(&slots[i].source_ts_ns, now, memory_order_relaxed);
         slots[i].type = t->types[i];
     }
-    *bad = UINT32_MAX;
-    if (petra__index_build(dir, n_signals, index, p.idx_buckets, bad) != PETRA_OK)
-        return PETRA_EINVAL; /* a second entry of one name; *bad is the second */
+    if (rc == PETRA_OK) {
+        *bad = UINT32_MAX;
+        if (petra__index_build(dir, n_signals, index, p.idx_buckets, hashes, bad) != PETRA_OK)
+            rc = PETRA_EINVAL; /* a second entry of one name; *bad is the second */
+    }
+    free(hashes);
+    if (rc != PETRA_OK) return rc;
     h->directory_hash = dh;
     /* Release: pairs with the acquire load of magic in petra_open, so a process
      * that sees the magic sees every byte written above. */

@@ -4,7 +4,7 @@ Creating a segment from one C struct per signal cost ~17 us a signal, nearly all
 it Python filling cffi fields one by one. :class:`SignalArrays` holds the same
 information column by column instead: the names, units and owners as three byte
 blobs of NUL-terminated strings, the rest as numpy arrays. Packing a list of
-:class:`~petra.types.SignalDef` into it is a handful of list comprehensions; the C
+:class:`~petra.types.SignalDef` into it is one C-level pass per field; the C
 core (``petra_init_table``) then writes the directory, the name index and the slots
 in one pass.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,13 @@ def _blob(texts: Sequence[str]) -> bytes:
     return ("\0".join(texts) + "\0").encode("utf-8") if texts else b""
 
 
+def _limits(values: list[float | None]) -> npt.NDArray[np.float64]:
+    """A limit column: NaN where a signal has none (None)."""
+    if values.count(None) == len(values):
+        return np.full(len(values), math.nan)
+    return np.array([math.nan if v is None else v for v in values], np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class SignalArrays:
     """Every signal of a segment, column by column (entry i of each is signal i)."""
@@ -67,29 +75,39 @@ class SignalArrays:
 
     @classmethod
     def from_defs(cls, signals: Sequence[SignalDef]) -> SignalArrays:
-        """Pack :class:`SignalDef` records (already checked by their constructor)."""
+        """Pack :class:`SignalDef` records (already checked by their constructor).
+
+        One C-level pass per field (``map`` of an ``attrgetter``), no Python frame per
+        record: a generator per column cost ~0.7 s at 1M signals, most of creating the
+        segment; this takes ~0.5 s. Enum and bool fields go through ``bytes`` (they
+        are ints), and a column that holds its default everywhere (no initial value,
+        no limit) is filled without converting a million ``None``."""
         n = len(signals)
-        types = np.fromiter((s.type for s in signals), np.uint8, n)
-        writable = np.fromiter((s.writable for s in signals), np.bool_, n)
-        nonfinite = np.fromiter((s.allow_nonfinite for s in signals), np.bool_, n)
-        flags = (writable * np.uint32(FLAG_WRITABLE)) | (nonfinite * np.uint32(FLAG_NONFINITE))
+
+        def column(field: str) -> list[Any]:
+            return list(map(attrgetter(field), signals))
+
+        def small(field: str) -> npt.NDArray[np.uint8]:
+            return np.frombuffer(bytes(map(attrgetter(field), signals)), np.uint8)
+
+        flags = small("writable").astype(np.uint32) * np.uint32(FLAG_WRITABLE)
+        flags |= small("allow_nonfinite").astype(np.uint32) * np.uint32(FLAG_NONFINITE)
         initial = np.zeros(n, np.uint64)  # 0 bits: False, 0 and 0.0, the defaults
-        for i in [i for i, s in enumerate(signals) if s.initial is not None]:
-            sig = signals[i]
-            initial[i] = encode(sig.type, sig.initial, sig.name)  # type: ignore[arg-type]
-        nan = math.nan
+        inits = column("initial")
+        if inits.count(None) != n:
+            for i, value in enumerate(inits):
+                if value is not None:
+                    initial[i] = encode(signals[i].type, value, signals[i].name)
         return cls(
-            names=_blob([s.name for s in signals]),
-            units=_blob([s.unit for s in signals]),
-            owners=_blob([s.owner for s in signals]),
-            types=types,
-            flags=flags.astype(np.uint32, copy=False),
+            names=_blob(column("name")),
+            units=_blob(column("unit")),
+            owners=_blob(column("owner")),
+            types=small("type").copy(),  # frombuffer of bytes is read-only
+            flags=flags,
             initial=initial,
-            initial_quality=np.fromiter((s.initial_quality for s in signals), np.uint8, n),
-            minimum=np.fromiter((nan if s.minimum is None else s.minimum for s in signals),
-                                np.float64, n),
-            maximum=np.fromiter((nan if s.maximum is None else s.maximum for s in signals),
-                                np.float64, n),
+            initial_quality=small("initial_quality").copy(),
+            minimum=_limits(column("minimum")),
+            maximum=_limits(column("maximum")),
         )
 
     @classmethod
