@@ -144,7 +144,7 @@ static inline void petra__journal_put(petra_seg_t *seg, uint64_t pos, uint32_t s
         return;
     }
     atomic_store_explicit(&e->seq, want, memory_order_relaxed);
-    /* Release fence: pairs with the consumer's acquire fence in petra_journal_read;
+    /* Release fence: pairs with the consumer's acquire fence in petra_journal_read_sub;
      * orders the odd seq before the data stores below. */
     atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&e->value, value, memory_order_relaxed);

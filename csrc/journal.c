@@ -58,6 +58,18 @@ int64_t petra_journal_read(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
                            uint32_t *slot, uint64_t *value, uint8_t *type,
                            uint8_t *quality, int64_t *source_ts, int64_t *write_ts,
                            uint32_t *writer) {
+    return petra_journal_read_sub(seg, cur, max, slot, value, type, quality, NULL, source_ts,
+                                  write_ts, writer);
+}
+
+/* The substatus comes from the entry's own `tqs` word, loaded in the same read section
+ * as the value: it is the one the producer wrote with that value. Read from the slot
+ * afterwards it could belong to a newer write (a restarted scan's GOOD value after
+ * the supervisor's SCAN_DOWN mark). */
+int64_t petra_journal_read_sub(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
+                               uint32_t *slot, uint64_t *value, uint8_t *type,
+                               uint8_t *quality, uint8_t *substatus, int64_t *source_ts,
+                               int64_t *write_ts, uint32_t *writer) {
     uint64_t cap = seg->jmask + 1;
     uint64_t head = petra_journal_head(seg);
     size_t n = 0;
@@ -97,6 +109,7 @@ int64_t petra_journal_read(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
             if (value) value[n] = v;
             if (type) type[n] = t;
             if (quality) quality[n] = (uint8_t)(tqs >> 8);
+            if (substatus) substatus[n] = (uint8_t)(tqs >> 16);
             if (source_ts) source_ts[n] = st;
             if (write_ts) write_ts[n] = wt;
             if (writer) writer[n] = (uint32_t)(sw >> 32);

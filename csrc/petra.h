@@ -310,6 +310,12 @@ int64_t petra_journal_read(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
                            uint32_t *slot, uint64_t *value, uint8_t *type,
                            uint8_t *quality, int64_t *source_ts, int64_t *write_ts,
                            uint32_t *writer);
+/* petra_journal_read, with each entry's substatus (the one written with its value;
+ * NULL: not wanted). */
+int64_t petra_journal_read_sub(petra_seg_t *seg, petra_cursor_t *cur, size_t max,
+                               uint32_t *slot, uint64_t *value, uint8_t *type,
+                               uint8_t *quality, uint8_t *substatus, int64_t *source_ts,
+                               int64_t *write_ts, uint32_t *writer);
 int64_t petra_journal_append(petra_seg_t *seg, uint32_t slot, uint8_t type,
                              uint64_t value, uint8_t quality, uint8_t substatus,
                              int64_t source_ts_ns, int64_t write_ts_ns);

@@ -55,7 +55,7 @@ from petra.api._http import ApiError, jvalue
 from petra.errors import SignalBusyError
 from petra.security import AuthenticationError, Permission, PermissionDeniedError
 from petra.shm import JournalBatch, JournalConsumer
-from petra.types import QUALITIES, ApiCounter, Quality, SignalType
+from petra.types import QUALITIES, SUBSTATUSES, ApiCounter, Quality, SignalType
 
 log = logging.getLogger("petra.api.ws")
 
@@ -69,6 +69,7 @@ MAX_ENTRIES_PER_TICK = 1 << 18
 CLOSE_UNAUTHORISED = 4401
 RESYNC = "\0resync"
 _QNAMES = tuple(q.name for q in QUALITIES)
+_SUBNAMES = tuple(s.name for s in SUBSTATUSES)  # by raw byte: 256 entries
 
 
 class WsClient:
@@ -185,21 +186,10 @@ class Hub:
             change = {"signal": self.names[int(batch.slot[k])], "value": jvalue(v),
                       "quality": _QNAMES[q] if q < len(_QNAMES) else str(q),
                       "ts": int(batch.source_ts_ns[k])}
-            if q != Quality.GOOD:
-                change["substatus"] = self._substatus(int(batch.slot[k]),
-                                                      int(batch.write_ts_ns[k]))
+            if q != Quality.GOOD:  # why: the substatus written with this value
+                change["substatus"] = _SUBNAMES[int(batch.substatus[k])]
             out.append(change)
         return out
-
-    def _substatus(self, index: int, write_ts_ns: int) -> str:
-        """Why a change is not GOOD. The journal carries no substatus: it is taken from
-        the slot when the slot still holds that very write (same write time), else
-        NONE (as the history sink does; a later write carries its own)."""
-        try:
-            s = self.ctx.segment.read_index(index)
-        except SignalBusyError:  # its writer died or stopped inside: its own entry follows
-            return "NONE"
-        return s.substatus.name if s.write_ts_ns == write_ts_ns else "NONE"
 
     def snapshot(self, mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
         seg = self.ctx.segment

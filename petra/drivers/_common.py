@@ -68,6 +68,7 @@ from petra.shm import JournalConsumer, Quality, Segment, SignalInfo
 from petra.types import INT64_MAX, INT64_MIN, DriverCounter, SignalType, Substatus, Value
 
 log = logging.getLogger("petra.drivers")
+_SCAN_DOWN = int(Substatus.SCAN_DOWN)
 
 
 def _int_text(v: int) -> str:
@@ -191,10 +192,10 @@ class WriteFollower:
 
     ``poll`` returns the latest value per slot since the last call (coalesced), skipping
     entries this process wrote (writer id == own pid), BAD-quality entries and
-    SCAN_DOWN marks. The journal entry has no substatus, so the slot says: a non-GOOD
-    entry is a mark when the slot reads SCAN_DOWN and was last written by the entry's
-    writer (the supervisor; the scan's own entries have the scan's writer id). A mark
-    the restarted scan already replaced is followed by that newer entry."""
+    SCAN_DOWN marks. Each entry carries the substatus written with its value, so a
+    mark is known from the entry alone, however the slot was rewritten since (the
+    restarted scan's GOOD value, by another writer). A mark the restarted scan already
+    replaced is followed by that newer entry."""
 
     def __init__(self, segment: Segment, slots: Iterable[int],
                  own_writer: int | None = None) -> None:
@@ -207,10 +208,6 @@ class WriteFollower:
     @property
     def active(self) -> bool:
         return self._consumer is not None
-
-    def _is_mark(self, slot: int, writer: int) -> bool:
-        now = self._seg.read_index(slot)
-        return now.substatus == Substatus.SCAN_DOWN and now.writer == writer
 
     def poll(self) -> dict[int, Value]:
         out: dict[int, Value] = {}
@@ -225,12 +222,13 @@ class WriteFollower:
             slots = batch.slot.tolist()
             writers = batch.writer.tolist()
             quals = batch.quality.tolist()
+            subs = batch.substatus.tolist()
             values: list[Value] | None = None
             for k in range(n):
                 s = slots[k]
                 q = quals[k]
                 if s in self._slots and writers[k] != self._own and q != Quality.BAD:
-                    if q != Quality.GOOD and self._is_mark(s, writers[k]):
+                    if subs[k] == _SCAN_DOWN:
                         continue
                     if values is None:
                         values = batch.decoded()

@@ -52,7 +52,6 @@ from petra.types import (
     SINK_PREFIX,
     ConnState,
     HistoryCounter,
-    Quality,
 )
 
 log = logging.getLogger("petra.history")
@@ -149,7 +148,6 @@ class HistorySink(ConnectedProcess):
         self._signals_written: tuple[bool, int] | None = None
         self._alarm_idx = segment.index(cfg.alarm_signal) if cfg.alarm_signal else None
         self._lost_idx = segment.index(cfg.lost_signal) if cfg.lost_signal else None
-        self._not_good = int(Quality.GOOD)
         self._opened_once = False
 
     def _make_destinations(self, client_factory: Callable[[Any], Any] | None
@@ -213,8 +211,8 @@ class HistorySink(ConnectedProcess):
                 if not len(batch):
                     break
                 seen[batch.slot] = True
-                sub = self._substatus(batch.slot, batch.quality, batch.write_ts_ns)
-                self._append(self.recorder.offer(batch.slot, batch.value, batch.quality, sub,
+                self._append(self.recorder.offer(batch.slot, batch.value, batch.quality,
+                                                 batch.substatus,
                                                  batch.source_ts_ns, batch.write_ts_ns, now),
                              self.consumer.position)
             snap = self.seg.read_batch()
@@ -280,8 +278,8 @@ class HistorySink(ConnectedProcess):
                 return True
             if len(batch):
                 busy = True
-                sub = self._substatus(batch.slot, batch.quality, batch.write_ts_ns)
-                out = self.recorder.offer(batch.slot, batch.value, batch.quality, sub,
+                out = self.recorder.offer(batch.slot, batch.value, batch.quality,
+                                          batch.substatus,
                                           batch.source_ts_ns, batch.write_ts_ns, now)
                 self._append(out, self.consumer.position)
         else:
@@ -293,18 +291,6 @@ class HistorySink(ConnectedProcess):
         if self.wal.over_quota():
             self._enforce_quota()
         return busy
-
-    def _substatus(self, slot: Any, quality: Any, write_ts: Any) -> Any:
-        """Substatus of each entry. The journal's read API carries quality but not
-        substatus, so for the (rare) entries that are not GOOD it is read from the slot
-        when the slot still holds that very write (same write time); otherwise NONE."""
-        sub = np.zeros(len(slot), np.uint8)
-        bad = np.flatnonzero(quality != self._not_good)
-        for k in bad[:4096].tolist():
-            sample = self.seg.read_index(int(slot[k]))
-            if sample.write_ts_ns == int(write_ts[k]):
-                sub[k] = int(sample.substatus)
-        return sub
 
     def _append(self, samples: Samples, jpos: int) -> None:
         if not len(samples):

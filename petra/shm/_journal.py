@@ -45,6 +45,7 @@ class JournalBatch:
     value: npt.NDArray[np.uint64]
     type: npt.NDArray[np.uint8]
     quality: npt.NDArray[np.uint8]
+    substatus: npt.NDArray[np.uint8]  # written with the value (not read from the slot)
     source_ts_ns: npt.NDArray[np.int64]
     write_ts_ns: npt.NDArray[np.int64]
     writer: npt.NDArray[np.uint32]
@@ -54,7 +55,8 @@ class JournalBatch:
 
     def copy(self) -> JournalBatch:
         return JournalBatch(self.slot.copy(), self.value.copy(), self.type.copy(),
-                            self.quality.copy(), self.source_ts_ns.copy(),
+                            self.quality.copy(), self.substatus.copy(),
+                            self.source_ts_ns.copy(),
                             self.write_ts_ns.copy(), self.writer.copy())
 
     def values_f64(self) -> npt.NDArray[np.float64]:
@@ -94,6 +96,7 @@ class JournalConsumer:
         self._value = np.zeros(batch, np.uint64)
         self._type = np.zeros(batch, np.uint8)
         self._quality = np.zeros(batch, np.uint8)
+        self._sub = np.zeros(batch, np.uint8)
         self._sts = np.zeros(batch, np.int64)
         self._wts = np.zeros(batch, np.int64)
         self._writer = np.zeros(batch, np.uint32)
@@ -102,6 +105,7 @@ class JournalConsumer:
             ffi.from_buffer("uint64_t[]", self._value),
             ffi.from_buffer("uint8_t[]", self._type),
             ffi.from_buffer("uint8_t[]", self._quality),
+            ffi.from_buffer("uint8_t[]", self._sub),
             ffi.from_buffer("int64_t[]", self._sts),
             ffi.from_buffer("int64_t[]", self._wts),
             ffi.from_buffer("uint32_t[]", self._writer),
@@ -117,12 +121,13 @@ class JournalConsumer:
         if n_max < 1:
             raise ValueOutOfRangeError(f"max_entries must be >= 1, got {max_entries}")
         reserve = min(len(self._pending), n_max - 1) if self._pending else 0
-        n = int(lib.petra_journal_read(self._seg.handle, self._cur, n_max - reserve,
-                                       *self._ptrs))
+        n = int(lib.petra_journal_read_sub(self._seg.handle, self._cur, n_max - reserve,
+                                           *self._ptrs))
         if self._pending:
             n += self._deliver_pending(n, n_max - n)
         return JournalBatch(self._slot[:n], self._value[:n], self._type[:n],
-                            self._quality[:n], self._sts[:n], self._wts[:n], self._writer[:n])
+                            self._quality[:n], self._sub[:n], self._sts[:n], self._wts[:n],
+                            self._writer[:n])
 
     def _deliver_pending(self, at: int, room: int) -> int:
         """Append pending slots that read now (after the ring entries: their value is at
@@ -134,7 +139,8 @@ class JournalConsumer:
             if got < room and lib.petra_read(h, k, sample) == 0:
                 i = at + got
                 self._slot[i], self._value[i], self._type[i] = k, sample.u, sample.type
-                self._quality[i], self._sts[i] = sample.quality, sample.source_ts_ns
+                self._quality[i], self._sub[i] = sample.quality, sample.substatus
+                self._sts[i] = sample.source_ts_ns
                 self._wts[i], self._writer[i] = sample.write_ts_ns, sample.writer
                 got += 1
             else:

@@ -33,8 +33,8 @@ Pipeline (one asyncio loop, one broker connection)::
 
 Payloads: ``json`` is ``{"value": v, "quality": "GOOD", "substatus": "NONE", "ts": ns}``
 (ts = source time, ns since the Unix epoch; substatus says why a value is not GOOD, e.g.
-``NOT_CONNECTED``; the journal entry carries no substatus, so it is read from the slot
-when the entry is not GOOD); ``plain`` is the value alone (``true``, ``42``, ``1.5``),
+``NOT_CONNECTED``; it is the one the journal entry carries, written with the value,
+never a newer one read from the slot); ``plain`` is the value alone (``true``, ``42``, ``1.5``),
 for consumers that only want the number and accept not knowing its quality. A batch is
 ``[{"signal": s, "value": v, "quality": q, "substatus": sub, "ts": ns}, ...]``.
 """
@@ -251,7 +251,8 @@ class MqttOutSink(ConnectedProcess):
             return False
         self._offer(batch.slot.tolist(), batch.type.tolist(),
                     batch.value.view(np.float64).tolist(), batch.value.view(np.int64).tolist(),
-                    batch.quality.tolist(), batch.source_ts_ns.tolist())
+                    batch.quality.tolist(), batch.source_ts_ns.tolist(),
+                    batch.substatus.tolist())
         return True
 
     def _snapshot(self) -> None:
@@ -302,17 +303,20 @@ class MqttOutSink(ConnectedProcess):
         before = len(self.queue) + len(self.batch_buf)
         self._offer(list(range(len(snap.values))), self._types,
                     snap.values.view(np.float64).tolist(), snap.values.view(np.int64).tolist(),
-                    snap.quality.tolist(), snap.source_ts_ns.tolist())
+                    snap.quality.tolist(), snap.source_ts_ns.tolist(), None)
         log.info("event=journal_resync republished=%d",
                  len(self.queue) + len(self.batch_buf) - before)
 
     def _offer(  # noqa: PLR0917  # the columns of one journal batch
         self, slots: list[int], types: list[int], vf: list[float], vi: list[int],
-        quals: list[int], ts: list[int], *, force: bool = False,
+        quals: list[int], ts: list[int], subs: list[int] | None, *, force: bool = False,
     ) -> None:
         """Publish what the rules let through: nothing equal to what was last published
         (value, quality and substatus), deadband, minimum interval; with ``force``
-        (the snapshot on connect) every routed signal, rules aside."""
+        (the snapshot on connect) every routed signal, rules aside. ``subs``: each
+        entry's substatus, as the journal entry carries it (written with the value);
+        None for a snapshot of the slots, whose substatus is then read from the slot
+        (a not-GOOD one: GOOD has none)."""
         routes = self.routes
         now = self.clock()
         for k in range(len(slots)):
@@ -323,8 +327,10 @@ class MqttOutSink(ConnectedProcess):
             v: float | int | bool = (vf[k] if t == SignalType.FLOAT
                                      else vi[k] if t == SignalType.INT else vi[k] == 1)
             q = quals[k]
-            # the journal entry has no substatus: a non-GOOD one takes the slot's
-            sub = 0 if q == _GOOD else int(self.seg.read_index(slots[k]).substatus)
+            if subs is not None:
+                sub = subs[k]
+            else:
+                sub = 0 if q == _GOOD else int(self.seg.read_index(slots[k]).substatus)
             if force:
                 self._emit(route, v, q, ts[k], now, sub)
                 continue
