@@ -142,6 +142,17 @@ int64_t petra_event_run(petra_event_t *ev, const petra_instr_t *prog, size_t lo,
     if (lo >= hi) return 0;
     int64_t ran = 0;
     const size_t w_lo = lo >> 6, w_hi = (hi - 1) >> 6;
+    /* Start loading the instruction of every block already pending (a hint, no fault):
+     * at 1 % of 100k inputs changing the blocks to run are scattered over the program,
+     * and each one's record was a cache miss taken one at a time. */
+    for (size_t w = w_lo; w <= w_hi; w++) {
+        uint64_t bits = ev->pending[w];
+        while (bits) {
+            const unsigned b = (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            __builtin_prefetch(&prog[(w << 6) | b]);
+        }
+    }
     for (size_t w = w_lo; w <= w_hi; w++) {
         uint64_t limit = ~(uint64_t)0;
         if (w == w_hi && (hi & 63)) limit = ((uint64_t)1 << (hi & 63)) - 1;
