@@ -29,7 +29,7 @@ import mmap
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
@@ -314,8 +314,7 @@ class Segment:
             rc = _read(self._h, index, self._sample)
         except (TypeError, OverflowError):
             self._bad_index(index)
-        if rc and (rc != _core.EBUSY or not self._wait_for_holder(
-                index, lambda: int(_read(self._h, index, self._sample)))):
+        if rc and (rc != _core.EBUSY or not self._wait_for_holder(index)):
             self._fail(rc, index)
         t = self._types[index]
         v, sts, wts, writer, _, q, sub = (F_SAMPLE if t == _FLOAT else I_SAMPLE)(self._sbuf)
@@ -348,27 +347,19 @@ class Segment:
         return v == 1 if t == _BOOL else v
 
     def _get_slow(self, index: int, rc: int) -> Value:
-        """A failed :meth:`get_index`: a busy slot is waited for like a read's."""
+        """A failed :meth:`get_index`: a busy slot is read as :meth:`read_index` reads
+        it (waiting for a live holder), any other failure raises."""
         if rc == _core.EBUSY:
-            box: list[Value] = []
-
-            def again() -> int:
-                rcp = self._rc
-                t = self._types[index]
-                box[:] = [(_get_f64 if t == _FLOAT else _get_i64)(self._h, index, rcp)]
-                return int(rcp[0])  # set on every call
-
-            if self._wait_for_holder(index, again):
-                v = box[0]
-                return v == 1 if self._types[index] == _BOOL else v
+            return self.read_index(index).value
         self._fail(rc, index)
 
-    def _wait_for_holder(self, index: int, retry: Callable[[], int]) -> bool:
+    def _wait_for_holder(self, index: int) -> bool:
         """After a read found the slot busy: while its holder is alive and running (most
         likely preempted inside its few-instruction write section on a busy box), give
         it the CPU and read again, for up to the write wait (:meth:`set_write_wait`),
-        as a write does. True when a read then succeeded; False for a dead or stopped
-        holder, or one still inside at the deadline (the caller raises, naming it)."""
+        as a write does. True when a read then succeeded (the sample buffer holds it);
+        False for a dead or stopped holder, or one still inside at the deadline (the
+        caller raises, naming it)."""
         if self._closed or self._read_wait_s <= 0:
             return False
         deadline = time.monotonic() + self._read_wait_s
@@ -377,7 +368,7 @@ class Segment:
             holder = int(lib.petra_slot_holder(self._h, index))
             if holder and int(lib.petra_holder_state(holder)) != int(lib.PETRA_HOLDER_ALIVE):
                 return False
-            if retry() == 0:
+            if _read(self._h, index, self._sample) == 0:
                 return True
             if time.monotonic() >= deadline:
                 return False
