@@ -62,6 +62,8 @@ from petra.types import Quality, SignalDef, SignalType, Value
 FORMAT = 1
 SCAN_SECTION = "scan"
 """The plant artefact's section this module writes (``petra._artefact``)."""
+START_GATE_GO = b"go\n"
+"""What the supervisor writes to a scan's start gate once segment and plant are ready."""
 PR_SET_PDEATHSIG = 1
 # The child runs this (not ``-m``: runpy would import this module twice).
 _CHILD_CODE = "import sys; from petra.scan._plant import child; sys.exit(child(sys.argv[1:]))"

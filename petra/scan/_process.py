@@ -30,7 +30,13 @@ from petra._artefact import read_artefact
 from petra.errors import PetraError, ReloadError
 from petra.scan._clock import Clock, MonotonicClock
 from petra.scan._engine import BlockProgram, ScanEngine
-from petra.scan._plant import SCAN_SECTION, PlantLoadError, ScanPlant, compile_plant
+from petra.scan._plant import (
+    SCAN_SECTION,
+    START_GATE_GO,
+    PlantLoadError,
+    ScanPlant,
+    compile_plant,
+)
 from petra.scan._reload import ReloadWorker
 from petra.scan._retain import RetainKeeper
 from petra.scan._rt import RtSettings, RtState, apply, bound_threads
@@ -400,9 +406,6 @@ class ScanProcess:
         self._reload_counts[counter] = self._reload_counts.get(counter, 0) + 1
         if self._heartbeat is not None:
             self._heartbeat.set_counter(counter, self._reload_counts[counter])
-
-
-START_GATE_GO = b"go\n"  # petra.supervisor's; the scan does not import the supervisor
 
 
 def wait_start_gate(fd: int) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from petra._core import now_mono_ns
 from petra.errors import PetraError
 from petra.io import cancel_and_wait
-from petra.scan._plant import cpu_ticks
+from petra.scan._plant import START_GATE_GO, cpu_ticks
 from petra.shm import (
     Heartbeat,
     HeartbeatHandle,
@@ -73,8 +73,6 @@ TICK_S = 0.1
 STOP_TIMEOUT_S = 10.0
 DRIVER_SETTLE_S = 0.5
 RELOAD_TIMEOUT_S = 15.0
-START_GATE_GO = b"go\n"
-"""What the supervisor writes to a scan's start gate when segment and plant are ready."""
 REPEAT_SIGNAL_S = 1.0
 """A second stop signal sooner than this after the first is the same request (no force)."""
 
