@@ -38,10 +38,10 @@ def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
          log_level: str = "info", *, plant_data: str | None = None) -> int:
     """Run the alarm manager of the plant at ``plant_path`` against ``instance``
     (``plant_data``: see ``petra.config._handed``)."""
+    setup_logging(log_level, sink_role(SINK_ALARMS))
     try:
         from petra.config._handed import child_config
 
-        setup_logging(log_level, sink_role(SINK_ALARMS))
         config = child_config(plant_path, plant_data, instance, log)
         if config.alarms is None:
             raise ConfigError("the plant has no alarms: section", file=plant_path)
@@ -49,6 +49,5 @@ def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
                                                             plant_path), cpus, log_level,
                               plant_dir=Path(plant_path).resolve().parent)
     except PetraError as exc:
-        setup_logging(log_level, sink_role(SINK_ALARMS))
         log.error("event=alarms_failed error=%s", exc)
         return 1

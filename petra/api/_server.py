@@ -145,10 +145,10 @@ def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | Non
          port_file: str | None = None, plant_data: str | None = None) -> int:
     """Run the API of a plant against its running instance until SIGTERM/SIGINT
     (``plant_data``: the supervisor's validated plant, see ``petra.config._handed``)."""
+    setup_logging(log_level, ROLE_API)
     try:
         from petra.config._handed import child_config
 
-        setup_logging(log_level, ROLE_API)
         config = child_config(plant_path, plant_data, instance, log)
         cfg = config.api
         if cfg is None:
@@ -171,6 +171,5 @@ def main(plant_path: str, instance: str | None = None, cpus: Sequence[int] | Non
 
         return run_process(make, inst, ROLE_API, cpus, log_level)
     except PetraError as exc:
-        setup_logging(log_level, ROLE_API)
         log.error("event=api_failed error=%s", exc)
         return 1

@@ -60,10 +60,10 @@ def main(plant_path: str, instance: str, name: str,
          plant_data: str | None = None) -> int:
     """Run the driver ``name`` of a plant against ``instance``; ``plant_data`` is the
     supervisor's validated plant (``petra.config._handed``), else the file is loaded."""
+    setup_logging(log_level, driver_role(name))
     try:
         from petra.config._handed import child_config
 
-        setup_logging(log_level, driver_role(name))
         root = child_config(plant_path, plant_data, instance, log)
         for cfg in root.drivers:
             if cfg.name == name:
@@ -74,6 +74,5 @@ def main(plant_path: str, instance: str, name: str,
         raise ConfigError(f"no driver named {name!r} (drivers: {names})",
                           file=plant_path, key_path="drivers")
     except PetraError as exc:
-        setup_logging(log_level, driver_role(name))
         log.error("event=driver_failed name=%s error=%s", name, exc)
         return 1

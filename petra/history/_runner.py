@@ -33,16 +33,15 @@ def main(plant_path: str, instance: str, cpus: Sequence[int] | None = None,
          log_level: str = "info", *, plant_data: str | None = None) -> int:
     """Run the history sink of the plant at ``plant_path`` against ``instance``
     (``plant_data``: see ``petra.config._handed``)."""
+    setup_logging(log_level, sink_role(SINK_HISTORY))
     try:
         from petra.config._handed import child_config
 
-        setup_logging(log_level, sink_role(SINK_HISTORY))
         cfg = child_config(plant_path, plant_data, instance, log).history
         if cfg is None:
             raise ConfigError("the plant has no history: section", file=plant_path)
         return run_standalone(cfg, instance, resolve_dir(cfg, instance, plant_path), cpus,
                               log_level)
     except PetraError as exc:
-        setup_logging(log_level, sink_role(SINK_HISTORY))
         log.error("event=history_failed error=%s", exc)
         return 1

@@ -37,13 +37,13 @@ def main(plant_path: str, instance: str, name: str = SINK_MQTT_OUT,
          plant_data: str | None = None) -> int:
     """Run the sink ``name`` of a plant against ``instance`` (``plant_data``: see
     ``petra.config._handed``)."""
+    setup_logging(log_level, sink_role(SINK_MQTT_OUT))  # the one sink this runs
     try:
         if name not in SINK_NAMES and name not in map(sink_role, SINK_NAMES):
             raise ConfigError(f"no sink named {name!r} (sinks: {', '.join(SINK_NAMES)})",
                               file=plant_path)
         from petra.config._handed import child_config
 
-        setup_logging(log_level, sink_role(SINK_MQTT_OUT))
         config = child_config(plant_path, plant_data, instance, log)
         mqtt = config.mqtt
         if mqtt is None:
@@ -51,6 +51,5 @@ def main(plant_path: str, instance: str, name: str = SINK_MQTT_OUT,
         audit = plant_audit_log(config.api, Path(plant_path).resolve().parent, instance)
         return run_standalone(mqtt, instance, cpus, log_level=log_level, audit=audit)
     except PetraError as exc:
-        setup_logging(log_level, sink_role(name))
         log.error("event=sink_failed name=%s error=%s", name, exc)
         return 1
