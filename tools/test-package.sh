@@ -220,8 +220,23 @@ systemd-nspawn -D / --volatile=yes --bind-ro=/etc/petra --private-network \
     --register=no --keep-unit --console=passive --capability=CAP_IPC_LOCK -M "$machine" \
     -b -- systemd.firstboot=off >"$work/nspawn.log" 2>&1 &
 nspawn_pid=$!
-for _ in $(seq 100); do leader=$(pgrep -P "$nspawn_pid" || true); [ -n "$leader" ] && break; sleep 0.1; done
-[ -n "$leader" ] || { cat "$work/nspawn.log"; fatal "the container did not start"; }
+# The container's PID 1 (its init): a child or grandchild of nspawn that is PID 1 in its
+# own namespace. nspawn's first child is a short-lived helper that sets up the mounts and
+# forks the init; on a loaded box it is still there when we look, and entering its
+# namespaces gives an empty answer from systemctl for the whole boot.
+container_init() {
+    local p c
+    for p in $(pgrep -P "$nspawn_pid" || true); do
+        for c in "$p" $(pgrep -P "$p" || true); do
+            awk '/^NSpid:/ { exit !(NF > 2 && $NF == 1) }' "/proc/$c/status" 2>/dev/null &&
+                { echo "$c"; return 0; }
+        done
+    done
+    return 1
+}
+leader=
+for _ in $(seq 300); do leader=$(container_init || true); [ -n "$leader" ] && break; sleep 0.1; done
+[ -n "$leader" ] || { cat "$work/nspawn.log"; fatal "the container did not start (no init in 30 s)"; }
 ct() { nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 for _ in $(seq 300); do
     state=$(ct systemctl is-system-running 2>/dev/null || true)
